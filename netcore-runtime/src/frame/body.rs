@@ -1,0 +1,335 @@
+//! Frame bodies: `type ‖ fields ‖ payload ‖ crc32` (docs/PROTOCOL.md §3, §5).
+
+use bytes::{Buf, BufMut, Bytes};
+
+use super::types::*;
+use super::{FrameError, CRC_LEN, MIN_BODY};
+use crate::varint;
+
+/// Exact number of bytes [`encode_body`] appends for `frame`, CRC included.
+pub fn encoded_body_len(frame: &Frame) -> usize {
+    1 + fields_len(frame) + CRC_LEN
+}
+
+fn fields_len(frame: &Frame) -> usize {
+    let vlen = varint::encoded_len;
+    match frame {
+        Frame::Hello(h) => {
+            2 + 2
+                + 8
+                + vlen(h.limits.max_frame.into())
+                + vlen(h.limits.max_message)
+                + vlen(h.limits.inline_limit)
+                + vlen(h.limits.window)
+                + vlen(h.limits.max_in_flight.into())
+        }
+        Frame::Head(h) => {
+            let route = match &h.route {
+                None => 0,
+                Some(Route::Id(_)) => 4,
+                Some(Route::Name(n)) => vlen(n.len() as u64) + n.len(),
+            };
+            let total = if h.is_complete() { 0 } else { vlen(h.total) };
+            let meta = h.meta.as_ref().map_or(0, |m| vlen(m.len() as u64) + m.len());
+            1 + vlen(h.xid.to_wire()) + route + total + meta + h.payload.len()
+        }
+        Frame::Data(d) => 1 + vlen(d.xid.to_wire()) + vlen(d.offset) + d.payload.len(),
+        Frame::Cancel { xid, .. } => vlen(xid.to_wire()) + 1,
+        Frame::Credit { limit } => vlen(*limit),
+        Frame::Ping { nonce } | Frame::Pong { nonce } => vlen(*nonce),
+        Frame::GoAway { message, .. } => 1 + message.len(),
+        Frame::Extension { body, .. } => body.len(),
+    }
+}
+
+/// Appends the body of `frame`, its CRC32 included, to `out`.
+///
+/// # Panics
+/// If a HEAD's payload is longer than its `total`, or a DATA payload is empty: the session never
+/// builds such frames, and the decoder rejects them.
+pub fn encode_body(frame: &Frame, out: &mut impl BufMutSlice) {
+    let start = out.written();
+    out.reserve_more(encoded_body_len(frame));
+    match frame {
+        Frame::Hello(h) => {
+            out.put_u8(FrameType::HELLO.0);
+            out.put_slice(&HELLO_MAGIC);
+            out.put_u8(h.version_min);
+            out.put_u8(h.version_max);
+            out.put_u64_le(h.fingerprint);
+            varint::put(out, h.limits.max_frame.into());
+            varint::put(out, h.limits.max_message);
+            varint::put(out, h.limits.inline_limit);
+            varint::put(out, h.limits.window);
+            varint::put(out, h.limits.max_in_flight.into());
+        }
+        Frame::Head(h) => encode_head(h, out),
+        Frame::Data(d) => {
+            assert!(!d.payload.is_empty(), "DATA frames carry at least one byte");
+            out.put_u8(FrameType::DATA.0);
+            out.put_u8(if d.end { DATA_END } else { 0 });
+            varint::put(out, d.xid.to_wire());
+            varint::put(out, d.offset);
+            out.put_slice(&d.payload);
+        }
+        Frame::Cancel { xid, reason } => {
+            out.put_u8(FrameType::CANCEL.0);
+            varint::put(out, xid.to_wire());
+            out.put_u8(reason.0);
+        }
+        Frame::Credit { limit } => {
+            out.put_u8(FrameType::CREDIT.0);
+            varint::put(out, *limit);
+        }
+        Frame::Ping { nonce } | Frame::Pong { nonce } => {
+            let ty = if matches!(frame, Frame::Ping { .. }) { FrameType::PING } else { FrameType::PONG };
+            out.put_u8(ty.0);
+            varint::put(out, *nonce);
+        }
+        Frame::GoAway { code, message } => {
+            out.put_u8(FrameType::GOAWAY.0);
+            out.put_u8(code.0);
+            out.put_slice(message.as_bytes());
+        }
+        Frame::Extension { ty, body } => {
+            out.put_u8(ty.0);
+            out.put_slice(body);
+        }
+    }
+    let crc = crc32fast::hash(out.since(start));
+    out.put_u32_le(crc);
+}
+
+fn encode_head(h: &Head, out: &mut impl BufMut) {
+    assert!(h.payload.len() as u64 <= h.total, "HEAD payload longer than its total");
+    let mut flags = (h.kind as u8) << HEAD_KIND_SHIFT | h.priority.level() << HEAD_PRIORITY_SHIFT;
+    if h.is_complete() {
+        flags |= HEAD_END;
+    }
+    if matches!(h.route, Some(Route::Name(_))) {
+        flags |= HEAD_ROUTE_NAME;
+    }
+    if h.meta.is_some() {
+        flags |= HEAD_META;
+    }
+    out.put_u8(FrameType::HEAD.0);
+    out.put_u8(flags);
+    varint::put(out, h.xid.to_wire());
+    match &h.route {
+        None => {}
+        Some(Route::Id(id)) => out.put_u32_le(*id),
+        Some(Route::Name(name)) => {
+            varint::put(out, name.len() as u64);
+            out.put_slice(name.as_bytes());
+        }
+    }
+    if !h.is_complete() {
+        varint::put(out, h.total);
+    }
+    if let Some(meta) = &h.meta {
+        varint::put(out, meta.len() as u64);
+        out.put_slice(meta);
+    }
+    out.put_slice(&h.payload);
+}
+
+/// A growable output buffer whose written bytes can be read back for the CRC.
+pub trait BufMutSlice: BufMut {
+    /// Bytes written so far.
+    fn written(&self) -> usize;
+    /// The bytes written since position `start`.
+    fn since(&self, start: usize) -> &[u8];
+    /// Makes room for `additional` more bytes.
+    fn reserve_more(&mut self, additional: usize);
+}
+
+impl BufMutSlice for bytes::BytesMut {
+    fn written(&self) -> usize {
+        self.len()
+    }
+    fn since(&self, start: usize) -> &[u8] {
+        &self[start..]
+    }
+    fn reserve_more(&mut self, additional: usize) {
+        self.reserve(additional);
+    }
+}
+
+impl BufMutSlice for Vec<u8> {
+    fn written(&self) -> usize {
+        self.len()
+    }
+    fn since(&self, start: usize) -> &[u8] {
+        &self[start..]
+    }
+    fn reserve_more(&mut self, additional: usize) {
+        self.reserve(additional);
+    }
+}
+
+/// Decodes one whole body, CRC included. The CRC is checked before any field is read.
+pub fn decode_body(body: Bytes) -> Result<Frame, FrameError> {
+    if body.len() < MIN_BODY {
+        return Err(FrameError::Short(body.len()));
+    }
+    let split = body.len() - CRC_LEN;
+    let carried = u32::from_le_bytes(body[split..].try_into().expect("4 bytes"));
+    let computed = crc32fast::hash(&body[..split]);
+    if computed != carried {
+        return Err(FrameError::BadCrc { computed, carried });
+    }
+    let ty = FrameType(body[0]);
+    let fields = body.slice(1..split);
+    match ty {
+        FrameType::HELLO => decode_hello(&fields).map(Frame::Hello),
+        FrameType::HEAD => decode_head(fields).map(Frame::Head),
+        FrameType::DATA => decode_data(fields).map(Frame::Data),
+        FrameType::CANCEL => {
+            let mut r = &fields[..];
+            let xid = get_xid(&mut r, "CANCEL")?;
+            let reason = CancelReason(get_u8(&mut r)?);
+            finish(r, "CANCEL")?;
+            Ok(Frame::Cancel { xid, reason })
+        }
+        FrameType::CREDIT => {
+            let mut r = &fields[..];
+            let limit = varint::get(&mut r)?;
+            finish(r, "CREDIT")?;
+            Ok(Frame::Credit { limit })
+        }
+        FrameType::PING | FrameType::PONG => {
+            let mut r = &fields[..];
+            let nonce = varint::get(&mut r)?;
+            finish(r, if ty == FrameType::PING { "PING" } else { "PONG" })?;
+            Ok(if ty == FrameType::PING { Frame::Ping { nonce } } else { Frame::Pong { nonce } })
+        }
+        FrameType::GOAWAY => {
+            let mut r = &fields[..];
+            let code = GoAwayCode(get_u8(&mut r)?);
+            // A damaged reason text must not cost the code: replace invalid UTF-8.
+            let message = String::from_utf8_lossy(r).into_owned();
+            Ok(Frame::GoAway { code, message })
+        }
+        ty if ty.is_ignorable() => Ok(Frame::Extension { ty, body: fields }),
+        FrameType(other) => Err(FrameError::UnknownType(other)),
+    }
+}
+
+fn invalid(frame: &'static str, field: &'static str) -> FrameError {
+    FrameError::Invalid { frame, field }
+}
+
+fn get_u8(r: &mut &[u8]) -> Result<u8, FrameError> {
+    if r.is_empty() {
+        return Err(FrameError::Truncated);
+    }
+    Ok(r.get_u8())
+}
+
+fn get_xid(r: &mut &[u8], frame: &'static str) -> Result<Xid, FrameError> {
+    Xid::from_wire(varint::get(r)?).ok_or(invalid(frame, "exchange id"))
+}
+
+fn finish(rest: &[u8], frame: &'static str) -> Result<(), FrameError> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(frame, "trailing bytes"))
+    }
+}
+
+fn decode_hello(fields: &[u8]) -> Result<Hello, FrameError> {
+    let mut r = fields;
+    if r.len() < 12 {
+        return Err(FrameError::Truncated);
+    }
+    if r[..2] != HELLO_MAGIC {
+        return Err(invalid("HELLO", "magic"));
+    }
+    r.advance(2);
+    let version_min = r.get_u8();
+    let version_max = r.get_u8();
+    let fingerprint = r.get_u64_le();
+    let limits = Limits {
+        max_frame: varint::get_u32(&mut r)?,
+        max_message: varint::get(&mut r)?,
+        inline_limit: varint::get(&mut r)?,
+        window: varint::get(&mut r)?,
+        max_in_flight: varint::get_u32(&mut r)?,
+    };
+    // Trailing bytes are fields of later versions: ignored (§5.1).
+    Ok(Hello { version_min, version_max, fingerprint, limits })
+}
+
+fn decode_head(fields: Bytes) -> Result<Head, FrameError> {
+    let mut r = &fields[..];
+    let flags = get_u8(&mut r)?;
+    let kind = kind_from_flags(flags);
+    let priority = Priority::new(flags >> HEAD_PRIORITY_SHIFT);
+    let xid = get_xid(&mut r, "HEAD")?;
+    if xid.opened_by_receiver == kind.opens_exchange() {
+        return Err(invalid("HEAD", "exchange id side"));
+    }
+    let route = if !kind.opens_exchange() {
+        if flags & HEAD_ROUTE_NAME != 0 {
+            return Err(invalid("HEAD", "route flag"));
+        }
+        None
+    } else if flags & HEAD_ROUTE_NAME != 0 {
+        let len = field_len(&mut r)?;
+        let name = std::str::from_utf8(&r[..len]).map_err(|_| invalid("HEAD", "route name"))?;
+        let route = Route::Name(name.to_owned());
+        r.advance(len);
+        Some(route)
+    } else {
+        if r.len() < 4 {
+            return Err(FrameError::Truncated);
+        }
+        Some(Route::Id(r.get_u32_le()))
+    };
+    let complete = flags & HEAD_END != 0;
+    let total = if complete { None } else { Some(varint::get(&mut r)?) };
+    let meta = if flags & HEAD_META != 0 {
+        let len = field_len(&mut r)?;
+        let start = fields.len() - r.len();
+        r.advance(len);
+        Some(fields.slice(start..start + len))
+    } else {
+        None
+    };
+    let payload = fields.slice(fields.len() - r.len()..);
+    let total = match total {
+        None => payload.len() as u64,
+        // A HEAD without END leaves at least one byte for a DATA frame.
+        Some(total) if total > payload.len() as u64 => total,
+        Some(_) => return Err(invalid("HEAD", "total")),
+    };
+    Ok(Head { xid, kind, priority, route, meta, total, payload })
+}
+
+/// A length-prefixed field's length, checked against the bytes actually present.
+fn field_len(r: &mut &[u8]) -> Result<usize, FrameError> {
+    let len = varint::get(r)?;
+    if len > r.len() as u64 {
+        return Err(FrameError::Truncated);
+    }
+    Ok(len as usize)
+}
+
+fn decode_data(fields: Bytes) -> Result<Data, FrameError> {
+    let mut r = &fields[..];
+    let flags = get_u8(&mut r)?;
+    if flags & !DATA_END != 0 {
+        return Err(invalid("DATA", "flags"));
+    }
+    let xid = get_xid(&mut r, "DATA")?;
+    let offset = varint::get(&mut r)?;
+    if r.is_empty() {
+        return Err(invalid("DATA", "empty payload"));
+    }
+    if offset.checked_add(r.len() as u64).is_none() {
+        return Err(invalid("DATA", "offset"));
+    }
+    let payload = fields.slice(fields.len() - r.len()..);
+    Ok(Data { xid, offset, end: flags & DATA_END != 0, payload })
+}

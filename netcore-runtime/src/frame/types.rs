@@ -1,0 +1,354 @@
+use bytes::Bytes;
+
+/// A frame's type byte (§3.1). Types with the high bit set are extensions a receiver may ignore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameType(pub u8);
+
+impl FrameType {
+    /// Handshake: magic, versions, schema fingerprint and limits (§5.1).
+    pub const HELLO: Self = Self(0x01);
+    /// First frame of a message: kind, route, total length and the first payload bytes (§5.2).
+    pub const HEAD: Self = Self(0x02);
+    /// A further chunk of a message's payload at an offset (§5.3).
+    pub const DATA: Self = Self(0x03);
+    /// Abandons an exchange in both directions (§5.4).
+    pub const CANCEL: Self = Self(0x04);
+    /// Raises the sender's flow-control limit (§5.5).
+    pub const CREDIT: Self = Self(0x05);
+    /// Liveness probe (§5.6).
+    pub const PING: Self = Self(0x06);
+    /// Answer to a PING (§5.6).
+    pub const PONG: Self = Self(0x07);
+    /// The sender is closing the connection, with a code and a reason (§5.7).
+    pub const GOAWAY: Self = Self(0x08);
+
+    /// Whether a receiver that does not know this type must skip it rather than fail (§3.1).
+    pub const fn is_ignorable(self) -> bool {
+        self.0 & 0x80 != 0
+    }
+}
+
+/// Identifies an exchange (a message and, for requests, its response) on the wire (§6).
+///
+/// Each side numbers the exchanges it opens. The wire form is the varint `id << 1 | bit`, where
+/// the bit is 0 when the frame's sender opened the exchange and 1 when its receiver did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Xid {
+    /// The opener's exchange number.
+    pub id: u32,
+    /// Whether the frame's receiver (rather than its sender) opened the exchange.
+    pub opened_by_receiver: bool,
+}
+
+impl Xid {
+    /// An exchange opened by the frame's sender.
+    pub const fn sender(id: u32) -> Self {
+        Self { id, opened_by_receiver: false }
+    }
+
+    /// An exchange opened by the frame's receiver.
+    pub const fn receiver(id: u32) -> Self {
+        Self { id, opened_by_receiver: true }
+    }
+
+    pub(crate) const fn to_wire(self) -> u64 {
+        (self.id as u64) << 1 | self.opened_by_receiver as u64
+    }
+
+    pub(crate) fn from_wire(value: u64) -> Option<Self> {
+        let id = u32::try_from(value >> 1).ok()?;
+        Some(Self { id, opened_by_receiver: value & 1 == 1 })
+    }
+}
+
+/// What a message is (§5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Asks for a response; opens an exchange.
+    Request = 0,
+    /// The successful answer to a request.
+    Response = 1,
+    /// The failed answer to a request; the payload describes the failure.
+    Error = 2,
+    /// A message that expects no answer; opens an exchange that ends with it.
+    OneWay = 3,
+}
+
+impl Kind {
+    /// Whether this kind opens an exchange (and so carries a route).
+    pub const fn opens_exchange(self) -> bool {
+        matches!(self, Kind::Request | Kind::OneWay)
+    }
+
+    const fn from_bits(bits: u8) -> Self {
+        match bits & 3 {
+            0 => Kind::Request,
+            1 => Kind::Response,
+            2 => Kind::Error,
+            _ => Kind::OneWay,
+        }
+    }
+}
+
+/// Scheduling class of a message: 0 is the least urgent, 7 the most (§7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Priority(u8);
+
+impl Priority {
+    /// Bulk transfers that should yield to everything else.
+    pub const LOW: Self = Self(1);
+    /// The default.
+    pub const NORMAL: Self = Self(3);
+    /// Interactive calls.
+    pub const HIGH: Self = Self(5);
+    /// Commands that must overtake all other traffic.
+    pub const CRITICAL: Self = Self(7);
+    /// Number of classes.
+    pub const LEVELS: usize = 8;
+
+    /// A priority from 0 to 7; larger values are clamped to 7.
+    pub const fn new(level: u8) -> Self {
+        Self(if level > 7 { 7 } else { level })
+    }
+
+    /// The class, 0 to 7.
+    pub const fn level(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Self::NORMAL
+    }
+}
+
+/// Where a request or one-way message goes (§5.2).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// A compact route id: [`route_id`] of the route's name.
+    Id(u32),
+    /// The route's name in full, for untyped routes.
+    Name(String),
+}
+
+impl Route {
+    /// The id this route is dispatched by: its own for [`Route::Id`], the hash of the name otherwise.
+    pub fn id(&self) -> u32 {
+        match self {
+            Route::Id(id) => *id,
+            Route::Name(name) => route_id(name),
+        }
+    }
+}
+
+/// The compact id of a route name: 32-bit FNV-1a of its UTF-8 bytes (§5.2).
+pub const fn route_id(name: &str) -> u32 {
+    let bytes = name.as_bytes();
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    hash
+}
+
+/// HELLO: the first frame each side sends (§5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// Oldest protocol version the sender speaks.
+    pub version_min: u8,
+    /// Newest protocol version the sender speaks.
+    pub version_max: u8,
+    /// Hash of the sender's service declarations; 0 for an untyped endpoint.
+    pub fingerprint: u64,
+    /// What the sender accepts.
+    pub limits: Limits,
+}
+
+/// What a receiver accepts, announced in its HELLO (§8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame body, CRC included.
+    pub max_frame: u32,
+    /// Largest message payload.
+    pub max_message: u64,
+    /// Largest payload kept in memory while it arrives; larger ones go to storage (§8.2).
+    pub inline_limit: u64,
+    /// Flow-control window in payload bytes; 0 means the receiver does not use credit (§5.5).
+    pub window: u64,
+    /// Most messages the receiver reassembles at once.
+    pub max_in_flight: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame: 64 * 1024,
+            max_message: 1 << 30,
+            inline_limit: 1 << 20,
+            window: 4 << 20,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// HEAD: opens a message and carries its first payload bytes (§5.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The exchange this message belongs to.
+    pub xid: Xid,
+    /// What the message is.
+    pub kind: Kind,
+    /// Its scheduling class.
+    pub priority: Priority,
+    /// Its destination; present exactly for kinds that open an exchange.
+    pub route: Option<Route>,
+    /// Metadata for the endpoint layer, opaque to the core.
+    pub meta: Option<Bytes>,
+    /// Length of the whole payload.
+    pub total: u64,
+    /// The first payload bytes; when they are the whole payload the message is complete.
+    pub payload: Bytes,
+}
+
+impl Head {
+    /// Whether this frame carries the whole message.
+    pub fn is_complete(&self) -> bool {
+        self.payload.len() as u64 == self.total
+    }
+}
+
+/// DATA: a further chunk of a message's payload (§5.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Data {
+    /// The exchange the message belongs to.
+    pub xid: Xid,
+    /// Position of the first byte of `payload` in the message's payload.
+    pub offset: u64,
+    /// Set on the chunk that ends the message.
+    pub end: bool,
+    /// The bytes; never empty.
+    pub payload: Bytes,
+}
+
+/// Why an exchange was cancelled (§5.4). Unknown codes are kept as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CancelReason(pub u8);
+
+impl CancelReason {
+    /// The application gave up (a dropped call, an explicit cancel).
+    pub const CANCELLED: Self = Self(0);
+    /// A deadline passed.
+    pub const TIMED_OUT: Self = Self(1);
+    /// The message exceeds the receiver's limits.
+    pub const TOO_LARGE: Self = Self(2);
+    /// Part of the message was lost or damaged in transit.
+    pub const DAMAGED: Self = Self(3);
+    /// The receiver had too many messages in flight.
+    pub const REFUSED: Self = Self(4);
+    /// The receiver is shutting down and takes no new exchanges.
+    pub const SHUTTING_DOWN: Self = Self(5);
+    /// The payload could not be read (sender) or stored (receiver).
+    pub const IO: Self = Self(6);
+}
+
+/// Why a connection is being closed (§5.7). Unknown codes are kept as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GoAwayCode(pub u8);
+
+impl GoAwayCode {
+    /// Orderly shutdown.
+    pub const NORMAL: Self = Self(0);
+    /// The peer broke a rule of the protocol.
+    pub const PROTOCOL: Self = Self(1);
+    /// No protocol version in common.
+    pub const VERSION: Self = Self(2);
+    /// Different service declarations on the two sides.
+    pub const FINGERPRINT: Self = Self(3);
+    /// The peer exceeded a limit it was told about.
+    pub const LIMIT: Self = Self(4);
+    /// The peer sent more than its flow-control credit.
+    pub const FLOW_CONTROL: Self = Self(5);
+    /// No traffic within the keepalive deadline.
+    pub const TIMEOUT: Self = Self(6);
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Frame {
+    /// §5.1
+    Hello(Hello),
+    /// §5.2
+    Head(Head),
+    /// §5.3
+    Data(Data),
+    /// §5.4
+    Cancel {
+        /// The exchange to abandon.
+        xid: Xid,
+        /// Why.
+        reason: CancelReason,
+    },
+    /// §5.5
+    Credit {
+        /// Total payload bytes the receiver of this frame may have sent, from the start.
+        limit: u64,
+    },
+    /// §5.6
+    Ping {
+        /// Echoed in the PONG.
+        nonce: u64,
+    },
+    /// §5.6
+    Pong {
+        /// The PING's nonce.
+        nonce: u64,
+    },
+    /// §5.7
+    GoAway {
+        /// Why.
+        code: GoAwayCode,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// A frame of an ignorable extension type (§3.1), kept for inspection.
+    Extension {
+        /// Its type byte.
+        ty: FrameType,
+        /// Its fields, CRC excluded.
+        body: Bytes,
+    },
+}
+
+impl Frame {
+    /// The type byte this frame is encoded with.
+    pub fn frame_type(&self) -> FrameType {
+        match self {
+            Frame::Hello(_) => FrameType::HELLO,
+            Frame::Head(_) => FrameType::HEAD,
+            Frame::Data(_) => FrameType::DATA,
+            Frame::Cancel { .. } => FrameType::CANCEL,
+            Frame::Credit { .. } => FrameType::CREDIT,
+            Frame::Ping { .. } => FrameType::PING,
+            Frame::Pong { .. } => FrameType::PONG,
+            Frame::GoAway { .. } => FrameType::GOAWAY,
+            Frame::Extension { ty, .. } => *ty,
+        }
+    }
+}
+
+pub(super) const HEAD_END: u8 = 0x01;
+pub(super) const HEAD_ROUTE_NAME: u8 = 0x02;
+pub(super) const HEAD_META: u8 = 0x04;
+pub(super) const HEAD_KIND_SHIFT: u8 = 3;
+pub(super) const HEAD_PRIORITY_SHIFT: u8 = 5;
+pub(super) const DATA_END: u8 = 0x01;
+pub(super) const HELLO_MAGIC: [u8; 2] = *b"NC";
+
+pub(super) fn kind_from_flags(flags: u8) -> Kind {
+    Kind::from_bits(flags >> HEAD_KIND_SHIFT)
+}

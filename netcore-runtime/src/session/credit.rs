@@ -1,0 +1,143 @@
+//! Connection-level flow control in payload bytes (docs/PROTOCOL.md §5.5).
+
+use super::ProtocolError;
+
+/// The sender's view: how much payload the peer allows us to have sent.
+#[derive(Debug, Default)]
+pub(super) struct SendCredit {
+    /// Absolute limit granted by the peer; `None` when the peer uses no credit (window 0).
+    limit: Option<u64>,
+    /// Payload bytes sent so far.
+    sent: u64,
+    /// Unsent bytes of started in-memory messages, promised to them (§5.5 liveness rule).
+    reserved: u64,
+}
+
+impl SendCredit {
+    /// Starts from the peer's announced window.
+    pub(super) fn open(&mut self, window: u64) {
+        self.limit = (window > 0).then_some(window);
+    }
+
+    /// Bytes a new chunk or message may still use.
+    pub(super) fn available(&self) -> u64 {
+        match self.limit {
+            None => u64::MAX,
+            Some(limit) => limit.saturating_sub(self.sent + self.reserved),
+        }
+    }
+
+    /// Applies a CREDIT frame; stale or repeated limits are ignored.
+    pub(super) fn raise(&mut self, limit: u64) {
+        if let Some(current) = &mut self.limit {
+            *current = (*current).max(limit);
+        }
+    }
+
+    pub(super) fn reserve(&mut self, bytes: u64) {
+        self.reserved += bytes;
+    }
+
+    pub(super) fn unreserve(&mut self, bytes: u64) {
+        self.reserved -= bytes;
+    }
+
+    /// Records `bytes` sent, out of a reservation or out of the free credit.
+    pub(super) fn spend(&mut self, bytes: u64, reserved: bool) {
+        if reserved {
+            self.reserved -= bytes;
+        }
+        self.sent += bytes;
+    }
+}
+
+/// The receiver's view: what it granted, received and released.
+#[derive(Debug)]
+pub(super) struct RecvCredit {
+    window: u64,
+    received: u64,
+    released: u64,
+    /// The limit last announced (initially the window in our HELLO).
+    announced: u64,
+}
+
+impl RecvCredit {
+    pub(super) fn new(window: u64) -> Self {
+        Self { window, received: 0, released: 0, announced: window }
+    }
+
+    /// Accounts for received payload; more than granted is a protocol error.
+    pub(super) fn receive(&mut self, bytes: usize) -> Result<(), ProtocolError> {
+        self.received = self.received.saturating_add(bytes as u64);
+        if self.window > 0 && self.received > self.announced {
+            return Err(ProtocolError::FlowControl { received: self.received, limit: self.announced });
+        }
+        Ok(())
+    }
+
+    /// The application or storage is done with `bytes` received bytes.
+    pub(super) fn release(&mut self, bytes: u64) {
+        self.released += bytes;
+        debug_assert!(self.released <= self.received, "released more than received");
+    }
+
+    /// A new limit to announce, once a quarter of the window has been released since the last.
+    pub(super) fn poll_update(&mut self) -> Option<u64> {
+        let limit = self.released + self.window;
+        if self.window == 0 || limit - self.announced < self.window.div_ceil(4) {
+            return None;
+        }
+        self.announced = limit;
+        Some(limit)
+    }
+
+    /// Bytes received and not yet released: the memory the peer makes us hold.
+    pub(super) fn held(&self) -> u64 {
+        self.received - self.released
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credit_is_absolute_and_monotonic() {
+        let mut send = SendCredit::default();
+        send.open(100);
+        send.spend(60, false);
+        assert_eq!(send.available(), 40);
+        send.raise(50);
+        assert_eq!(send.available(), 40, "a stale limit is ignored");
+        send.raise(160);
+        assert_eq!(send.available(), 100);
+        send.reserve(30);
+        assert_eq!(send.available(), 70);
+        send.spend(30, true);
+        assert_eq!(send.available(), 70);
+    }
+
+    #[test]
+    fn window_zero_means_no_flow_control() {
+        let mut send = SendCredit::default();
+        send.open(0);
+        assert_eq!(send.available(), u64::MAX);
+        let mut recv = RecvCredit::new(0);
+        recv.receive(usize::MAX).unwrap();
+        assert_eq!(recv.poll_update(), None);
+    }
+
+    #[test]
+    fn receiver_enforces_and_updates() {
+        let mut recv = RecvCredit::new(100);
+        recv.receive(100).unwrap();
+        assert!(recv.receive(1).is_err());
+        let mut recv = RecvCredit::new(100);
+        recv.receive(30).unwrap();
+        recv.release(24);
+        assert_eq!(recv.poll_update(), None, "less than a quarter released");
+        recv.release(1);
+        assert_eq!(recv.poll_update(), Some(125));
+        assert_eq!(recv.held(), 5);
+    }
+}

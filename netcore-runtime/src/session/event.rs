@@ -1,0 +1,218 @@
+use std::fmt;
+use std::io::Read;
+
+use bytes::Bytes;
+use tempfile::NamedTempFile;
+
+use super::ProtocolError;
+use crate::frame::{CancelReason, GoAwayCode, Hello, Kind, Priority, Route};
+
+/// Local handle of a message this side sends. Never on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub(crate) u64);
+
+/// An exchange as the application sees it (docs/PROTOCOL.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Exchange {
+    /// Opened by us: the request or one-way message we sent with this handle.
+    Ours(MessageId),
+    /// Opened by the peer with this exchange id; answer a request with
+    /// [`Session::respond`](super::Session::respond).
+    Theirs(u32),
+}
+
+/// A received message's payload.
+#[derive(Debug)]
+pub enum Payload {
+    /// Reassembled in memory.
+    Memory(Bytes),
+    /// Stored in a temporary file, which is deleted when this value is dropped unless persisted.
+    File(NamedTempFile),
+}
+
+impl Payload {
+    /// The payload's bytes: copied from memory, or read back from the file.
+    pub fn to_vec(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Payload::Memory(bytes) => Ok(bytes.to_vec()),
+            Payload::File(file) => std::fs::read(file.path()),
+        }
+    }
+
+    /// The payload's length in bytes.
+    pub fn len(&self) -> std::io::Result<u64> {
+        match self {
+            Payload::Memory(bytes) => Ok(bytes.len() as u64),
+            Payload::File(file) => Ok(file.as_file().metadata()?.len()),
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> std::io::Result<bool> {
+        self.len().map(|len| len == 0)
+    }
+}
+
+/// A complete message from the peer.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The exchange it belongs to: [`Exchange::Theirs`] for requests and one-way messages,
+    /// [`Exchange::Ours`] for the answer to one of our requests.
+    pub exchange: Exchange,
+    /// What it is.
+    pub kind: Kind,
+    /// Its route, for requests and one-way messages.
+    pub route: Option<Route>,
+    /// The sender's priority for it.
+    pub priority: Priority,
+    /// Metadata for the endpoint layer.
+    pub meta: Option<Bytes>,
+    /// The payload.
+    pub payload: Payload,
+}
+
+/// Bytes moved of a message so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes sent or received.
+    pub done: u64,
+    /// The message's length.
+    pub total: u64,
+}
+
+/// Why a session closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// [`Session::close`](super::Session::close) was called.
+    Local,
+    /// The peer sent GOAWAY.
+    Peer {
+        /// Its code.
+        code: GoAwayCode,
+        /// Its text.
+        message: String,
+    },
+    /// The peer broke the protocol; a GOAWAY was sent.
+    Protocol(ProtocolError),
+    /// The peer was silent past the keepalive deadline, or never completed the handshake.
+    TimedOut,
+    /// The transport ended ([`Session::handle_eof`](super::Session::handle_eof)).
+    Disconnected,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Local => f.write_str("closed locally"),
+            CloseReason::Peer { code, message } => write!(f, "peer closed (code {}): {message}", code.0),
+            CloseReason::Protocol(err) => write!(f, "protocol error: {err}"),
+            CloseReason::TimedOut => f.write_str("peer timed out"),
+            CloseReason::Disconnected => f.write_str("transport disconnected"),
+        }
+    }
+}
+
+/// Something the application must learn about, in order, from [`Session::poll_event`](super::Session::poll_event).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The handshake completed; the peer's HELLO.
+    Connected(Hello),
+    /// A complete message.
+    Message(Incoming),
+    /// The last byte of an outgoing message was handed to the transport.
+    Sent(MessageId),
+    /// An exchange was abandoned, by the peer or because its message could not be delivered.
+    Cancelled {
+        /// Which.
+        exchange: Exchange,
+        /// Why.
+        reason: CancelReason,
+    },
+    /// The session closed; every exchange still open failed.
+    Closed(CloseReason),
+}
+
+/// A payload to send: bytes in memory, or a reader of known length that is read chunk by chunk.
+pub enum Body {
+    /// Sent by slicing, without copying until the frame is encoded.
+    Bytes(Bytes),
+    /// Read as chunks are scheduled; never loaded whole.
+    Reader {
+        /// The source.
+        reader: Box<dyn Read + Send>,
+        /// How many bytes it yields; fewer is an error that cancels the message.
+        len: u64,
+    },
+}
+
+impl Body {
+    /// A body read from `reader`, which must yield exactly `len` bytes.
+    pub fn reader(reader: impl Read + Send + 'static, len: u64) -> Self {
+        Body::Reader { reader: Box::new(reader), len }
+    }
+
+    /// A body streamed from the file at `path`.
+    pub fn file(path: impl AsRef<std::path::Path>) -> std::io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Body::reader(std::io::BufReader::with_capacity(64 * 1024, file), len))
+    }
+
+    /// The payload length.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(bytes) => bytes.len() as u64,
+            Body::Reader { len, .. } => *len,
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Bytes(bytes) => f.debug_tuple("Bytes").field(&bytes.len()).finish(),
+            Body::Reader { len, .. } => f.debug_struct("Reader").field("len", len).finish_non_exhaustive(),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        Body::Bytes(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        Body::Bytes(bytes.into())
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(bytes: &'static [u8]) -> Self {
+        Body::Bytes(Bytes::from_static(bytes))
+    }
+}
+
+/// Options of an outgoing message.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// Scheduling class.
+    pub priority: Priority,
+    /// Metadata for the endpoint layer.
+    pub meta: Option<Bytes>,
+}
+
+impl SendOptions {
+    /// Options with this priority.
+    pub fn priority(priority: Priority) -> Self {
+        Self { priority, meta: None }
+    }
+}

@@ -1,0 +1,613 @@
+//! The sans-IO protocol session (docs/PROTOCOL.md §6–§10).
+//!
+//! A [`Session`] is one side of one connection. Drive it like this, in any order, from one task:
+//!
+//! 1. [`handle_input`](Session::handle_input) with bytes read from the link;
+//! 2. [`poll_transmit`](Session::poll_transmit) until it returns `false`, and write what it gave;
+//! 3. [`poll_event`](Session::poll_event) until `None`, and act on the events;
+//! 4. sleep until [`poll_timeout`](Session::poll_timeout), then call
+//!    [`handle_timeout`](Session::handle_timeout).
+//!
+//! Every method takes the current time from the caller; nothing here reads a clock or does I/O
+//! other than writing the spill files of large incoming messages and reading [`Body::Reader`]s.
+
+mod config;
+mod credit;
+mod error;
+mod event;
+mod inbox;
+mod liveness;
+mod outbox;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+pub use config::{Config, Keepalive};
+pub use error::{ProtocolError, SendError};
+pub use event::{Body, CloseReason, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions};
+
+use crate::frame::{self, CancelReason, Data, Decoder, Frame, GoAwayCode, Head, Hello, Kind, Limits, Route, Xid};
+use credit::RecvCredit;
+use inbox::{Arrival, Inbox};
+use liveness::Liveness;
+use outbox::{Outbox, Scheduled};
+
+/// The protocol version this implementation speaks (§9).
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Control frames queued beyond this mean the peer provokes answers faster than it reads them.
+const CONTROL_QUEUE_LIMIT: usize = 4096;
+
+/// An exchange from this side's point of view: its id and whether we opened it (§6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    id: u32,
+    ours: bool,
+}
+
+impl Key {
+    /// The wire form in a frame we send.
+    fn to_xid(self) -> Xid {
+        Xid { id: self.id, opened_by_receiver: !self.ours }
+    }
+
+    /// The exchange a frame we received refers to.
+    fn from_xid(xid: Xid) -> Self {
+        Key { id: xid.id, ours: xid.opened_by_receiver }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Handshaking,
+    Open,
+    Closed,
+}
+
+/// Counters for diagnostics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Frames decoded.
+    pub frames_in: u64,
+    /// Frames encoded.
+    pub frames_out: u64,
+    /// Bytes handed to `handle_input`.
+    pub bytes_in: u64,
+    /// Bytes produced by `poll_transmit`.
+    pub bytes_out: u64,
+    /// Damaged frames dropped (lossy framing).
+    pub frames_dropped: u64,
+    /// Duplicate messages and chunks ignored (lossy framing).
+    pub duplicates: u64,
+}
+
+/// One side of a connection: handshake, exchanges, scheduling, reassembly, flow control, liveness.
+pub struct Session {
+    config: Config,
+    state: State,
+    decoder: Decoder,
+    peer: Option<Hello>,
+    /// Control frames, sent before any message chunk, in order.
+    control: VecDeque<Frame>,
+    outbox: Outbox,
+    inbox: Inbox,
+    recv_credit: RecvCredit,
+    /// Our requests whose answer has not fully arrived: exchange id to handle, and back.
+    awaiting: HashMap<u32, MessageId>,
+    awaiting_by_message: HashMap<MessageId, u32>,
+    /// Requests of the peer delivered to the application and not yet answered.
+    unanswered: HashSet<u32>,
+    /// Id the peer's next opening HEAD must carry (§6).
+    next_theirs: u32,
+    /// Events with the credit released when the application takes them.
+    events: VecDeque<(Event, u64)>,
+    liveness: Liveness,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("state", &self.state).field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session that starts by sending its HELLO.
+    pub fn new(config: Config, now: Instant) -> Self {
+        let limits = config.limits;
+        let hello = Hello {
+            version_min: PROTOCOL_VERSION,
+            version_max: PROTOCOL_VERSION,
+            fingerprint: config.fingerprint,
+            limits,
+        };
+        let tolerant = config.framing == frame::Framing::Lossy;
+        Self {
+            decoder: Decoder::new(config.framing, limits.max_frame as usize),
+            inbox: Inbox::new(limits, config.spill_dir.clone(), tolerant),
+            recv_credit: RecvCredit::new(limits.window),
+            liveness: Liveness::new(now, config.handshake_timeout, config.keepalive),
+            state: State::Handshaking,
+            peer: None,
+            control: VecDeque::from([Frame::Hello(hello)]),
+            outbox: Outbox::default(),
+            awaiting: HashMap::new(),
+            awaiting_by_message: HashMap::new(),
+            unanswered: HashSet::new(),
+            next_theirs: 0,
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The peer's HELLO, once the handshake completed.
+    pub fn peer(&self) -> Option<&Hello> {
+        self.peer.as_ref()
+    }
+
+    /// Whether the handshake completed and the session is not closed.
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// Whether the session is closed (a final GOAWAY may still wait in [`poll_transmit`](Self::poll_transmit)).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether no message is queued, being received or awaiting an answer.
+    pub fn is_idle(&self) -> bool {
+        self.outbox.is_empty() && self.inbox.len() == 0 && self.awaiting.is_empty() && self.unanswered.is_empty()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Payload bytes received and not yet released to the peer's credit.
+    pub fn held_bytes(&self) -> u64 {
+        self.recv_credit.held()
+    }
+
+    /// Queues a request; its answer arrives as an [`Event::Message`] with [`Exchange::Ours`].
+    pub fn request(&mut self, route: Route, body: impl Into<Body>, opts: SendOptions) -> Result<MessageId, SendError> {
+        self.submit(Kind::Request, Some(route), body.into(), opts, None)
+    }
+
+    /// Queues a one-way message.
+    pub fn send_oneway(&mut self, route: Route, body: impl Into<Body>, opts: SendOptions) -> Result<MessageId, SendError> {
+        self.submit(Kind::OneWay, Some(route), body.into(), opts, None)
+    }
+
+    /// Answers the peer's request `id` with a response (`Ok`) or an error (`Err`).
+    pub fn respond(&mut self, id: u32, result: Result<Body, Body>, opts: SendOptions) -> Result<MessageId, SendError> {
+        if self.state == State::Closed {
+            return Err(SendError::Closed);
+        }
+        if !self.unanswered.remove(&id) {
+            return Err(SendError::UnknownExchange(id));
+        }
+        let (kind, body) = match result {
+            Ok(body) => (Kind::Response, body),
+            Err(body) => (Kind::Error, body),
+        };
+        self.submit(kind, None, body, opts, Some(Key { id, ours: false }))
+    }
+
+    fn submit(&mut self, kind: Kind, route: Option<Route>, body: Body, opts: SendOptions, key: Option<Key>) -> Result<MessageId, SendError> {
+        if self.state == State::Closed {
+            return Err(SendError::Closed);
+        }
+        if let Some(peer) = &self.peer {
+            if body.len() > peer.limits.max_message {
+                return Err(SendError::TooLarge { len: body.len(), max: peer.limits.max_message });
+            }
+        }
+        Ok(self.outbox.push(kind, route, body, opts, key))
+    }
+
+    /// Abandons an exchange in both directions and tells the peer if it knows of it (§5.4).
+    /// Returns whether there was anything to cancel.
+    pub fn cancel(&mut self, exchange: Exchange, reason: CancelReason) -> bool {
+        let key = match exchange {
+            Exchange::Ours(message) => {
+                let queued = self.outbox.cancel(message);
+                let awaited = self.awaiting_by_message.remove(&message).map(|id| {
+                    self.awaiting.remove(&id);
+                    Key { id, ours: true }
+                });
+                // The peer knows the exchange once its HEAD went out.
+                match queued.flatten().or(awaited) {
+                    Some(key) => key,
+                    None => return queued.is_some(),
+                }
+            }
+            Exchange::Theirs(id) => {
+                let key = Key { id, ours: false };
+                let responding = self.outbox.cancel_exchange(key).is_some();
+                let known = self.unanswered.remove(&id) | self.inbox.cancel(key) | responding;
+                if !known {
+                    return false;
+                }
+                key
+            }
+        };
+        self.inbox.cancel(key);
+        self.release_inbox_credit();
+        self.push_control(Frame::Cancel { xid: key.to_xid(), reason });
+        true
+    }
+
+    /// Bytes sent of an outgoing message, while it is being sent.
+    pub fn progress_out(&self, message: MessageId) -> Option<Progress> {
+        self.outbox.progress(message).map(|(done, total)| Progress { done, total })
+    }
+
+    /// Bytes received of an incoming message, while it is being received.
+    pub fn progress_in(&self, exchange: Exchange) -> Option<Progress> {
+        let key = match exchange {
+            Exchange::Ours(message) => Key { id: *self.awaiting_by_message.get(&message)?, ours: true },
+            Exchange::Theirs(id) => Key { id, ours: false },
+        };
+        self.inbox.progress(key).map(|(done, total)| Progress { done, total })
+    }
+
+    /// Closes the session in an orderly way: a GOAWAY NORMAL is queued; every open exchange fails.
+    pub fn close(&mut self, message: &str) {
+        self.close_with(CloseReason::Local, Some((GoAwayCode::NORMAL, message.to_owned())));
+    }
+
+    /// The transport ended: every open exchange fails with [`CloseReason::Disconnected`].
+    pub fn handle_eof(&mut self) {
+        self.close_with(CloseReason::Disconnected, None);
+    }
+
+    /// Feeds bytes read from the link.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.stats.bytes_in += bytes.len() as u64;
+        self.decoder.extend(bytes);
+        self.drain_decoder(now);
+    }
+
+    fn drain_decoder(&mut self, now: Instant) {
+        while self.state != State::Closed {
+            match self.decoder.decode() {
+                Ok(None) => break,
+                Ok(Some(frame)) => {
+                    self.stats.frames_in += 1;
+                    self.liveness.heard(now);
+                    if let Err(err) = self.handle_frame(frame) {
+                        self.fail(err);
+                    }
+                }
+                // §4.2: on the lossy framing damage costs the damaged frame only.
+                Err(err) if err.is_damage() && self.config.framing == frame::Framing::Lossy => {
+                    self.stats.frames_dropped += 1;
+                }
+                Err(err) => self.fail(err.into()),
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> Result<(), ProtocolError> {
+        if self.state == State::Handshaking {
+            return match frame {
+                Frame::Hello(hello) => self.handle_hello(hello),
+                // §3.1: an ignorable extension may come before the HELLO.
+                Frame::Extension { .. } => Ok(()),
+                Frame::GoAway { code, message } => {
+                    self.close_with(CloseReason::Peer { code, message }, None);
+                    Ok(())
+                }
+                other => Err(ProtocolError::ExpectedHello(other.frame_type().0)),
+            };
+        }
+        match frame {
+            Frame::Hello(_) => return Err(ProtocolError::DuplicateHello),
+            Frame::Head(head) => self.handle_head(head)?,
+            Frame::Data(data) => self.handle_data(data)?,
+            Frame::Cancel { xid, reason } => self.handle_cancel(Key::from_xid(xid), reason),
+            Frame::Credit { limit } => self.outbox.credit.raise(limit),
+            Frame::Ping { nonce } => self.push_control(Frame::Pong { nonce }),
+            Frame::Pong { .. } | Frame::Extension { .. } => {}
+            Frame::GoAway { code, message } => self.close_with(CloseReason::Peer { code, message }, None),
+        }
+        Ok(())
+    }
+
+    fn handle_hello(&mut self, hello: Hello) -> Result<(), ProtocolError> {
+        let (ours_min, ours_max) = (PROTOCOL_VERSION, PROTOCOL_VERSION);
+        if hello.version_min > ours_max || hello.version_max < ours_min {
+            return Err(ProtocolError::Version {
+                ours_min,
+                ours_max,
+                theirs_min: hello.version_min,
+                theirs_max: hello.version_max,
+            });
+        }
+        let ours = self.config.fingerprint;
+        if ours != 0 && hello.fingerprint != 0 && ours != hello.fingerprint {
+            return Err(ProtocolError::Fingerprint { ours, theirs: hello.fingerprint });
+        }
+        check_peer_limits(&hello.limits)?;
+        self.outbox.credit.open(hello.limits.window);
+        self.state = State::Open;
+        self.liveness.opened();
+        self.peer = Some(hello.clone());
+        self.events.push_back((Event::Connected(hello), 0));
+        Ok(())
+    }
+
+    fn handle_head(&mut self, head: Head) -> Result<(), ProtocolError> {
+        self.recv_credit.receive(head.payload.len())?;
+        let key = Key::from_xid(head.xid);
+        let exchange = if head.kind.opens_exchange() {
+            if !self.accept_exchange_id(head.xid.id)? {
+                self.stats.duplicates += 1;
+                self.release(head.payload.len() as u64);
+                return Ok(());
+            }
+            Exchange::Theirs(key.id)
+        } else {
+            match self.awaiting.get(&key.id) {
+                Some(message) => Exchange::Ours(*message),
+                // §6: a late or unknown answer is dropped, never delivered to another caller.
+                None => {
+                    self.release(head.payload.len() as u64);
+                    return Ok(());
+                }
+            }
+        };
+        let arrival = self.inbox.head(key, exchange, head)?;
+        self.handle_arrival(arrival);
+        Ok(())
+    }
+
+    /// Checks an opening HEAD's id against the sequence (§6); `false` for a duplicate to ignore.
+    fn accept_exchange_id(&mut self, id: u32) -> Result<bool, ProtocolError> {
+        let expected = self.next_theirs;
+        if id != expected {
+            if self.config.framing != frame::Framing::Lossy {
+                return Err(ProtocolError::ExchangeOrder { expected, got: id });
+            }
+            if (id.wrapping_sub(expected) as i32) < 0 {
+                return Ok(false);
+            }
+            // HEADs were lost: tell the peer those exchanges are dead.
+            let skipped = id.wrapping_sub(expected).min(self.config.limits.max_in_flight);
+            for n in 0..skipped {
+                let xid = Key { id: expected.wrapping_add(n), ours: false }.to_xid();
+                self.push_control(Frame::Cancel { xid, reason: CancelReason::DAMAGED });
+            }
+        }
+        self.next_theirs = id.wrapping_add(1);
+        Ok(true)
+    }
+
+    fn handle_data(&mut self, data: Data) -> Result<(), ProtocolError> {
+        self.recv_credit.receive(data.payload.len())?;
+        let key = Key::from_xid(data.xid);
+        let arrival = self.inbox.data(key, data)?;
+        self.handle_arrival(arrival);
+        Ok(())
+    }
+
+    fn handle_arrival(&mut self, arrival: Arrival) {
+        self.release_inbox_credit();
+        match arrival {
+            Arrival::Nothing => {}
+            Arrival::Complete { message, held } => {
+                match message.exchange {
+                    Exchange::Ours(handle) => {
+                        if let Some(id) = self.awaiting_by_message.remove(&handle) {
+                            self.awaiting.remove(&id);
+                        }
+                    }
+                    Exchange::Theirs(id) if message.kind == Kind::Request => {
+                        self.unanswered.insert(id);
+                    }
+                    Exchange::Theirs(_) => {}
+                }
+                self.events.push_back((Event::Message(message), held));
+            }
+            Arrival::Rejected { key, reason } => {
+                self.push_control(Frame::Cancel { xid: key.to_xid(), reason });
+                if key.ours {
+                    if let Some(message) = self.awaiting.remove(&key.id) {
+                        self.awaiting_by_message.remove(&message);
+                        self.events.push_back((Event::Cancelled { exchange: Exchange::Ours(message), reason }, 0));
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_cancel(&mut self, key: Key, reason: CancelReason) {
+        let sending = self.outbox.cancel_exchange(key);
+        self.inbox.cancel(key);
+        self.release_inbox_credit();
+        let exchange = if key.ours {
+            let awaited = self.awaiting.remove(&key.id);
+            if let Some(message) = awaited {
+                self.awaiting_by_message.remove(&message);
+            }
+            awaited.or(sending).map(Exchange::Ours)
+        } else {
+            let known = self.unanswered.remove(&key.id) || sending.is_some();
+            known.then_some(Exchange::Theirs(key.id))
+        };
+        if let Some(exchange) = exchange {
+            self.events.push_back((Event::Cancelled { exchange, reason }, 0));
+        }
+    }
+
+    /// Appends at most one frame to `out`; `false` when there is nothing to send now.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut) -> bool {
+        let _ = now;
+        let start = out.len();
+        let Some(frame) = self.next_frame() else { return false };
+        frame::encode(self.config.framing, &frame, out);
+        self.stats.frames_out += 1;
+        self.stats.bytes_out += (out.len() - start) as u64;
+        true
+    }
+
+    fn next_frame(&mut self) -> Option<Frame> {
+        if let Some(frame) = self.control.pop_front() {
+            return Some(frame);
+        }
+        if self.state != State::Open {
+            return None;
+        }
+        let peer = self.peer.as_ref().expect("open sessions know their peer").limits;
+        loop {
+            match self.outbox.next(&peer, self.config.chunk_size)? {
+                Scheduled::Frame { frame, finished } => {
+                    if let Frame::Head(head) = &frame {
+                        self.note_opened(head, finished);
+                    }
+                    if let Some(message) = finished {
+                        self.events.push_back((Event::Sent(message), 0));
+                    }
+                    return Some(frame);
+                }
+                Scheduled::Failed { id, key, reason } => {
+                    let exchange = match key {
+                        Some(Key { id: theirs, ours: false }) => Exchange::Theirs(theirs),
+                        _ => Exchange::Ours(id),
+                    };
+                    if let Some(id) = self.awaiting_by_message.remove(&id) {
+                        self.awaiting.remove(&id);
+                    }
+                    self.events.push_back((Event::Cancelled { exchange, reason }, 0));
+                    if let Some(key) = key {
+                        return Some(Frame::Cancel { xid: key.to_xid(), reason });
+                    }
+                }
+            }
+        }
+    }
+
+    /// A request's HEAD went out: from now on its answer is awaited under the exchange id.
+    fn note_opened(&mut self, head: &Head, finished: Option<MessageId>) {
+        if head.kind != Kind::Request {
+            return;
+        }
+        if let Some(message) = self.outbox.message_of(Key { id: head.xid.id, ours: true }).or(finished) {
+            self.awaiting.insert(head.xid.id, message);
+            self.awaiting_by_message.insert(message, head.xid.id);
+        }
+    }
+
+    /// The next event, in order. Taking a message releases its flow-control credit.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let (event, held) = self.events.pop_front()?;
+        if held > 0 {
+            self.release(held);
+        }
+        Some(event)
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Closed => None,
+            _ => self.liveness.deadline(),
+        }
+    }
+
+    /// Runs the timers due at `now`: keepalive pings and the silence and handshake deadlines.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Closed {
+            return;
+        }
+        match self.liveness.on_timeout(now) {
+            liveness::Due::Nothing => {}
+            liveness::Due::Ping(nonce) => self.push_control(Frame::Ping { nonce }),
+            liveness::Due::Dead => {
+                self.close_with(CloseReason::TimedOut, Some((GoAwayCode::TIMEOUT, "no traffic within the keepalive deadline".into())));
+            }
+        }
+    }
+
+    fn release(&mut self, bytes: u64) {
+        self.recv_credit.release(bytes);
+        if let Some(limit) = self.recv_credit.poll_update() {
+            self.push_control(Frame::Credit { limit });
+        }
+    }
+
+    fn release_inbox_credit(&mut self) {
+        let released = self.inbox.take_released();
+        if released > 0 {
+            self.release(released);
+        }
+    }
+
+    fn push_control(&mut self, frame: Frame) {
+        if self.state == State::Closed {
+            return;
+        }
+        if self.control.len() >= CONTROL_QUEUE_LIMIT {
+            self.fail(ProtocolError::ControlFlood);
+            return;
+        }
+        self.control.push_back(frame);
+    }
+
+    fn fail(&mut self, err: ProtocolError) {
+        let goaway = (err.goaway_code(), err.to_string());
+        self.close_with(CloseReason::Protocol(err), Some(goaway));
+    }
+
+    fn close_with(&mut self, reason: CloseReason, goaway: Option<(GoAwayCode, String)>) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        // §10: GOAWAY is the last frame sent; nothing queued before it matters any more, except
+        // our HELLO, which lets the peer diagnose a version or fingerprint mismatch itself.
+        self.control.retain(|frame| matches!(frame, Frame::Hello(_)));
+        if let Some((code, message)) = goaway {
+            self.control.push_back(Frame::GoAway { code, message });
+        }
+        self.outbox.clear();
+        self.inbox.clear();
+        self.awaiting.clear();
+        self.awaiting_by_message.clear();
+        self.unanswered.clear();
+        self.events.push_back((Event::Closed(reason), 0));
+    }
+}
+
+/// The smallest `max_frame` that leaves room for a HEAD with a short route and one payload byte.
+const MIN_PEER_FRAME: u32 = 64;
+
+fn check_peer_limits(limits: &Limits) -> Result<(), ProtocolError> {
+    if limits.max_frame < MIN_PEER_FRAME {
+        return Err(ProtocolError::PeerLimits("max_frame below 64 bytes"));
+    }
+    if limits.max_in_flight == 0 {
+        return Err(ProtocolError::PeerLimits("max_in_flight of 0"));
+    }
+    if limits.window > 0 && limits.window < limits.inline_limit.min(limits.max_message) {
+        return Err(ProtocolError::PeerLimits("window smaller than inline_limit"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,372 @@
+//! Session behaviour on the deterministic two-peer simulation.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::frame::{Framing, Priority};
+use crate::sim::Pair;
+
+fn route(name: &str) -> Route {
+    Route::Name(name.into())
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+fn messages(events: Vec<Event>) -> Vec<Incoming> {
+    events.into_iter().filter_map(|e| if let Event::Message(m) = e { Some(m) } else { None }).collect()
+}
+
+fn closed(events: &[Event]) -> Option<&CloseReason> {
+    events.iter().find_map(|e| if let Event::Closed(r) = e { Some(r) } else { None })
+}
+
+fn connected_pair(a: Config, b: Config) -> Pair {
+    let mut pair = Pair::new(a, b);
+    pair.run();
+    assert!(pair.a.is_open() && pair.b.is_open());
+    pair.take_a();
+    pair.take_b();
+    pair
+}
+
+#[test]
+fn handshake_reports_the_peer() {
+    let mut pair = Pair::new(Config::stream().with_fingerprint(7), Config::stream().with_fingerprint(7));
+    pair.run();
+    let events = pair.take_a();
+    assert!(matches!(&events[..], [Event::Connected(hello)] if hello.fingerprint == 7));
+}
+
+#[test]
+fn request_and_response() {
+    let mut pair = connected_pair(Config::stream(), Config::stream());
+    let call = pair.a.request(route("/echo"), b"ping".to_vec(), SendOptions::default()).unwrap();
+    pair.run();
+    let request = messages(pair.take_b()).pop().unwrap();
+    assert_eq!(request.kind, Kind::Request);
+    assert_eq!(request.route, Some(route("/echo")));
+    let Exchange::Theirs(id) = request.exchange else { panic!("peer-opened") };
+    pair.b.respond(id, Ok(b"pong".to_vec().into()), SendOptions::default()).unwrap();
+    pair.run();
+    let events = pair.take_a();
+    assert!(matches!(events[0], Event::Sent(m) if m == call));
+    let reply = messages(events).pop().unwrap();
+    assert_eq!(reply.exchange, Exchange::Ours(call));
+    assert_eq!(reply.kind, Kind::Response);
+    assert_eq!(reply.payload.to_vec().unwrap(), b"pong");
+    assert!(pair.a.is_idle() && pair.b.is_idle());
+    assert_eq!(pair.b.respond(id, Ok(Body::from(Vec::new())), SendOptions::default()), Err(SendError::UnknownExchange(id)));
+}
+
+#[test]
+fn urgent_small_message_overtakes_a_bulk_transfer() {
+    let mut pair = connected_pair(Config::stream().with_chunk_size(1024), Config::stream());
+    pair.a.send_oneway(route("/bulk"), pattern(1 << 20, 1), SendOptions::priority(Priority::LOW)).unwrap();
+    // Let a few chunks of the bulk message go first.
+    for _ in 0..3 {
+        pair.step_bytes(1024);
+    }
+    pair.a.send_oneway(route("/stop"), b"now".to_vec(), SendOptions::priority(Priority::CRITICAL)).unwrap();
+    pair.step_bytes(2048);
+    let got = messages(pair.take_b());
+    assert_eq!(got.len(), 1, "the urgent message arrives within about one chunk");
+    assert_eq!(got[0].route, Some(route("/stop")));
+    assert!(pair.b.progress_in(Exchange::Theirs(0)).unwrap().done < 8 * 1024);
+    pair.run();
+    let got = messages(pair.take_b());
+    assert_eq!(got[0].payload.to_vec().unwrap(), pattern(1 << 20, 1));
+}
+
+#[test]
+fn same_priority_messages_share_the_link_round_robin() {
+    let mut pair = connected_pair(Config::stream().with_chunk_size(100), Config::stream());
+    pair.a.send_oneway(route("/x"), pattern(1000, 1), SendOptions::default()).unwrap();
+    pair.a.send_oneway(route("/y"), pattern(1000, 2), SendOptions::default()).unwrap();
+    // Eight chunks: four of each, alternating.
+    for _ in 0..8 {
+        pair.step_bytes(1);
+    }
+    let x = pair.b.progress_in(Exchange::Theirs(0)).unwrap().done;
+    let y = pair.b.progress_in(Exchange::Theirs(1)).unwrap().done;
+    assert_eq!((x, y), (400, 400));
+}
+
+#[test]
+fn cancel_mid_transfer_frees_the_peer_and_tells_it() {
+    let mut pair = connected_pair(Config::stream().with_chunk_size(1000), Config::stream());
+    let call = pair.a.request(route("/upload"), pattern(100_000, 3), SendOptions::default()).unwrap();
+    for _ in 0..5 {
+        pair.step_bytes(1000);
+    }
+    assert!(pair.b.progress_in(Exchange::Theirs(0)).is_some());
+    assert!(pair.b.held_bytes() > 0);
+    assert!(pair.a.cancel(Exchange::Ours(call), CancelReason::CANCELLED));
+    pair.run();
+    assert_eq!(pair.b.progress_in(Exchange::Theirs(0)), None);
+    assert_eq!(pair.b.held_bytes(), 0, "the partial message's credit is released");
+    assert!(messages(pair.take_b()).is_empty());
+    assert!(pair.a.is_idle() && pair.b.is_idle());
+    // The link is still good.
+    pair.a.send_oneway(route("/after"), b"ok".to_vec(), SendOptions::default()).unwrap();
+    pair.run();
+    assert_eq!(messages(pair.take_b()).len(), 1);
+}
+
+#[test]
+fn responder_cancel_fails_the_call() {
+    let mut pair = connected_pair(Config::stream(), Config::stream());
+    let call = pair.a.request(route("/slow"), b"x".to_vec(), SendOptions::default()).unwrap();
+    pair.run();
+    pair.take_b();
+    assert!(pair.b.cancel(Exchange::Theirs(0), CancelReason::SHUTTING_DOWN));
+    pair.run();
+    let events = pair.take_a();
+    assert!(events.iter().any(|e| matches!(e,
+        Event::Cancelled { exchange: Exchange::Ours(m), reason } if *m == call && *reason == CancelReason::SHUTTING_DOWN)));
+}
+
+#[test]
+fn a_late_reply_never_reaches_another_call() {
+    let mut pair = connected_pair(Config::stream(), Config::stream());
+    let first = pair.a.request(route("/r"), b"1".to_vec(), SendOptions::default()).unwrap();
+    pair.run();
+    pair.take_b();
+    // The caller gives up; the responder answers before it hears of it.
+    pair.a.cancel(Exchange::Ours(first), CancelReason::TIMED_OUT);
+    pair.b.respond(0, Ok(b"late".to_vec().into()), SendOptions::default()).unwrap();
+    let second = pair.a.request(route("/r"), b"2".to_vec(), SendOptions::default()).unwrap();
+    pair.run();
+    assert!(messages(pair.take_a()).is_empty(), "the late reply is dropped");
+    pair.b.respond(1, Ok(b"right".to_vec().into()), SendOptions::default()).unwrap();
+    pair.run();
+    let reply = messages(pair.take_a()).pop().unwrap();
+    assert_eq!(reply.exchange, Exchange::Ours(second));
+    assert_eq!(reply.payload.to_vec().unwrap(), b"right");
+}
+
+#[test]
+fn large_messages_spill_to_a_file_that_is_removed_on_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits { inline_limit: 10_000, ..Limits::default() };
+    let receiver = Config::stream().with_limits(limits).with_spill_dir(dir.path());
+    let mut pair = connected_pair(Config::stream().with_chunk_size(4096), receiver);
+    let body = pattern(200_000, 9);
+    pair.a.send_oneway(route("/file"), body.clone(), SendOptions::default()).unwrap();
+    pair.step_bytes(4096 * 3);
+    let progress = pair.b.progress_in(Exchange::Theirs(0)).unwrap();
+    assert_eq!(progress.total, 200_000);
+    assert!(progress.done > 0 && progress.done < 200_000);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a spill file exists while receiving");
+    assert!(pair.b.held_bytes() <= 4096, "bytes on disk hold no credit");
+    pair.run();
+    let got = messages(pair.take_b()).pop().unwrap();
+    assert!(matches!(got.payload, Payload::File(_)));
+    assert_eq!(got.payload.to_vec().unwrap(), body);
+    drop(got);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    let id = pair.a.send_oneway(route("/file"), body, SendOptions::default()).unwrap();
+    pair.step_bytes(4096 * 3);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    pair.a.cancel(Exchange::Ours(id), CancelReason::CANCELLED);
+    pair.run();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a cancelled spill file is removed");
+}
+
+#[test]
+fn bodies_stream_from_readers() {
+    let mut pair = connected_pair(Config::stream().with_chunk_size(333), Config::stream());
+    let body = pattern(10_000, 5);
+    pair.a.send_oneway(route("/r"), Body::reader(std::io::Cursor::new(body.clone()), 10_000), SendOptions::default()).unwrap();
+    pair.run();
+    assert_eq!(messages(pair.take_b())[0].payload.to_vec().unwrap(), body);
+}
+
+#[test]
+fn a_short_reader_cancels_its_message() {
+    let mut pair = connected_pair(Config::stream().with_chunk_size(100), Config::stream());
+    let id = pair.a.send_oneway(route("/r"), Body::reader(std::io::Cursor::new(vec![1; 250]), 1000), SendOptions::default()).unwrap();
+    pair.run();
+    assert!(pair.take_a().iter().any(|e| matches!(e,
+        Event::Cancelled { exchange: Exchange::Ours(m), reason } if *m == id && *reason == CancelReason::IO)));
+    assert!(messages(pair.take_b()).is_empty());
+    assert!(pair.b.is_idle());
+}
+
+#[test]
+fn flow_control_bounds_what_the_receiver_holds() {
+    let limits = Limits { window: 64 * 1024, inline_limit: 32 * 1024, ..Limits::default() };
+    let receiver = Config::stream().with_limits(limits);
+    let mut pair = connected_pair(Config::stream().with_chunk_size(4096), receiver);
+    // Many in-memory messages interleaved: the reservation rule must avoid a deadlock.
+    for n in 0..40u8 {
+        pair.a.send_oneway(route("/m"), pattern(30_000, n), SendOptions::default()).unwrap();
+    }
+    let mut received = 0;
+    let mut peak = 0;
+    // The receiving application is slow: it takes one message per step.
+    for _ in 0..10_000 {
+        let moved = pair.step_bytes(4096);
+        peak = peak.max(pair.b.held_bytes());
+        if let Some(Event::Message(m)) = pair.b.poll_event() {
+            assert_eq!(m.payload.to_vec().unwrap(), pattern(30_000, received));
+            received += 1;
+        }
+        if !moved && received == 40 {
+            break;
+        }
+    }
+    assert_eq!(received, 40);
+    assert!(peak <= 64 * 1024, "held {peak} bytes with a 64 KiB window");
+}
+
+#[test]
+fn version_and_fingerprint_mismatches_name_both_sides() {
+    let mut pair = Pair::new(Config::stream().with_fingerprint(0xaa), Config::stream().with_fingerprint(0xbb));
+    pair.run();
+    let reason = closed(&pair.take_a()).cloned().unwrap();
+    assert_eq!(reason, CloseReason::Protocol(ProtocolError::Fingerprint { ours: 0xaa, theirs: 0xbb }));
+    let text = reason.to_string();
+    assert!(text.contains("0x00000000000000aa") && text.contains("0x00000000000000bb"), "{text}");
+}
+
+#[test]
+fn data_before_the_handshake_is_refused_with_goaway() {
+    let now = Instant::now();
+    let mut session = Session::new(Config::stream(), now);
+    let mut bytes = BytesMut::new();
+    frame::encode(Framing::Stream, &Frame::Ping { nonce: 1 }, &mut bytes);
+    session.handle_input(now, &bytes);
+    assert!(matches!(session.poll_event(), Some(Event::Closed(CloseReason::Protocol(ProtocolError::ExpectedHello(0x06))))));
+    let mut out = BytesMut::new();
+    while session.poll_transmit(now, &mut out) {}
+    let mut decoder = Decoder::new(Framing::Stream, 1 << 16);
+    decoder.extend(&out);
+    // Our HELLO still goes out first, so the peer can tell what we are; then the GOAWAY, then nothing.
+    assert!(matches!(decoder.decode(), Ok(Some(Frame::Hello(_)))));
+    assert!(matches!(decoder.decode(), Ok(Some(Frame::GoAway { code: GoAwayCode::PROTOCOL, .. }))));
+    assert!(matches!(decoder.decode(), Ok(None)));
+}
+
+#[test]
+fn an_unknown_version_is_refused() {
+    let now = Instant::now();
+    let mut session = Session::new(Config::stream(), now);
+    let hello = Hello { version_min: 2, version_max: 3, fingerprint: 0, limits: Limits::default() };
+    let mut bytes = BytesMut::new();
+    frame::encode(Framing::Stream, &Frame::Hello(hello), &mut bytes);
+    session.handle_input(now, &bytes);
+    let Some(Event::Closed(reason)) = session.poll_event() else { panic!("closed") };
+    assert!(reason.to_string().contains("we speak 1..=1, the peer 2..=3"), "{reason}");
+}
+
+#[test]
+fn keepalive_pings_then_gives_up() {
+    let config = Config::stream().with_keepalive(Some(Keepalive { interval: Duration::from_secs(1), max_missed: 2 }));
+    let mut pair = connected_pair(config.clone(), config);
+    pair.advance(Duration::from_millis(1001));
+    pair.run();
+    assert!(pair.a.is_open(), "a PING answered keeps the session alive");
+    // Cut the link from b to a: a hears nothing.
+    pair.b_to_a.filter = Some(Box::new(|bytes: &mut Vec<u8>| bytes.clear()));
+    for _ in 0..3 {
+        pair.advance(Duration::from_secs(1));
+        pair.run();
+    }
+    assert_eq!(closed(&pair.take_a()), Some(&CloseReason::TimedOut));
+}
+
+#[test]
+fn eof_fails_every_open_exchange() {
+    let mut pair = connected_pair(Config::stream(), Config::stream());
+    pair.a.request(route("/r"), b"x".to_vec(), SendOptions::default()).unwrap();
+    pair.run();
+    pair.a.handle_eof();
+    assert_eq!(closed(&pair.take_a()), Some(&CloseReason::Disconnected));
+    assert!(pair.a.is_idle());
+    assert_eq!(pair.a.request(route("/r"), Bytes::new(), SendOptions::default()), Err(SendError::Closed));
+}
+
+#[test]
+fn limits_refuse_too_large_and_too_many() {
+    let limits = Limits { max_message: 1000, max_in_flight: 1, ..Limits::default() };
+    let mut pair = connected_pair(Config::stream().with_chunk_size(100), Config::stream().with_limits(limits));
+    assert_eq!(
+        pair.a.send_oneway(route("/big"), vec![0; 1001], SendOptions::default()),
+        Err(SendError::TooLarge { len: 1001, max: 1000 })
+    );
+    // The sender respects max_in_flight: the second multi-chunk message waits for the first.
+    pair.a.send_oneway(route("/a"), pattern(500, 1), SendOptions::default()).unwrap();
+    pair.a.send_oneway(route("/b"), pattern(500, 2), SendOptions::default()).unwrap();
+    pair.run();
+    let got = messages(pair.take_b());
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].payload.to_vec().unwrap(), pattern(500, 1));
+}
+
+#[test]
+fn lossy_framing_survives_damage_and_duplicates() {
+    let mut pair = connected_pair(Config::lossy(), Config::lossy());
+    // Duplicate every transmission: each message must still arrive exactly once.
+    pair.a_to_b.filter = Some(Box::new(|bytes: &mut Vec<u8>| {
+        let copy = bytes.clone();
+        bytes.extend_from_slice(&copy);
+    }));
+    for n in 0..5u8 {
+        pair.a.send_oneway(route("/t"), pattern(600, n), SendOptions::default()).unwrap();
+        pair.run();
+    }
+    let got = messages(pair.take_b());
+    assert_eq!(got.len(), 5);
+    for (n, m) in got.iter().enumerate() {
+        assert_eq!(m.payload.to_vec().unwrap(), pattern(600, n as u8));
+    }
+    assert!(pair.b.stats().duplicates > 0);
+    // Damage one frame: that request is lost; the next HEAD reveals the gap and the caller is told.
+    let mut hit = false;
+    pair.a_to_b.filter = Some(Box::new(move |bytes: &mut Vec<u8>| {
+        if !hit && bytes.len() > 10 {
+            bytes[5] ^= 0x10;
+            hit = true;
+        }
+    }));
+    let lost = pair.a.request(route("/t"), b"lost".to_vec(), SendOptions::default()).unwrap();
+    pair.run();
+    pair.a.send_oneway(route("/t"), b"next".to_vec(), SendOptions::default()).unwrap();
+    pair.run();
+    assert_eq!(pair.b.stats().frames_dropped, 1);
+    let got = messages(pair.take_b());
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].payload.to_vec().unwrap(), b"next");
+    assert!(pair.take_a().iter().any(|e| matches!(e,
+        Event::Cancelled { exchange: Exchange::Ours(m), reason } if *m == lost && *reason == CancelReason::DAMAGED)));
+}
+
+#[test]
+fn stream_framing_treats_an_out_of_order_exchange_as_a_protocol_error() {
+    let now = Instant::now();
+    let mut a = Session::new(Config::stream(), now);
+    let mut b = Session::new(Config::stream(), now);
+    let mut out = BytesMut::new();
+    while a.poll_transmit(now, &mut out) {}
+    b.handle_input(now, &out);
+    while b.poll_event().is_some() {}
+    let head = Head {
+        xid: Xid::sender(5),
+        kind: Kind::OneWay,
+        priority: Priority::NORMAL,
+        route: Some(Route::Id(1)),
+        meta: None,
+        total: 1,
+        payload: Bytes::from_static(b"x"),
+    };
+    let mut bytes = BytesMut::new();
+    frame::encode(Framing::Stream, &Frame::Head(head), &mut bytes);
+    b.handle_input(now, &bytes);
+    assert!(matches!(b.poll_event(),
+        Some(Event::Closed(CloseReason::Protocol(ProtocolError::ExchangeOrder { expected: 0, got: 5 })))));
+}

@@ -1,0 +1,3 @@
+//! netcore: typed calls between two devices over one connection.
+#![deny(missing_docs)]
+pub use netcore_runtime::*;
