@@ -1,3 +1,3 @@
-//! netcore: typed calls between two devices over one connection.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 pub use netcore_runtime::*;

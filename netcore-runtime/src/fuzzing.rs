@@ -1,0 +1,511 @@
+//! Entry points of the fuzz targets in `fuzz/`, kept here so a unit test runs them too.
+//!
+//! Each function takes arbitrary bytes and must not panic. Where one panics on purpose, the
+//! message names the invariant that broke: that is a bug in the codec or the session, not in the
+//! input. The first input byte is a selector (piece sizes, limits, mode); the rest is fed.
+//!
+//! Not part of the API: no stability promise.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::frame::{self, decode_body, encode_body, encoded_body_len, lossy, Decoder, Frame, Framing, Hello, Limits};
+use crate::session::{Body, Config, Event, Exchange, Keepalive, SendOptions, Session, PROTOCOL_VERSION};
+use crate::{varint, Kind, Route};
+
+/// Body limits the decoder targets choose from (selector bits 6–7).
+const MAX_BODIES: [usize; 4] = [64, 300, 4096, 64 * 1024];
+
+/// Flow-control windows the session target chooses from (selector bits 6–7); 0 is no credit.
+const WINDOWS: [u64; 4] = [0, 256, 4096, 1 << 20];
+
+/// Rounds of `poll_transmit`/`poll_event` after which a session is taken to livelock.
+const SETTLE_ROUNDS: usize = 10_000;
+
+/// Feeds `data` to a stream-framing decoder in pieces; checks each decoded frame by re-encoding.
+///
+/// Also decodes `data` as one bare body (with its CRC fixed up, see [`frame_body`]).
+pub fn stream_decoder(data: &[u8]) {
+    decode_pieces(Framing::Stream, data);
+    if let Some((_, rest)) = data.split_first() {
+        frame_body(rest);
+    }
+}
+
+/// Feeds `data` to a lossy-framing (COBS) decoder in pieces; checks each decoded frame by re-encoding.
+pub fn lossy_decoder(data: &[u8]) {
+    decode_pieces(Framing::Lossy, data);
+}
+
+/// Decodes `data` followed by its CRC32 as one frame body: the field parsers without the CRC wall.
+///
+/// A decoded frame must re-encode to the same bytes, except for the parts the specification lets
+/// a receiver normalise: HELLO's trailing fields of later versions and GOAWAY's invalid UTF-8.
+pub fn frame_body(data: &[u8]) {
+    let mut body = data.to_vec();
+    body.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+    let Ok(frame) = decode_body(Bytes::from(body.clone())) else { return };
+    let again = check_reencode(&frame);
+    let exact = match &frame {
+        Frame::Hello(_) => {
+            let fields = &again[..again.len() - frame::CRC_LEN];
+            assert!(data.starts_with(fields), "HELLO {frame:?} re-encodes to other leading fields");
+            false
+        }
+        Frame::GoAway { .. } => std::str::from_utf8(&data[2..]).is_ok(),
+        _ => true,
+    };
+    if exact {
+        assert_eq!(again, body, "{frame:?} has a second encoding");
+    }
+}
+
+/// Feeds `data` to a fresh [`Session`] on each framing, after a valid HELLO from the peer, and
+/// drains it with `poll_transmit`/`poll_event` after every piece, then runs its timers and EOF.
+///
+/// Selector bit 5 chooses how the rest is read: raw bytes for the link, or records
+/// `len ‖ fields` that become frame bodies with a correct CRC (so that fuzzing reaches the
+/// session instead of the CRC check). Checks that every frame the session sends decodes, that
+/// the session settles, and that it never holds more received payload than its window.
+pub fn session(data: &[u8]) {
+    for framing in [Framing::Stream, Framing::Lossy] {
+        run_session(framing, data);
+    }
+}
+
+/// What a decoder or session run did, for tests to check that a fixed input reaches its target.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Report {
+    frames: usize,
+    errors: usize,
+    messages: usize,
+    closed: bool,
+}
+
+/// Cuts `input` into pieces of 1 to 64 bytes drawn from a generator seeded with `seed`; seed 0
+/// gives the whole input at once.
+fn pieces(input: &[u8], seed: u8) -> impl Iterator<Item = &[u8]> {
+    let mut rest = input;
+    let mut state = u32::from(seed);
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let len = if seed == 0 {
+            rest.len()
+        } else {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (state >> 16) as usize % 64 + 1
+        };
+        let (piece, tail) = rest.split_at(len.min(rest.len()));
+        rest = tail;
+        Some(piece)
+    })
+}
+
+fn decode_pieces(framing: Framing, data: &[u8]) -> Report {
+    let mut report = Report::default();
+    let Some((&selector, input)) = data.split_first() else { return report };
+    let max_body = MAX_BODIES[usize::from(selector >> 6)];
+    let mut decoder = Decoder::new(framing, max_body);
+    for piece in pieces(input, selector & 0x3f) {
+        decoder.extend(piece);
+        loop {
+            match decoder.decode() {
+                Ok(Some(frame)) => {
+                    report.frames += 1;
+                    let body = check_reencode(&frame);
+                    assert!(body.len() <= max_body || is_normalised(&frame), "{frame:?} decoded beyond max_body");
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    report.errors += 1;
+                    if framing == Framing::Stream {
+                        assert_eq!(decoder.decode(), Err(err), "a stream decoder error is final");
+                        return report;
+                    }
+                }
+            }
+        }
+        // Waiting for more bytes never holds more than one maximal frame.
+        let bound = match framing {
+            Framing::Stream => varint::MAX_LEN + max_body,
+            Framing::Lossy => lossy::max_encoded_len(max_body),
+        };
+        assert!(decoder.buffered() <= bound, "{} bytes buffered, bound {bound}", decoder.buffered());
+    }
+    report
+}
+
+/// Whether re-encoding `frame` may give a longer body than the one it was decoded from.
+fn is_normalised(frame: &Frame) -> bool {
+    matches!(frame, Frame::GoAway { .. })
+}
+
+/// Re-encodes a decoded frame, checks it decodes to itself on every path, and returns its body.
+fn check_reencode(frame: &Frame) -> Vec<u8> {
+    let mut body = Vec::new();
+    encode_body(frame, &mut body);
+    assert_eq!(body.len(), encoded_body_len(frame), "encoded_body_len disagrees with encode_body for {frame:?}");
+    assert_eq!(decode_body(Bytes::from(body.clone())).as_ref(), Ok(frame), "body round trip");
+    for framing in [Framing::Stream, Framing::Lossy] {
+        let mut wire = BytesMut::new();
+        frame::encode(framing, frame, &mut wire);
+        // The tightest limit that admits this frame.
+        let mut decoder = Decoder::new(framing, body.len());
+        decoder.extend(&wire);
+        assert_eq!(decoder.decode().as_ref(), Ok(&Some(frame.clone())), "{framing:?} round trip");
+        assert_eq!(decoder.decode(), Ok(None), "{framing:?}: one frame, one decode");
+        assert_eq!(decoder.buffered(), 0, "{framing:?}: bytes left over");
+    }
+    body
+}
+
+/// Appends `body` to `out` framed for `framing`, with an independent COBS encoder for the lossy one.
+fn frame_raw(framing: Framing, body: &[u8], out: &mut Vec<u8>) {
+    match framing {
+        Framing::Stream => {
+            varint::put(out, body.len() as u64);
+            out.extend_from_slice(body);
+        }
+        Framing::Lossy => {
+            out.push(0);
+            let mut code_at = out.len();
+            out.push(0);
+            for &byte in body {
+                if byte != 0 {
+                    out.push(byte);
+                }
+                let run = out.len() - code_at;
+                if byte == 0 || run == 0xff {
+                    out[code_at] = run as u8;
+                    code_at = out.len();
+                    out.push(0);
+                }
+            }
+            out[code_at] = (out.len() - code_at) as u8;
+            out.push(0);
+        }
+    }
+}
+
+/// Turns records `len ‖ fields` into frames with a correct CRC; a short last record takes what is
+/// left. `len` is one byte below 0x80, else two bytes big-endian with the top bit cleared.
+fn records(framing: Framing, mut input: &[u8]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while let Some((&first, mut rest)) = input.split_first() {
+        let mut len = usize::from(first);
+        if first >= 0x80 {
+            let Some((&second, tail)) = rest.split_first() else { break };
+            len = usize::from(first & 0x7f) << 8 | usize::from(second);
+            rest = tail;
+        }
+        let (fields, rest) = rest.split_at(len.min(rest.len()));
+        let mut body = fields.to_vec();
+        body.extend_from_slice(&crc32fast::hash(fields).to_le_bytes());
+        frame_raw(framing, &body, &mut wire);
+        input = rest;
+    }
+    wire
+}
+
+/// The session under test and a decoder checking everything it sends.
+struct Harness {
+    session: Session,
+    sent: Decoder,
+    window: u64,
+    now: Instant,
+    report: Report,
+}
+
+impl Harness {
+    /// Drains the session until it has nothing more to send or report.
+    fn settle(&mut self) {
+        for _ in 0..SETTLE_ROUNDS {
+            let mut out = BytesMut::new();
+            while self.session.poll_transmit(self.now, &mut out) {}
+            self.sent.extend(&out);
+            loop {
+                match self.sent.decode() {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(err) => panic!("the session sent a frame that does not decode: {err}"),
+                }
+            }
+            let mut busy = !out.is_empty();
+            while let Some(event) = self.session.poll_event() {
+                busy = true;
+                self.on_event(event);
+            }
+            self.check();
+            if !busy {
+                return;
+            }
+        }
+        panic!("the session did not settle within {SETTLE_ROUNDS} rounds");
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Message(message) => {
+                self.report.messages += 1;
+                let len = message.payload.len().expect("a received payload is readable");
+                let bytes = message.payload.to_vec().expect("a received payload is readable");
+                assert_eq!(bytes.len() as u64, len);
+                if let (Exchange::Theirs(id), Kind::Request) = (message.exchange, message.kind) {
+                    // Answer with a few chunks' worth, so the scheduler has work.
+                    let answer = Body::from(vec![0xa5; 700]);
+                    let _ = self.session.respond(id, Ok(answer), SendOptions::default());
+                }
+            }
+            Event::Closed(_) => self.report.closed = true,
+            _ => {}
+        }
+    }
+
+    fn check(&self) {
+        // §5.5: a peer cannot make us hold more than the window. (After a flow-control violation
+        // the session is closed and the count includes the refused frame.)
+        if self.window > 0 && !self.session.is_closed() {
+            let held = self.session.held_bytes();
+            assert!(held <= self.window, "holding {held} bytes against a window of {}", self.window);
+        }
+    }
+}
+
+fn run_session(framing: Framing, data: &[u8]) -> Report {
+    let Some((&selector, input)) = data.split_first() else { return Report::default() };
+    let window = WINDOWS[usize::from(selector >> 6)];
+    let limits = Limits { max_frame: 1024, max_message: 1 << 16, inline_limit: 512, window, max_in_flight: 4 };
+    let config = Config::stream()
+        .with_framing(framing)
+        .with_limits(limits)
+        .with_chunk_size(200)
+        .with_keepalive(Some(Keepalive { interval: Duration::from_secs(1), max_missed: 2 }));
+    let now = Instant::now();
+    let session = Session::new(config, now);
+    // The session may override the window (the lossy framing uses no credit, §5.5).
+    let window = session.config().limits.window;
+    let mut h = Harness { session, sent: Decoder::new(framing, 1 << 20), window, now, report: Report::default() };
+
+    let hello = Hello {
+        version_min: PROTOCOL_VERSION,
+        version_max: PROTOCOL_VERSION,
+        fingerprint: 0,
+        limits: Limits { max_frame: 1024, ..Limits::default() },
+    };
+    let mut wire = BytesMut::new();
+    frame::encode(framing, &Frame::Hello(hello), &mut wire);
+    h.session.handle_input(now, &wire);
+    h.settle();
+    assert!(h.session.is_open(), "a valid HELLO opens the session");
+    // Our own traffic, so that the peer's CANCEL, CREDIT and answers find something to act on.
+    let route = Route::Name("/fuzz".into());
+    let _ = h.session.request(route.clone(), vec![0x5a; 900], SendOptions::default());
+    let _ = h.session.send_oneway(route, &b"one way"[..], SendOptions::default());
+    h.settle();
+
+    let structured = selector & 0x20 != 0;
+    let link = if structured { records(framing, input) } else { input.to_vec() };
+    for piece in pieces(&link, selector & 0x1f) {
+        h.session.handle_input(h.now, piece);
+        h.settle();
+    }
+    // Let the keepalive run out, then the link end.
+    for _ in 0..4 {
+        h.now += Duration::from_millis(1500);
+        if h.session.poll_timeout().is_some_and(|t| t <= h.now) {
+            h.session.handle_timeout(h.now);
+        }
+        h.settle();
+    }
+    h.session.handle_eof();
+    h.settle();
+    assert!(h.session.is_closed(), "EOF closes the session");
+    h.report
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::frame::{CancelReason, Data, Head, Priority, Xid};
+
+    fn body_fields(frame: &Frame) -> Vec<u8> {
+        let mut body = Vec::new();
+        encode_body(frame, &mut body);
+        body.truncate(body.len() - frame::CRC_LEN);
+        body
+    }
+
+    fn framed(selector: u8, framing: Framing, frames: &[Frame]) -> Vec<u8> {
+        let mut wire = BytesMut::new();
+        wire.extend_from_slice(&[selector]);
+        for frame in frames {
+            frame::encode(framing, frame, &mut wire);
+        }
+        wire.to_vec()
+    }
+
+    fn sample() -> Vec<Frame> {
+        vec![
+            Frame::Ping { nonce: 3 },
+            Frame::Head(Head {
+                xid: Xid::sender(0),
+                kind: Kind::Request,
+                priority: Priority::HIGH,
+                route: Some(Route::Name("/echo".into())),
+                meta: None,
+                total: 5,
+                payload: Bytes::from_static(b"hello"),
+            }),
+            Frame::Head(Head {
+                xid: Xid::sender(1),
+                kind: Kind::OneWay,
+                priority: Priority::LOW,
+                route: Some(Route::Id(9)),
+                meta: Some(Bytes::from_static(b"m")),
+                total: 600,
+                payload: Bytes::from(vec![1; 100]),
+            }),
+            Frame::Data(Data { xid: Xid::sender(1), offset: 100, end: true, payload: Bytes::from(vec![2; 500]) }),
+            Frame::Credit { limit: 1 << 30 },
+            Frame::Cancel { xid: Xid::receiver(0), reason: CancelReason::CANCELLED },
+            Frame::GoAway { code: frame::GoAwayCode::NORMAL, message: "done".into() },
+        ]
+    }
+
+    /// Records `len ‖ fields` for the structured session mode.
+    fn records_of(frames: &[Frame]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for frame in frames {
+            let fields = body_fields(frame);
+            match u8::try_from(fields.len()) {
+                Ok(len) if len < 0x80 => out.push(len),
+                _ => out.extend_from_slice(&(0x8000 | u16::try_from(fields.len()).unwrap()).to_be_bytes()),
+            }
+            out.extend(fields);
+        }
+        out
+    }
+
+    #[test]
+    fn independent_cobs_matches_the_codec() {
+        for frame in sample() {
+            let mut body = Vec::new();
+            encode_body(&frame, &mut body);
+            let mut ours = Vec::new();
+            frame_raw(Framing::Lossy, &body, &mut ours);
+            let mut theirs = BytesMut::new();
+            frame::encode(Framing::Lossy, &frame, &mut theirs);
+            assert_eq!(ours, theirs.to_vec(), "{frame:?}");
+        }
+    }
+
+    #[test]
+    fn decoders_decode_valid_input() {
+        let frames = sample();
+        for selector in [0xc0, 0xc1, 0xff, 0x80, 0x87] {
+            for framing in [Framing::Stream, Framing::Lossy] {
+                let report = decode_pieces(framing, &framed(selector, framing, &frames));
+                assert_eq!(report.frames, frames.len(), "{framing:?}, selector {selector:#04x}");
+                assert_eq!(report.errors, 0);
+            }
+        }
+        // A body limit of 64 bytes rejects the large HEAD and DATA frames: lossy skips them.
+        let report = decode_pieces(Framing::Lossy, &framed(0x05, Framing::Lossy, &frames));
+        assert_eq!((report.frames, report.errors), (frames.len() - 2, 2));
+        stream_decoder(&framed(0xc0, Framing::Stream, &frames));
+        lossy_decoder(&framed(0xc0, Framing::Lossy, &frames));
+    }
+
+    #[test]
+    fn frame_body_accepts_every_sample() {
+        for frame in sample() {
+            frame_body(&body_fields(&frame));
+        }
+        let hello = Hello { version_min: 1, version_max: 2, fingerprint: 5, limits: Limits::default() };
+        let mut fields = body_fields(&Frame::Hello(hello));
+        fields.extend_from_slice(b"fields of version 2");
+        frame_body(&fields);
+        frame_body(&[0x08, 0x01, 0xff, 0xfe]);
+    }
+
+    #[test]
+    fn session_delivers_structured_input() {
+        let frames = sample();
+        for (selector, window) in [(0x20u8, 0u64), (0x61, 256), (0xa3, 4096), (0xff, 1 << 20)] {
+            assert_eq!(WINDOWS[usize::from(selector >> 6)], window);
+            let mut data = vec![selector];
+            data.extend(records_of(&frames));
+            for framing in [Framing::Stream, Framing::Lossy] {
+                let report = run_session(framing, &data);
+                // The 256-byte window refuses the 600-byte message: only the request arrives.
+                // The lossy framing uses no credit, so both arrive there.
+                let want = if window == 256 && framing == Framing::Stream { 1 } else { 2 };
+                assert_eq!(report.messages, want, "{framing:?}, selector {selector:#04x}: {report:?}");
+                assert!(report.closed);
+            }
+            session(&data);
+        }
+    }
+
+    #[test]
+    fn session_takes_raw_frames() {
+        for framing in [Framing::Stream, Framing::Lossy] {
+            let report = run_session(framing, &framed(0x80, framing, &sample()));
+            assert_eq!(report.messages, 2, "{framing:?}: {report:?}");
+        }
+    }
+
+    #[test]
+    fn fixed_hostile_inputs() {
+        let inputs: [&[u8]; 8] = [
+            b"",
+            b"\0",
+            b"\xff",
+            &[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            &[0x3f; 300],
+            &[0xc1, 0x00, 0x00, 0x05, 0x06, 0x01, 0x00],
+            // Records: an empty body, a bare type byte, a HEAD with a truncated route.
+            &[0x20, 0x00, 0x01, 0x02, 0x03, 0x02, 0x00, 0x00],
+            &[0x25, 0x02, 0x03, 0x01, 0x02, 0x04, 0x00, 0x01, 0x01, 0xff],
+        ];
+        for input in inputs {
+            stream_decoder(input);
+            lossy_decoder(input);
+            frame_body(input);
+            session(input);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn decoders_never_panic(data in prop::collection::vec(any::<u8>(), 0..4096)) {
+            stream_decoder(&data);
+            lossy_decoder(&data);
+            frame_body(&data);
+        }
+
+        #[test]
+        fn session_never_panics(data in prop::collection::vec(any::<u8>(), 0..4096)) {
+            session(&data);
+        }
+
+        #[test]
+        fn session_never_panics_on_valid_frames_in_any_order(
+            selector in any::<u8>(),
+            order in prop::collection::vec(0..7usize, 0..24),
+        ) {
+            let sample = sample();
+            let frames: Vec<Frame> = order.iter().map(|&i| sample[i].clone()).collect();
+            let mut data = vec![selector | 0x20];
+            data.extend(records_of(&frames));
+            session(&data);
+        }
+    }
+}

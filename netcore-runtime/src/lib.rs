@@ -21,13 +21,28 @@
 //! caller's job.
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod codec;
+#[cfg(feature = "tokio")]
+pub mod connection;
+#[cfg(feature = "tokio")]
+pub mod endpoint;
 pub mod frame;
 pub mod session;
 pub mod sim;
+#[cfg(feature = "tokio")]
+pub mod transport;
 mod varint;
 
 #[doc(hidden)]
-// pub mod fuzzing;
+pub mod fuzzing;
 
 pub use frame::{route_id, CancelReason, Framing, GoAwayCode, Kind, Limits, Priority, Route};
-pub use session::{Config, Event, Session};
+pub use session::{Body, Config, Event, Payload, Session};
+
+#[cfg(feature = "tokio")]
+pub use connection::{CallOptions, Connection, ConnectionId, LinkState};
+#[cfg(feature = "tokio")]
+pub use endpoint::{
+    Blueprint, CallError, Endpoint, EndpointEvent, ErrorCode, EventKind, HandlerError, Reply, Request, Response,
+};

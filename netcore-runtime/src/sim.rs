@@ -56,13 +56,7 @@ impl Pair {
     /// Two new sessions; nothing is exchanged until [`step`](Self::step) or [`run`](Self::run).
     pub fn new(a: Config, b: Config) -> Self {
         let now = Instant::now();
-        Self {
-            a: Session::new(a, now),
-            b: Session::new(b, now),
-            a_to_b: Link::default(),
-            b_to_a: Link::default(),
-            now,
-        }
+        Self { a: Session::new(a, now), b: Session::new(b, now), a_to_b: Link::default(), b_to_a: Link::default(), now }
     }
 
     /// Moves at most `budget` bytes each way (whole frames; at least one frame if any is ready).

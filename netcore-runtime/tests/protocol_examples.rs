@@ -1,31 +1,269 @@
-use bytes::{Bytes, BytesMut};
-use netcore_runtime::frame::*;
+//! The worked examples of docs/PROTOCOL.md §11 and the overhead figures of §12, byte for byte.
+//!
+//! Every frame is built with the public API, encoded, and compared with a hex string that also
+//! appears verbatim in the document (`document_quotes_every_example` checks that), so the
+//! specification cannot drift from the code: if a test here fails, the document is wrong.
 
-fn hex(b: &[u8]) -> String { b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ") }
-fn enc(f: Framing, fr: &Frame) -> Vec<u8> { let mut o = BytesMut::new(); encode(f, fr, &mut o); o.to_vec() }
+use bytes::{Bytes, BytesMut};
+use netcore_runtime::frame::{
+    encode, route_id, CancelReason, Data, Decoder, Frame, Framing, GoAwayCode, Head, Hello, Kind, Limits, Priority,
+    Route, Xid,
+};
+
+// §11.1 HELLO, default limits, fingerprint 0x0123456789abcdef.
+const HELLO_STREAM: &str =
+    "21 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 40 80 80 80 02 40 b2 ec e0 d5";
+const HELLO_LOSSY: &str =
+    "00 22 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 40 80 80 80 02 40 b2 ec e0 d5 00";
+// §11.2 REQUEST "/sensor/read", exchange 0, payload 00 01 … 0f.
+const REQUEST_STREAM: &str = "1b 02 61 00 85 cf 24 e1 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f a2 81 66 24";
+const REQUEST_LOSSY: &str = "00 03 02 61 05 85 cf 24 e1 14 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f a2 81 66 24 00";
+// §11.3 RESPONSE to exchange 0, payload a0 a1 … af.
+const RESPONSE_STREAM: &str = "17 02 69 01 a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af 5a bb 4c 68";
+const RESPONSE_LOSSY: &str = "00 18 02 69 01 a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af 5a bb 4c 68 00";
+// §11.4 A 40000-byte REQUEST "/log/upload", exchange 1, priority 1, in 16384-byte chunks:
+// header bytes (length prefix included) and CRC of each frame; payload byte i is i mod 256.
+const LARGE_HEAD_HEADER: &str = "8e 80 01 02 20 02 48 89 ff 29 c0 b8 02";
+const LARGE_HEAD_CRC: &str = "d3 e5 fa 8d";
+const LARGE_DATA1_HEADER: &str = "8a 80 01 03 00 02 80 80 01";
+const LARGE_DATA1_CRC: &str = "ed f7 56 6f";
+const LARGE_DATA2_HEADER: &str = "ca 38 03 01 02 80 80 02";
+const LARGE_DATA2_CRC: &str = "9d 2f 8d 76";
+// §11.5 CANCEL of exchange 1 by its opener, TIMED_OUT.
+const CANCEL_STREAM: &str = "07 04 02 01 da 23 79 bd";
+const CANCEL_LOSSY: &str = "00 08 04 02 01 da 23 79 bd 00";
+// §11.6 Further frames.
+const ONEWAY_NAME_STREAM: &str = "0d 02 bb 04 03 6c 6f 67 68 69 8b 38 ed da";
+const CREDIT_STREAM: &str = "09 05 80 80 c0 02 b4 63 5a 27";
+const PING_STREAM: &str = "06 06 01 ef 85 84 60";
+const PONG_STREAM: &str = "06 07 01 ae b4 9f 79";
+const GOAWAY_STREAM: &str = "09 08 00 62 79 65 fa f4 24 7e";
+const GOAWAY_LOSSY: &str = "00 02 08 08 62 79 65 fa f4 24 7e 00";
+
+const ALL: &[&str] = &[
+    HELLO_STREAM,
+    HELLO_LOSSY,
+    REQUEST_STREAM,
+    REQUEST_LOSSY,
+    RESPONSE_STREAM,
+    RESPONSE_LOSSY,
+    LARGE_HEAD_HEADER,
+    LARGE_HEAD_CRC,
+    LARGE_DATA1_HEADER,
+    LARGE_DATA1_CRC,
+    LARGE_DATA2_HEADER,
+    LARGE_DATA2_CRC,
+    CANCEL_STREAM,
+    CANCEL_LOSSY,
+    ONEWAY_NAME_STREAM,
+    CREDIT_STREAM,
+    PING_STREAM,
+    PONG_STREAM,
+    GOAWAY_STREAM,
+    GOAWAY_LOSSY,
+];
+
+fn unhex(text: &str) -> Vec<u8> {
+    text.split_whitespace().map(|b| u8::from_str_radix(b, 16).expect("hex byte")).collect()
+}
+
+fn encoded(framing: Framing, frame: &Frame) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    encode(framing, frame, &mut out);
+    out.to_vec()
+}
+
+fn decoded(framing: Framing, bytes: &[u8]) -> Frame {
+    let mut decoder = Decoder::new(framing, Limits::default().max_frame as usize);
+    decoder.extend(bytes);
+    let frame = decoder.decode().expect("valid frame").expect("complete frame");
+    assert_eq!(decoder.decode(), Ok(None), "exactly one frame");
+    frame
+}
+
+/// Encodes `frame`, compares it with `hex`, and decodes `hex` back to `frame`.
+fn check(framing: Framing, frame: &Frame, hex: &str) {
+    let bytes = unhex(hex);
+    assert_eq!(encoded(framing, frame), bytes, "{framing:?} encoding of {frame:?}");
+    assert_eq!(&decoded(framing, &bytes), frame, "{framing:?} decoding of {hex}");
+}
+
+/// CRC-32/ISO-HDLC written out from its definition (§3): reflected polynomial 0xEDB88320
+/// (0x04C11DB7 reversed), initial value and final XOR 0xFFFFFFFF.
+fn crc32_reference(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffff_u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn hello() -> Frame {
+    Frame::Hello(Hello {
+        version_min: 1,
+        version_max: 1,
+        fingerprint: 0x0123_4567_89ab_cdef,
+        limits: Limits::default(),
+    })
+}
+
+fn request() -> Frame {
+    Frame::Head(Head {
+        xid: Xid::sender(0),
+        kind: Kind::Request,
+        priority: Priority::NORMAL,
+        route: Some(Route::Id(route_id("/sensor/read"))),
+        meta: None,
+        total: 16,
+        payload: Bytes::from((0x00..0x10).collect::<Vec<u8>>()),
+    })
+}
+
+fn response() -> Frame {
+    Frame::Head(Head {
+        xid: Xid::receiver(0),
+        kind: Kind::Response,
+        priority: Priority::NORMAL,
+        route: None,
+        meta: None,
+        total: 16,
+        payload: Bytes::from((0xa0..0xb0).collect::<Vec<u8>>()),
+    })
+}
 
 #[test]
-fn dump() {
-    let hello = Frame::Hello(Hello { version_min: 1, version_max: 1, fingerprint: 0x0123_4567_89ab_cdef, limits: Limits::default() });
-    eprintln!("hello s {}", hex(&enc(Framing::Stream, &hello)));
-    eprintln!("hello l {}", hex(&enc(Framing::Lossy, &hello)));
-    eprintln!("route {:#010x} a={:#010x} empty={:#010x}", route_id("/sensor/read"), route_id("a"), route_id(""));
-    let req = Frame::Head(Head { xid: Xid::sender(0), kind: Kind::Request, priority: Priority::NORMAL, route: Some(Route::Id(route_id("/sensor/read"))), meta: None, total: 16, payload: Bytes::from((0u8..16).collect::<Vec<_>>()) });
-    eprintln!("req s {}", hex(&enc(Framing::Stream, &req)));
-    eprintln!("req l {}", hex(&enc(Framing::Lossy, &req)));
-    let resp = Frame::Head(Head { xid: Xid::receiver(0), kind: Kind::Response, priority: Priority::NORMAL, route: None, meta: None, total: 16, payload: Bytes::from((0xa0u8..0xb0).collect::<Vec<_>>()) });
-    eprintln!("resp s {}", hex(&enc(Framing::Stream, &resp)));
-    eprintln!("resp l {}", hex(&enc(Framing::Lossy, &resp)));
-    let big: Vec<u8> = (0..40000u32).map(|i| i as u8).collect();
-    let big = Bytes::from(big);
-    let h = Frame::Head(Head { xid: Xid::sender(1), kind: Kind::Request, priority: Priority::LOW, route: Some(Route::Id(route_id("/log/upload"))), meta: None, total: 40000, payload: big.slice(0..16384) });
-    let e = enc(Framing::Stream, &h); eprintln!("bighead len {} {} ... {}", e.len(), hex(&e[..16]), hex(&e[e.len()-8..]));
-    let d = Frame::Data(Data { xid: Xid::sender(1), offset: 16384, end: false, payload: big.slice(16384..32768) });
-    let e = enc(Framing::Stream, &d); eprintln!("data1 len {} {} ... {}", e.len(), hex(&e[..12]), hex(&e[e.len()-8..]));
-    let d = Frame::Data(Data { xid: Xid::sender(1), offset: 32768, end: true, payload: big.slice(32768..) });
-    let e = enc(Framing::Stream, &d); eprintln!("data2 len {} {} ... {}", e.len(), hex(&e[..12]), hex(&e[e.len()-8..]));
-    let c = Frame::Cancel { xid: Xid::sender(1), reason: CancelReason::TIMED_OUT };
-    eprintln!("cancel s {}", hex(&enc(Framing::Stream, &c)));
-    eprintln!("cancel l {}", hex(&enc(Framing::Lossy, &c)));
-    eprintln!("crc check {:08x}", crc32fast::hash(b"123456789"));
+fn hello_with_default_limits() {
+    check(Framing::Stream, &hello(), HELLO_STREAM);
+    check(Framing::Lossy, &hello(), HELLO_LOSSY);
+}
+
+#[test]
+fn small_request_and_response() {
+    assert_eq!(route_id("/sensor/read"), 0xe124_cf85);
+    check(Framing::Stream, &request(), REQUEST_STREAM);
+    check(Framing::Lossy, &request(), REQUEST_LOSSY);
+    check(Framing::Stream, &response(), RESPONSE_STREAM);
+    check(Framing::Lossy, &response(), RESPONSE_LOSSY);
+}
+
+#[test]
+fn large_message_in_chunks() {
+    assert_eq!(route_id("/log/upload"), 0x29ff_8948);
+    let payload = Bytes::from((0..40_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+    let frames = [
+        (
+            Frame::Head(Head {
+                xid: Xid::sender(1),
+                kind: Kind::Request,
+                priority: Priority::LOW,
+                route: Some(Route::Id(route_id("/log/upload"))),
+                meta: None,
+                total: 40_000,
+                payload: payload.slice(0..16_384),
+            }),
+            LARGE_HEAD_HEADER,
+            0..16_384,
+            LARGE_HEAD_CRC,
+            16_401,
+        ),
+        (
+            Frame::Data(Data {
+                xid: Xid::sender(1),
+                offset: 16_384,
+                end: false,
+                payload: payload.slice(16_384..32_768),
+            }),
+            LARGE_DATA1_HEADER,
+            16_384..32_768,
+            LARGE_DATA1_CRC,
+            16_397,
+        ),
+        (
+            Frame::Data(Data { xid: Xid::sender(1), offset: 32_768, end: true, payload: payload.slice(32_768..) }),
+            LARGE_DATA2_HEADER,
+            32_768..40_000,
+            LARGE_DATA2_CRC,
+            7_244,
+        ),
+    ];
+    for (frame, header, range, crc, len) in frames {
+        let bytes = encoded(Framing::Stream, &frame);
+        let (header, crc) = (unhex(header), unhex(crc));
+        assert_eq!(bytes.len(), len);
+        assert_eq!(&bytes[..header.len()], &header[..], "header of {range:?}");
+        assert_eq!(&bytes[header.len()..len - 4], &payload[range.clone()], "payload of {range:?}");
+        assert_eq!(&bytes[len - 4..], &crc[..], "crc of {range:?}");
+        assert_eq!(decoded(Framing::Stream, &bytes), frame);
+    }
+}
+
+#[test]
+fn cancel() {
+    let frame = Frame::Cancel { xid: Xid::sender(1), reason: CancelReason::TIMED_OUT };
+    check(Framing::Stream, &frame, CANCEL_STREAM);
+    check(Framing::Lossy, &frame, CANCEL_LOSSY);
+}
+
+#[test]
+fn further_frames() {
+    let oneway = Frame::Head(Head {
+        xid: Xid::sender(2),
+        kind: Kind::OneWay,
+        priority: Priority::HIGH,
+        route: Some(Route::Name("log".into())),
+        meta: None,
+        total: 2,
+        payload: Bytes::from_static(b"hi"),
+    });
+    check(Framing::Stream, &oneway, ONEWAY_NAME_STREAM);
+    check(Framing::Stream, &Frame::Credit { limit: 5 << 20 }, CREDIT_STREAM);
+    check(Framing::Stream, &Frame::Ping { nonce: 1 }, PING_STREAM);
+    check(Framing::Stream, &Frame::Pong { nonce: 1 }, PONG_STREAM);
+    let goaway = Frame::GoAway { code: GoAwayCode::NORMAL, message: "bye".into() };
+    check(Framing::Stream, &goaway, GOAWAY_STREAM);
+    check(Framing::Lossy, &goaway, GOAWAY_LOSSY);
+}
+
+#[test]
+fn crc_covers_type_byte_to_last_payload_byte() {
+    assert_eq!(crc32_reference(b"123456789"), 0xcbf4_3926, "check value of CRC-32/ISO-HDLC");
+    // Stream examples: one length-prefix byte, then the body; the CRC is the body's last 4 bytes,
+    // little endian, over everything before it.
+    for hex in [HELLO_STREAM, REQUEST_STREAM, RESPONSE_STREAM, CANCEL_STREAM, CREDIT_STREAM, GOAWAY_STREAM] {
+        let bytes = unhex(hex);
+        let body = &bytes[1..];
+        assert_eq!(usize::from(bytes[0]), body.len(), "length prefix of {hex}");
+        let (covered, crc) = body.split_at(body.len() - 4);
+        assert_eq!(crc32_reference(covered).to_le_bytes(), crc, "crc of {hex}");
+    }
+}
+
+#[test]
+fn route_id_vectors() {
+    assert_eq!(route_id(""), 0x811c_9dc5);
+    assert_eq!(route_id("a"), 0xe40c_292c);
+    assert_eq!(route_id("/sensor/read"), 0xe124_cf85);
+    assert_eq!(Route::Name("/sensor/read".into()).id(), route_id("/sensor/read"));
+}
+
+#[test]
+fn overhead_table() {
+    // §12: bytes on the wire for a 16-byte payload, and the overhead beyond the payload.
+    let rows = [(REQUEST_STREAM, 28, 12), (REQUEST_LOSSY, 30, 14), (RESPONSE_STREAM, 24, 8), (RESPONSE_LOSSY, 26, 10)];
+    for (hex, wire, overhead) in rows {
+        assert_eq!(unhex(hex).len(), wire, "{hex}");
+        assert_eq!(wire - 16, overhead);
+    }
+}
+
+#[test]
+fn document_quotes_every_example() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md");
+    let doc = std::fs::read_to_string(path).expect("docs/PROTOCOL.md next to the workspace");
+    for hex in ALL {
+        assert!(doc.contains(hex), "docs/PROTOCOL.md does not quote {hex}");
+    }
 }

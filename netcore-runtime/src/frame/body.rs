@@ -45,8 +45,10 @@ fn fields_len(frame: &Frame) -> usize {
 /// Appends the body of `frame`, its CRC32 included, to `out`.
 ///
 /// # Panics
-/// If a HEAD's payload is longer than its `total`, or a DATA payload is empty: the session never
-/// builds such frames, and the decoder rejects them.
+/// On a frame the decoder would reject or read differently (§5): a HEAD whose payload is longer
+/// than its `total`, whose route is missing for a REQUEST/ONEWAY or present for a RESPONSE/ERROR,
+/// or whose exchange side does not match its kind; an empty DATA payload; an extension type below
+/// 0x80. The session never builds such frames.
 pub fn encode_body(frame: &Frame, out: &mut impl BufMutSlice) {
     let start = out.written();
     out.reserve_more(encoded_body_len(frame));
@@ -92,6 +94,7 @@ pub fn encode_body(frame: &Frame, out: &mut impl BufMutSlice) {
             out.put_slice(message.as_bytes());
         }
         Frame::Extension { ty, body } => {
+            assert!(ty.is_ignorable(), "extension frame types have the high bit set");
             out.put_u8(ty.0);
             out.put_slice(body);
         }
@@ -102,6 +105,12 @@ pub fn encode_body(frame: &Frame, out: &mut impl BufMutSlice) {
 
 fn encode_head(h: &Head, out: &mut impl BufMut) {
     assert!(h.payload.len() as u64 <= h.total, "HEAD payload longer than its total");
+    assert_eq!(
+        h.route.is_some(),
+        h.kind.opens_exchange(),
+        "a HEAD has a route exactly when its kind opens an exchange"
+    );
+    assert_ne!(h.xid.opened_by_receiver, h.kind.opens_exchange(), "a HEAD's exchange side must match its kind");
     let mut flags = (h.kind as u8) << HEAD_KIND_SHIFT | h.priority.level() << HEAD_PRIORITY_SHIFT;
     if h.is_complete() {
         flags |= HEAD_END;

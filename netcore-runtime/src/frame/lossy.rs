@@ -72,6 +72,7 @@ pub struct LossyDecoder {
     /// Bytes of `input` already known to hold no delimiter.
     scanned: usize,
     max_encoded: usize,
+    max_body: usize,
     /// Inside an oversized frame: drop everything up to the next delimiter.
     skipping: bool,
     discarded: u64,
@@ -84,6 +85,7 @@ impl LossyDecoder {
             input: BytesMut::new(),
             scanned: 0,
             max_encoded: max_encoded_len(max_body),
+            max_body,
             skipping: false,
             discarded: 0,
         }
@@ -126,7 +128,7 @@ impl LossyDecoder {
                 self.discarded += encoded.len() as u64;
                 return Err(self.too_large(encoded.len()));
             }
-            let result = cobs_decode(encoded).and_then(decode_body);
+            let result = cobs_decode(encoded).and_then(|body| self.check_body(body)).and_then(decode_body);
             if result.is_err() {
                 self.discarded += encoded.len() as u64;
             }
@@ -150,6 +152,14 @@ impl LossyDecoder {
         } else {
             Err(self.too_large(len))
         }
+    }
+
+    /// §8: a body over `max_frame` is refused on both framings, whatever its encoded length.
+    fn check_body(&self, body: Bytes) -> Result<Bytes, FrameError> {
+        if body.len() > self.max_body {
+            return Err(FrameError::TooLarge { len: body.len() as u64, max: self.max_body as u64 });
+        }
+        Ok(body)
     }
 
     fn too_large(&self, len: usize) -> FrameError {

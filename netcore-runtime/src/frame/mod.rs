@@ -83,3 +83,6 @@ pub fn encode(framing: Framing, frame: &Frame, out: &mut bytes::BytesMut) {
         Framing::Lossy => lossy::encode(frame, out),
     }
 }
+
+#[cfg(test)]
+mod tests;

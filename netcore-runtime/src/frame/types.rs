@@ -185,13 +185,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_frame: 64 * 1024,
-            max_message: 1 << 30,
-            inline_limit: 1 << 20,
-            window: 4 << 20,
-            max_in_flight: 64,
-        }
+        Self { max_frame: 64 * 1024, max_message: 1 << 30, inline_limit: 1 << 20, window: 4 << 20, max_in_flight: 64 }
     }
 }
 

@@ -68,10 +68,11 @@ impl RecvCredit {
 
     /// Accounts for received payload; more than granted is a protocol error.
     pub(super) fn receive(&mut self, bytes: usize) -> Result<(), ProtocolError> {
-        self.received = self.received.saturating_add(bytes as u64);
-        if self.window > 0 && self.received > self.announced {
-            return Err(ProtocolError::FlowControl { received: self.received, limit: self.announced });
+        let received = self.received.saturating_add(bytes as u64);
+        if self.window > 0 && received > self.announced {
+            return Err(ProtocolError::FlowControl { received, limit: self.announced });
         }
+        self.received = received;
         Ok(())
     }
 

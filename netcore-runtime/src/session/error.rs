@@ -87,7 +87,7 @@ impl ProtocolError {
             ProtocolError::Version { .. } => GoAwayCode::VERSION,
             ProtocolError::Fingerprint { .. } => GoAwayCode::FINGERPRINT,
             ProtocolError::FlowControl { .. } => GoAwayCode::FLOW_CONTROL,
-            ProtocolError::ControlFlood => GoAwayCode::LIMIT,
+            ProtocolError::ControlFlood | ProtocolError::Frame(FrameError::TooLarge { .. }) => GoAwayCode::LIMIT,
             _ => GoAwayCode::PROTOCOL,
         }
     }

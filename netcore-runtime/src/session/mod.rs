@@ -116,7 +116,12 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     /// A session that starts by sending its HELLO.
-    pub fn new(config: Config, now: Instant) -> Self {
+    pub fn new(mut config: Config, now: Instant) -> Self {
+        let tolerant = config.framing == frame::Framing::Lossy;
+        if tolerant {
+            // §5.5: on a lossy link lost or duplicated frames would corrupt the credit accounting.
+            config.limits.window = 0;
+        }
         let limits = config.limits;
         let hello = Hello {
             version_min: PROTOCOL_VERSION,
@@ -124,7 +129,6 @@ impl Session {
             fingerprint: config.fingerprint,
             limits,
         };
-        let tolerant = config.framing == frame::Framing::Lossy;
         Self {
             decoder: Decoder::new(config.framing, limits.max_frame as usize),
             inbox: Inbox::new(limits, config.spill_dir.clone(), tolerant),
@@ -185,7 +189,12 @@ impl Session {
     }
 
     /// Queues a one-way message.
-    pub fn send_oneway(&mut self, route: Route, body: impl Into<Body>, opts: SendOptions) -> Result<MessageId, SendError> {
+    pub fn send_oneway(
+        &mut self,
+        route: Route,
+        body: impl Into<Body>,
+        opts: SendOptions,
+    ) -> Result<MessageId, SendError> {
         self.submit(Kind::OneWay, Some(route), body.into(), opts, None)
     }
 
@@ -204,7 +213,14 @@ impl Session {
         self.submit(kind, None, body, opts, Some(Key { id, ours: false }))
     }
 
-    fn submit(&mut self, kind: Kind, route: Option<Route>, body: Body, opts: SendOptions, key: Option<Key>) -> Result<MessageId, SendError> {
+    fn submit(
+        &mut self,
+        kind: Kind,
+        route: Option<Route>,
+        body: Body,
+        opts: SendOptions,
+        key: Option<Key>,
+    ) -> Result<MessageId, SendError> {
         if self.state == State::Closed {
             return Err(SendError::Closed);
         }
@@ -538,7 +554,10 @@ impl Session {
             liveness::Due::Nothing => {}
             liveness::Due::Ping(nonce) => self.push_control(Frame::Ping { nonce }),
             liveness::Due::Dead => {
-                self.close_with(CloseReason::TimedOut, Some((GoAwayCode::TIMEOUT, "no traffic within the keepalive deadline".into())));
+                self.close_with(
+                    CloseReason::TimedOut,
+                    Some((GoAwayCode::TIMEOUT, "no traffic within the keepalive deadline".into())),
+                );
             }
         }
     }

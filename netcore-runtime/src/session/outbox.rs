@@ -83,7 +83,14 @@ pub(super) struct Outbox {
 
 impl Outbox {
     /// Queues a message. `key` is the exchange of a response; `None` for opening kinds.
-    pub(super) fn push(&mut self, kind: Kind, route: Option<Route>, body: Body, opts: SendOptions, key: Option<Key>) -> MessageId {
+    pub(super) fn push(
+        &mut self,
+        kind: Kind,
+        route: Option<Route>,
+        body: Body,
+        opts: SendOptions,
+        key: Option<Key>,
+    ) -> MessageId {
         let id = MessageId(self.next_message);
         self.next_message += 1;
         let (source, total) = match body {
@@ -196,7 +203,8 @@ impl Outbox {
 
     fn attempt_data(message: &mut Outgoing, credit: &mut SendCredit, peer: &Limits, chunk_size: usize) -> Attempt {
         let xid = message.key.expect("set with the HEAD").to_xid();
-        let overhead = 2 + varint::encoded_len(xid.to_wire()) + varint::encoded_len(message.sent) + crate::frame::CRC_LEN;
+        let overhead =
+            2 + varint::encoded_len(xid.to_wire()) + varint::encoded_len(message.sent) + crate::frame::CRC_LEN;
         let room = (peer.max_frame as u64).saturating_sub(overhead as u64).min(chunk_size as u64);
         let len = (message.total - message.sent).min(room);
         if len == 0 {

@@ -59,7 +59,10 @@ fn request_and_response() {
     assert_eq!(reply.kind, Kind::Response);
     assert_eq!(reply.payload.to_vec().unwrap(), b"pong");
     assert!(pair.a.is_idle() && pair.b.is_idle());
-    assert_eq!(pair.b.respond(id, Ok(Body::from(Vec::new())), SendOptions::default()), Err(SendError::UnknownExchange(id)));
+    assert_eq!(
+        pair.b.respond(id, Ok(Body::from(Vec::new())), SendOptions::default()),
+        Err(SendError::UnknownExchange(id))
+    );
 }
 
 #[test]
@@ -181,7 +184,9 @@ fn large_messages_spill_to_a_file_that_is_removed_on_cancel() {
 fn bodies_stream_from_readers() {
     let mut pair = connected_pair(Config::stream().with_chunk_size(333), Config::stream());
     let body = pattern(10_000, 5);
-    pair.a.send_oneway(route("/r"), Body::reader(std::io::Cursor::new(body.clone()), 10_000), SendOptions::default()).unwrap();
+    pair.a
+        .send_oneway(route("/r"), Body::reader(std::io::Cursor::new(body.clone()), 10_000), SendOptions::default())
+        .unwrap();
     pair.run();
     assert_eq!(messages(pair.take_b())[0].payload.to_vec().unwrap(), body);
 }
@@ -189,7 +194,10 @@ fn bodies_stream_from_readers() {
 #[test]
 fn a_short_reader_cancels_its_message() {
     let mut pair = connected_pair(Config::stream().with_chunk_size(100), Config::stream());
-    let id = pair.a.send_oneway(route("/r"), Body::reader(std::io::Cursor::new(vec![1; 250]), 1000), SendOptions::default()).unwrap();
+    let id = pair
+        .a
+        .send_oneway(route("/r"), Body::reader(std::io::Cursor::new(vec![1; 250]), 1000), SendOptions::default())
+        .unwrap();
     pair.run();
     assert!(pair.take_a().iter().any(|e| matches!(e,
         Event::Cancelled { exchange: Exchange::Ours(m), reason } if *m == id && *reason == CancelReason::IO)));
@@ -241,7 +249,10 @@ fn data_before_the_handshake_is_refused_with_goaway() {
     let mut bytes = BytesMut::new();
     frame::encode(Framing::Stream, &Frame::Ping { nonce: 1 }, &mut bytes);
     session.handle_input(now, &bytes);
-    assert!(matches!(session.poll_event(), Some(Event::Closed(CloseReason::Protocol(ProtocolError::ExpectedHello(0x06))))));
+    assert!(matches!(
+        session.poll_event(),
+        Some(Event::Closed(CloseReason::Protocol(ProtocolError::ExpectedHello(0x06))))
+    ));
     let mut out = BytesMut::new();
     while session.poll_transmit(now, &mut out) {}
     let mut decoder = Decoder::new(Framing::Stream, 1 << 16);
@@ -367,6 +378,8 @@ fn stream_framing_treats_an_out_of_order_exchange_as_a_protocol_error() {
     let mut bytes = BytesMut::new();
     frame::encode(Framing::Stream, &Frame::Head(head), &mut bytes);
     b.handle_input(now, &bytes);
-    assert!(matches!(b.poll_event(),
-        Some(Event::Closed(CloseReason::Protocol(ProtocolError::ExchangeOrder { expected: 0, got: 5 })))));
+    assert!(matches!(
+        b.poll_event(),
+        Some(Event::Closed(CloseReason::Protocol(ProtocolError::ExchangeOrder { expected: 0, got: 5 })))
+    ));
 }

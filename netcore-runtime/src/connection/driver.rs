@@ -1,0 +1,377 @@
+//! The per-connection task: a loop around the sans-IO session (STYLE §1). It writes what
+//! `poll_transmit` gives, reads into `handle_input`, sleeps until `poll_timeout`, and turns events
+//! into replies for waiting calls and tasks for incoming requests.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::{Command, Connection, ConnectionId, LinkState, Shared};
+use crate::endpoint::wire::{decode_headers, encode_headers};
+use crate::endpoint::{CallError, EndpointEvent, ErrorCode, HandlerError, Reply, Request, Response};
+use crate::frame::{Kind, Route};
+use crate::session::{
+    Body, CloseReason, Config, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions, Session,
+};
+
+/// What the endpoint provides to its connections.
+pub(crate) trait Dispatch: Send + Sync + 'static {
+    /// The name under which a route is registered, or the best name for an unknown one.
+    fn route_name(&self, route: &Route) -> Arc<str>;
+    /// Runs the handler chain for a request or one-way message.
+    fn handle(
+        self: Arc<Self>,
+        request: Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, HandlerError>> + Send>>;
+    /// Reports an event to the endpoint's subscribers.
+    fn emit(&self, event: EndpointEvent);
+    /// Forgets a closed connection.
+    fn detach(&self, id: ConnectionId);
+}
+
+/// Bytes gathered from `poll_transmit` before a write on a reliable stream. On a lossy (serial)
+/// link frames are taken one at a time: what is handed to a slow link is committed, and the
+/// scheduler must stay free to put an urgent frame next (§7).
+const WRITE_BATCH: usize = 64 * 1024;
+/// Bytes read at once.
+const READ_BUFFER: usize = 64 * 1024;
+/// Request handlers running at once on one connection; beyond it, events wait (and with them the
+/// peer's flow-control credit), which is how a slow application pushes back on its peer.
+const MAX_HANDLERS: usize = 256;
+/// Commands waiting for the driver.
+const COMMAND_DEPTH: usize = 64;
+
+/// Starts the driver task for `io` and returns the connection's handle.
+pub(crate) fn spawn<IO>(
+    io: IO,
+    config: Config,
+    id: ConnectionId,
+    label: String,
+    dispatch: Arc<dyn Dispatch>,
+) -> Connection
+where
+    IO: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (commands, command_rx) = mpsc::channel(COMMAND_DEPTH);
+    let (state_tx, state) = watch::channel(LinkState::Connecting);
+    let shared = Arc::new(Shared {
+        id,
+        label,
+        commands,
+        dropped: Default::default(),
+        wake: Default::default(),
+        next_token: Default::default(),
+        state,
+    });
+    let connection = Connection { shared: shared.clone() };
+    let (done_tx, done_rx) = mpsc::channel(MAX_HANDLERS);
+    let driver = Driver {
+        session: Session::new(config, Instant::now().into_std()),
+        shared,
+        dispatch,
+        state: state_tx,
+        pending: HashMap::new(),
+        tokens: HashMap::new(),
+        notifies: HashMap::new(),
+        handlers: HashMap::new(),
+        handler_slots: Arc::new(Semaphore::new(MAX_HANDLERS)),
+        done_tx,
+        closing: false,
+    };
+    tokio::spawn(driver.run(io, command_rx, done_rx));
+    connection
+}
+
+struct PendingCall {
+    token: u64,
+    reply: oneshot::Sender<Result<Reply, CallError>>,
+    progress: Option<watch::Sender<Progress>>,
+}
+
+type HandlerResult = (u32, Result<Response, HandlerError>);
+
+struct Driver {
+    session: Session,
+    shared: Arc<Shared>,
+    dispatch: Arc<dyn Dispatch>,
+    state: watch::Sender<LinkState>,
+    /// Our calls awaiting their reply.
+    pending: HashMap<MessageId, PendingCall>,
+    tokens: HashMap<u64, MessageId>,
+    /// Our one-way messages until their last byte is sent.
+    notifies: HashMap<MessageId, oneshot::Sender<Result<(), CallError>>>,
+    /// Running handlers of the peer's requests, by exchange id.
+    handlers: HashMap<u32, AbortHandle>,
+    handler_slots: Arc<Semaphore>,
+    done_tx: mpsc::Sender<HandlerResult>,
+    /// A graceful close was asked for: refuse new calls, close when idle.
+    closing: bool,
+}
+
+impl Driver {
+    async fn run<IO>(mut self, io: IO, mut commands: mpsc::Receiver<Command>, mut done: mpsc::Receiver<HandlerResult>)
+    where
+        IO: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (mut reader, mut writer) = tokio::io::split(io);
+        let mut input = BytesMut::with_capacity(READ_BUFFER);
+        let mut output = BytesMut::new();
+        let mut reading = true;
+        let batch = match self.session.config().framing {
+            crate::frame::Framing::Stream => WRITE_BATCH,
+            crate::frame::Framing::Lossy => 1,
+        };
+        loop {
+            self.drain_events();
+            if self.closing && self.session.is_idle() && self.handlers.is_empty() && !self.session.is_closed() {
+                self.session.close("closed by the application");
+                continue;
+            }
+            if output.is_empty() {
+                while output.len() < batch && self.session.poll_transmit(Instant::now().into_std(), &mut output) {}
+                self.report_progress();
+            }
+            if self.session.is_closed() && output.is_empty() {
+                break;
+            }
+            let deadline = self.session.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                written = writer.write(&output), if !output.is_empty() => match written {
+                    Ok(n) if n > 0 => {
+                        let _ = output.split_to(n);
+                    }
+                    _ => {
+                        output.clear();
+                        self.session.handle_eof();
+                    }
+                },
+                read = reader.read_buf(&mut input), if reading => match read {
+                    Ok(n) if n > 0 => {
+                        self.session.handle_input(Instant::now().into_std(), &input);
+                        input.clear();
+                        self.report_progress();
+                    }
+                    _ => {
+                        reading = false;
+                        self.session.handle_eof();
+                    }
+                },
+                Some(command) = commands.recv() => self.handle_command(command),
+                Some((id, result)) = done.recv() => self.respond(id, result),
+                () = self.shared.wake.notified() => {
+                    // Commands sent before a drop must be seen before the drop is processed.
+                    while let Ok(command) = commands.try_recv() {
+                        self.handle_command(command);
+                    }
+                    self.cancel_dropped();
+                }
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    self.session.handle_timeout(Instant::now().into_std());
+                }
+            }
+        }
+        let _ = writer.shutdown().await;
+        self.dispatch.detach(self.shared.id);
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Call { token, route, body, opts, reply } => {
+                if self.closing {
+                    let _ = reply.send(Err(CallError::Disconnected(CloseReason::Local)));
+                    return;
+                }
+                let send = SendOptions { priority: opts.priority, meta: encode_headers(&opts.headers) };
+                match self.session.request(route, body, send) {
+                    Ok(message) => {
+                        self.tokens.insert(token, message);
+                        self.pending.insert(message, PendingCall { token, reply, progress: opts.progress });
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(err.into()));
+                    }
+                }
+            }
+            Command::Notify { route, body, opts, done } => {
+                let send = SendOptions { priority: opts.priority, meta: encode_headers(&opts.headers) };
+                match self.session.send_oneway(route, body, send) {
+                    Ok(message) => {
+                        self.notifies.insert(message, done);
+                    }
+                    Err(err) => {
+                        let _ = done.send(Err(err.into()));
+                    }
+                }
+            }
+            Command::Close => self.closing = true,
+        }
+    }
+
+    fn cancel_dropped(&mut self) {
+        let dropped = std::mem::take(&mut *self.shared.dropped.lock().expect("never poisoned"));
+        for (token, reason) in dropped {
+            if let Some(message) = self.tokens.remove(&token) {
+                self.pending.remove(&message);
+                self.session.cancel(Exchange::Ours(message), reason);
+            }
+        }
+    }
+
+    fn drain_events(&mut self) {
+        while self.handler_slots.available_permits() > 0 {
+            let Some(event) = self.session.poll_event() else { break };
+            self.handle_event(event);
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Connected(hello) => {
+                self.state.send_replace(LinkState::Open(hello));
+                self.dispatch.emit(EndpointEvent::Connect { connection: self.connection() });
+            }
+            Event::Message(message) => match message.exchange {
+                Exchange::Ours(id) => self.complete_call(id, message),
+                Exchange::Theirs(id) => self.start_handler(id, message),
+            },
+            Event::Sent(id) => {
+                if let Some(done) = self.notifies.remove(&id) {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Event::Cancelled { exchange: Exchange::Ours(id), reason } => {
+                if let Some(call) = self.pending.remove(&id) {
+                    self.tokens.remove(&call.token);
+                    let _ = call.reply.send(Err(CallError::Cancelled(reason)));
+                }
+                if let Some(done) = self.notifies.remove(&id) {
+                    let _ = done.send(Err(CallError::Cancelled(reason)));
+                }
+            }
+            Event::Cancelled { exchange: Exchange::Theirs(id), reason } => {
+                if let Some(handler) = self.handlers.remove(&id) {
+                    handler.abort();
+                }
+                self.dispatch.emit(EndpointEvent::Cancel { connection: self.shared.id, exchange: id, reason });
+            }
+            Event::Closed(reason) => self.fail_everything(reason),
+        }
+    }
+
+    fn complete_call(&mut self, id: MessageId, message: Incoming) {
+        let Some(call) = self.pending.remove(&id) else { return };
+        self.tokens.remove(&call.token);
+        let headers = decode_headers(message.meta.as_ref()).unwrap_or_default();
+        let result = match message.kind {
+            Kind::Error => Err(CallError::Remote(error_from_payload(&message.payload))),
+            _ => Ok(Reply { headers, payload: message.payload }),
+        };
+        let _ = call.reply.send(result);
+    }
+
+    fn start_handler(&mut self, exchange: u32, message: Incoming) {
+        let wants_reply = message.kind == Kind::Request;
+        let route = message.route.unwrap_or(Route::Id(0));
+        let request = Request {
+            route: self.dispatch.route_name(&route),
+            route_id: route.id(),
+            exchange: wants_reply.then_some(exchange),
+            headers: Default::default(),
+            payload: message.payload,
+            priority: message.priority,
+            connection: self.connection(),
+            extensions: Default::default(),
+        };
+        let (request, header_error) = match decode_headers(message.meta.as_ref()) {
+            Ok(headers) => (Request { headers, ..request }, None),
+            Err(err) => (request, Some(HandlerError::bad_request(err))),
+        };
+        let slot = self.handler_slots.clone().try_acquire_owned().expect("drain_events checked a slot is free");
+        let handler = match header_error {
+            Some(err) => Box::pin(std::future::ready(Err(err))),
+            None => self.dispatch.clone().handle(request),
+        };
+        let done = self.done_tx.clone();
+        let task = tokio::spawn(async move {
+            let result = AssertUnwindSafe(handler).catch_unwind().await.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned());
+                Err(HandlerError::new(ErrorCode::INTERNAL, format!("handler panicked: {}", what.unwrap_or_default())))
+            });
+            drop(slot);
+            if wants_reply {
+                let _ = done.send((exchange, result)).await;
+            }
+        });
+        if wants_reply {
+            self.handlers.insert(exchange, task.abort_handle());
+        }
+    }
+
+    fn respond(&mut self, exchange: u32, result: Result<Response, HandlerError>) {
+        if self.handlers.remove(&exchange).is_none() {
+            return; // cancelled meanwhile
+        }
+        let (result, headers) = match result {
+            Ok(response) => (Ok(response.body.unwrap_or_else(|| Body::Bytes(Default::default()))), response.headers),
+            Err(err) => (Err(Body::from(err.to_payload())), Default::default()),
+        };
+        let opts = SendOptions { priority: Default::default(), meta: encode_headers(&headers) };
+        // A closed session or a cancelled exchange has no one left to answer: nothing to do.
+        let _ = self.session.respond(exchange, result, opts);
+    }
+
+    fn fail_everything(&mut self, reason: CloseReason) {
+        for (_, call) in self.pending.drain() {
+            let _ = call.reply.send(Err(CallError::Disconnected(reason.clone())));
+        }
+        self.tokens.clear();
+        for (_, done) in self.notifies.drain() {
+            let _ = done.send(Err(CallError::Disconnected(reason.clone())));
+        }
+        for (_, handler) in self.handlers.drain() {
+            handler.abort();
+        }
+        self.state.send_replace(LinkState::Closed(reason.clone()));
+        self.dispatch.emit(EndpointEvent::Disconnect { connection: self.shared.id, reason });
+    }
+
+    fn report_progress(&self) {
+        for (id, call) in &self.pending {
+            let Some(progress) = &call.progress else { continue };
+            let now = self.session.progress_out(*id).or_else(|| self.session.progress_in(Exchange::Ours(*id)));
+            if let Some(now) = now {
+                progress.send_if_modified(|old| std::mem::replace(old, now) != now);
+            }
+        }
+    }
+
+    fn connection(&self) -> Connection {
+        Connection { shared: self.shared.clone() }
+    }
+}
+
+fn error_from_payload(payload: &Payload) -> HandlerError {
+    match payload {
+        Payload::Memory(bytes) => HandlerError::from_payload(bytes),
+        Payload::File(_) => HandlerError::new(ErrorCode::INTERNAL, "error payload too large"),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

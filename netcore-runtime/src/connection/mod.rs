@@ -1,0 +1,217 @@
+//! Connections: one driver task per link owns the sans-IO [`Session`](crate::session::Session);
+//! [`Connection`] is the cloneable handle the application calls through.
+
+mod driver;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::endpoint::{CallError, Headers, Reply};
+use crate::frame::{CancelReason, Hello, Priority, Route};
+use crate::session::{Body, CloseReason, Progress};
+
+pub(crate) use driver::{spawn, Dispatch};
+
+/// Identifies a connection within its endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Waiting for the peer's HELLO.
+    Connecting,
+    /// The handshake completed; the peer's HELLO.
+    Open(Hello),
+    /// Closed, and why.
+    Closed(CloseReason),
+}
+
+/// Options of one call.
+#[derive(Debug, Default, Clone)]
+pub struct CallOptions {
+    /// Scheduling class of the request (the response usually takes the same).
+    pub priority: Priority,
+    /// How long to wait for the reply; on expiry the exchange is cancelled on both sides.
+    pub timeout: Option<Duration>,
+    /// Headers sent with the request.
+    pub headers: Headers,
+    /// Receives the transfer's progress: the request's bytes sent, then the reply's bytes received.
+    pub progress: Option<watch::Sender<Progress>>,
+}
+
+impl CallOptions {
+    /// Sets the priority.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Reports progress into a watch channel.
+    pub fn progress(mut self, progress: watch::Sender<Progress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+}
+
+pub(crate) enum Command {
+    Call { token: u64, route: Route, body: Body, opts: CallOptions, reply: oneshot::Sender<Result<Reply, CallError>> },
+    Notify { route: Route, body: Body, opts: CallOptions, done: oneshot::Sender<Result<(), CallError>> },
+    Close,
+}
+
+pub(crate) struct Shared {
+    id: ConnectionId,
+    label: String,
+    commands: mpsc::Sender<Command>,
+    /// Calls whose futures were dropped or timed out, for the driver to cancel.
+    dropped: Mutex<Vec<(u64, CancelReason)>>,
+    wake: Notify,
+    next_token: AtomicU64,
+    state: watch::Receiver<LinkState>,
+}
+
+/// A handle to one connection: call the peer, send it one-way messages, watch or close the link.
+/// Cheap to clone; the connection lives until it closes, whoever holds handles.
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection").field("id", &self.shared.id).field("label", &self.shared.label).finish()
+    }
+}
+
+impl Connection {
+    /// This connection's id within its endpoint.
+    pub fn id(&self) -> ConnectionId {
+        self.shared.id
+    }
+
+    /// What the connection runs over, e.g. `tcp 127.0.0.1:4000`.
+    pub fn label(&self) -> &str {
+        &self.shared.label
+    }
+
+    /// The link's state now.
+    pub fn state(&self) -> LinkState {
+        self.shared.state.borrow().clone()
+    }
+
+    /// Waits for the handshake; the peer's HELLO, or why the link closed first.
+    pub async fn ready(&self) -> Result<Hello, CallError> {
+        let mut state = self.shared.state.clone();
+        let result = match state.wait_for(|s| !matches!(s, LinkState::Connecting)).await.as_deref() {
+            Ok(LinkState::Open(hello)) => Ok(hello.clone()),
+            Ok(LinkState::Closed(reason)) => Err(CallError::Disconnected(reason.clone())),
+            _ => Err(CallError::Disconnected(CloseReason::Disconnected)),
+        };
+        result
+    }
+
+    /// Waits until the link is closed, and says why.
+    pub async fn closed(&self) -> CloseReason {
+        let mut state = self.shared.state.clone();
+        let reason = match state.wait_for(|s| matches!(s, LinkState::Closed(_))).await.as_deref() {
+            Ok(LinkState::Closed(reason)) => reason.clone(),
+            _ => CloseReason::Disconnected,
+        };
+        reason
+    }
+
+    /// Calls `route` with a payload and waits for the reply.
+    pub async fn call(&self, route: &str, body: impl Into<Body>) -> Result<Reply, CallError> {
+        self.call_with(Route::Name(route.into()), body, CallOptions::default()).await
+    }
+
+    /// Calls a route with options. Dropping the future cancels the call on both sides (§5.4).
+    pub async fn call_with(&self, route: Route, body: impl Into<Body>, opts: CallOptions) -> Result<Reply, CallError> {
+        let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
+        let timeout = opts.timeout;
+        let (reply, rx) = oneshot::channel();
+        let mut guard = CancelOnDrop { shared: &self.shared, token, reason: Some(CancelReason::CANCELLED) };
+        self.send(Command::Call { token, route, body: body.into(), opts, reply }).await?;
+        let result = match timeout {
+            None => rx.await,
+            Some(limit) => match tokio::time::timeout(limit, rx).await {
+                Ok(result) => result,
+                Err(_) => {
+                    guard.reason = Some(CancelReason::TIMED_OUT);
+                    return Err(CallError::TimedOut);
+                }
+            },
+        };
+        guard.reason = None;
+        result.unwrap_or_else(|_| Err(CallError::Disconnected(self.closed_reason())))
+    }
+
+    /// Sends a one-way message; resolves once its last byte is handed to the transport.
+    pub async fn notify(&self, route: &str, body: impl Into<Body>) -> Result<(), CallError> {
+        self.notify_with(Route::Name(route.into()), body, CallOptions::default()).await
+    }
+
+    /// Sends a one-way message with options (the timeout and progress options are not used).
+    pub async fn notify_with(&self, route: Route, body: impl Into<Body>, opts: CallOptions) -> Result<(), CallError> {
+        let (done, rx) = oneshot::channel();
+        self.send(Command::Notify { route, body: body.into(), opts, done }).await?;
+        rx.await.unwrap_or_else(|_| Err(CallError::Disconnected(self.closed_reason())))
+    }
+
+    /// Closes gracefully: new calls are refused, calls and handlers in flight finish, then a
+    /// GOAWAY is sent. Waits until the link is closed.
+    pub async fn close(&self) -> CloseReason {
+        let _ = self.shared.commands.send(Command::Close).await;
+        self.closed().await
+    }
+
+    async fn send(&self, command: Command) -> Result<(), CallError> {
+        self.shared.commands.send(command).await.map_err(|_| CallError::Disconnected(self.closed_reason()))
+    }
+
+    fn closed_reason(&self) -> CloseReason {
+        match &*self.shared.state.borrow() {
+            LinkState::Closed(reason) => reason.clone(),
+            _ => CloseReason::Disconnected,
+        }
+    }
+}
+
+/// Cancels a call whose future is dropped (or timed out) before its reply arrived.
+struct CancelOnDrop<'a> {
+    shared: &'a Shared,
+    token: u64,
+    reason: Option<CancelReason>,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(reason) = self.reason {
+            self.shared.dropped.lock().expect("never poisoned: no panics under the lock").push((self.token, reason));
+            self.shared.wake.notify_one();
+        }
+    }
+}

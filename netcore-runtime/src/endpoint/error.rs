@@ -1,0 +1,140 @@
+use thiserror::Error;
+
+use crate::codec::CodecError;
+use crate::frame::CancelReason;
+use crate::session::CloseReason;
+
+/// Category of a failed call, carried in the ERROR message's first two bytes (docs/PROTOCOL.md §15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ErrorCode(pub u16);
+
+impl ErrorCode {
+    /// The handler returned an error.
+    pub const HANDLER: Self = Self(0);
+    /// No route matched and there is no default handler.
+    pub const NOT_FOUND: Self = Self(1);
+    /// The request's payload could not be decoded.
+    pub const BAD_REQUEST: Self = Self(2);
+    /// The handler panicked or failed unexpectedly.
+    pub const INTERNAL: Self = Self(3);
+    /// The endpoint is shutting down or over a limit.
+    pub const UNAVAILABLE: Self = Self(4);
+    /// The handler ran out of time.
+    pub const TIMEOUT: Self = Self(5);
+}
+
+/// What a handler returns when it fails; sent to the caller as an ERROR message.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{message} (code {})", code.0)]
+pub struct HandlerError {
+    /// Category.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+impl HandlerError {
+    /// An error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    /// A handler failure.
+    pub fn handler(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::HANDLER, message)
+    }
+
+    /// A request that could not be understood.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BAD_REQUEST, message)
+    }
+
+    pub(crate) fn from_box(err: tower::BoxError) -> Self {
+        if err.is::<tower::timeout::error::Elapsed>() {
+            return Self::new(ErrorCode::TIMEOUT, "handler timed out");
+        }
+        match err.downcast::<HandlerError>() {
+            Ok(err) => *err,
+            Err(other) => Self::new(ErrorCode::INTERNAL, other.to_string()),
+        }
+    }
+
+    /// The ERROR payload: code (u16 little endian) then the UTF-8 message (§15).
+    pub(crate) fn to_payload(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 + self.message.len());
+        out.extend_from_slice(&self.code.0.to_le_bytes());
+        out.extend_from_slice(self.message.as_bytes());
+        out
+    }
+
+    pub(crate) fn from_payload(bytes: &[u8]) -> Self {
+        match bytes {
+            [a, b, rest @ ..] => Self::new(ErrorCode(u16::from_le_bytes([*a, *b])), String::from_utf8_lossy(rest)),
+            _ => Self::new(ErrorCode::INTERNAL, "malformed error payload"),
+        }
+    }
+}
+
+impl From<CodecError> for HandlerError {
+    fn from(err: CodecError) -> Self {
+        Self::bad_request(err.to_string())
+    }
+}
+
+impl From<std::io::Error> for HandlerError {
+    fn from(err: std::io::Error) -> Self {
+        Self::new(ErrorCode::INTERNAL, err.to_string())
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The peer's handler failed, or no route matched.
+    #[error("remote error: {0}")]
+    Remote(HandlerError),
+    /// The exchange was cancelled, by the peer or because it could not be delivered.
+    #[error("call cancelled (reason {})", .0 .0)]
+    Cancelled(CancelReason),
+    /// No reply within the call's timeout.
+    #[error("call timed out")]
+    TimedOut,
+    /// The connection closed before the reply arrived.
+    #[error("disconnected: {0}")]
+    Disconnected(CloseReason),
+    /// The request could not be queued (too large for the peer, for instance).
+    #[error("cannot send: {0}")]
+    Send(#[from] crate::session::SendError),
+    /// The reply could not be decoded, or the request encoded.
+    #[error("codec: {0}")]
+    Codec(String),
+    /// The reply was stored in a file that could not be read.
+    #[error("i/o: {0}")]
+    Io(String),
+}
+
+impl CallError {
+    /// Whether the connection is gone.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, CallError::Disconnected(_))
+    }
+}
+
+impl From<CodecError> for CallError {
+    fn from(err: CodecError) -> Self {
+        CallError::Codec(err.to_string())
+    }
+}
+
+/// An endpoint could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Two routes have the same name.
+    #[error("route {0:?} is registered twice")]
+    DuplicateRoute(String),
+    /// Two route names hash to the same route id (docs/PROTOCOL.md §5.2); rename one.
+    #[error("routes {0:?} and {1:?} have the same route id {2:#010x}; rename one")]
+    RouteIdCollision(String, String, u32),
+}

@@ -1,0 +1,133 @@
+//! Endpoint events: subscribe with a callback, or as a stream (a broadcast receiver).
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use crate::connection::{Connection, ConnectionId};
+use crate::frame::CancelReason;
+use crate::session::CloseReason;
+
+/// Something that happened on an endpoint.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum EndpointEvent {
+    /// The endpoint started.
+    Start,
+    /// The endpoint is shutting down.
+    Stop,
+    /// A connection completed its handshake.
+    Connect {
+        /// The new connection.
+        connection: Connection,
+    },
+    /// A connection closed.
+    Disconnect {
+        /// Which.
+        connection: ConnectionId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A request or one-way message reached a handler.
+    Request {
+        /// On which connection.
+        connection: ConnectionId,
+        /// Its route.
+        route: Arc<str>,
+    },
+    /// A handler finished.
+    Response {
+        /// On which connection.
+        connection: ConnectionId,
+        /// The request's route.
+        route: Arc<str>,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+    /// The peer cancelled one of its requests.
+    Cancel {
+        /// On which connection.
+        connection: ConnectionId,
+        /// The peer's exchange id.
+        exchange: u32,
+        /// Why.
+        reason: CancelReason,
+    },
+    /// A handler failed.
+    Error {
+        /// On which connection.
+        connection: ConnectionId,
+        /// The request's route.
+        route: Arc<str>,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The kinds of [`EndpointEvent`], to subscribe to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// [`EndpointEvent::Start`]
+    Start,
+    /// [`EndpointEvent::Stop`]
+    Stop,
+    /// [`EndpointEvent::Connect`]
+    Connect,
+    /// [`EndpointEvent::Disconnect`]
+    Disconnect,
+    /// [`EndpointEvent::Request`]
+    Request,
+    /// [`EndpointEvent::Response`]
+    Response,
+    /// [`EndpointEvent::Cancel`]
+    Cancel,
+    /// [`EndpointEvent::Error`]
+    Error,
+}
+
+impl EndpointEvent {
+    /// This event's kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            EndpointEvent::Start => EventKind::Start,
+            EndpointEvent::Stop => EventKind::Stop,
+            EndpointEvent::Connect { .. } => EventKind::Connect,
+            EndpointEvent::Disconnect { .. } => EventKind::Disconnect,
+            EndpointEvent::Request { .. } => EventKind::Request,
+            EndpointEvent::Response { .. } => EventKind::Response,
+            EndpointEvent::Cancel { .. } => EventKind::Cancel,
+            EndpointEvent::Error { .. } => EventKind::Error,
+        }
+    }
+}
+
+pub(crate) type Callback = Arc<dyn Fn(&EndpointEvent) + Send + Sync>;
+
+/// Events buffered for stream subscribers; a subscriber that falls further behind loses the oldest
+/// (it is told how many with `RecvError::Lagged`), so a slow subscriber never holds memory.
+const STREAM_DEPTH: usize = 1024;
+
+pub(crate) struct Events {
+    callbacks: Vec<(EventKind, Callback)>,
+    stream: broadcast::Sender<EndpointEvent>,
+}
+
+impl Events {
+    pub(crate) fn new(callbacks: Vec<(EventKind, Callback)>) -> Self {
+        Self { callbacks, stream: broadcast::channel(STREAM_DEPTH).0 }
+    }
+
+    pub(crate) fn emit(&self, event: EndpointEvent) {
+        let kind = event.kind();
+        for (wanted, callback) in &self.callbacks {
+            if *wanted == kind {
+                callback(&event);
+            }
+        }
+        let _ = self.stream.send(event);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<EndpointEvent> {
+        self.stream.subscribe()
+    }
+}

@@ -1,0 +1,329 @@
+//! The Endpoint: routes, blueprints, middleware, hooks, events, scheduler, cache, and the
+//! connections it serves. Both peers of a link are endpoints; either can call the other.
+
+mod cache;
+mod error;
+mod events;
+mod request;
+mod router;
+mod scheduler;
+pub(crate) mod wire;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tower::{BoxError, Layer, Service};
+
+pub use cache::Cache;
+pub use error::{BuildError, CallError, ErrorCode, HandlerError};
+pub use events::{EndpointEvent, EventKind};
+pub use request::{Extensions, Reply, Request, Response};
+pub use router::{handler, Blueprint, RequestInfo, RouteService};
+pub use scheduler::{Scheduler, TaskHandle};
+pub use wire::Headers;
+
+use crate::connection::{self, Connection, ConnectionId, Dispatch};
+use crate::frame::Route;
+use crate::session::Config;
+use router::{layer_fn, AfterHook, BeforeHook, ErrorHandler, LayerFn, Router};
+
+/// Collects routes, hooks and settings; [`build`](Self::build) checks them and makes the endpoint.
+#[derive(Default)]
+pub struct EndpointBuilder {
+    config: Option<Config>,
+    routes: Vec<(String, RouteService)>,
+    default: Option<RouteService>,
+    layers: Vec<LayerFn>,
+    before: Vec<BeforeHook>,
+    after: Vec<AfterHook>,
+    on_error: Option<ErrorHandler>,
+    callbacks: Vec<(EventKind, events::Callback)>,
+    cache: Option<Cache>,
+}
+
+impl EndpointBuilder {
+    /// Uses this cache as [`Endpoint::cache`], for instance one that routes already hold.
+    pub fn cache(mut self, cache: Cache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The session configuration of new connections (default: [`Config::stream`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Adds a route handled by an async function.
+    pub fn route<F, Fut>(self, name: &str, f: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
+    {
+        self.route_service(name, handler(f))
+    }
+
+    /// Adds a route handled by a service.
+    pub fn route_service(mut self, name: &str, service: RouteService) -> Self {
+        self.routes.push((name.to_owned(), service));
+        self
+    }
+
+    /// Registers a blueprint's routes under its prefix.
+    pub fn blueprint(mut self, blueprint: Blueprint) -> Self {
+        self.routes.extend(blueprint.into_routes());
+        self
+    }
+
+    /// Handles requests for routes nobody registered (otherwise they fail with
+    /// [`ErrorCode::NOT_FOUND`]).
+    pub fn default_handler<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
+    {
+        self.default = Some(handler(f));
+        self
+    }
+
+    /// Wraps every route (and the default handler) in a tower layer; the first added is outermost.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<RouteService> + Send + Sync + 'static,
+        L::Service: Service<Request, Response = Response, Error = BoxError> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.layers.push(layer_fn(layer));
+        self
+    }
+
+    /// Runs before every handler; an error answers the request without running the handler.
+    pub fn before_request(
+        mut self,
+        hook: impl Fn(&mut Request) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) -> Self {
+        self.before.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs after every successful handler (and after the error handler turned an error into a
+    /// response), and may change the response.
+    pub fn after_request(mut self, hook: impl Fn(&RequestInfo, &mut Response) + Send + Sync + 'static) -> Self {
+        self.after.push(Arc::new(hook));
+        self
+    }
+
+    /// Turns handler errors into responses, or into other errors.
+    pub fn on_error(
+        mut self,
+        handler: impl Fn(&RequestInfo, HandlerError) -> Result<Response, HandlerError> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_error = Some(Arc::new(handler));
+        self
+    }
+
+    /// Calls `callback` for every event of `kind`. Keep it short: it runs on the connection's task.
+    pub fn on(mut self, kind: EventKind, callback: impl Fn(&EndpointEvent) + Send + Sync + 'static) -> Self {
+        self.callbacks.push((kind, Arc::new(callback)));
+        self
+    }
+
+    /// Checks the routes (no duplicates, no route-id collisions) and makes the endpoint.
+    pub fn build(self) -> Result<Endpoint, BuildError> {
+        let router = Router::new(self.routes, self.default, &self.layers, self.before, self.after, self.on_error)?;
+        let stop = CancellationToken::new();
+        Ok(Endpoint {
+            inner: Arc::new(Inner {
+                router,
+                config: self.config.unwrap_or_default(),
+                events: events::Events::new(self.callbacks),
+                scheduler: Scheduler::new(stop.clone()),
+                cache: self.cache.unwrap_or_default(),
+                connections: Mutex::new(HashMap::new()),
+                next_connection: AtomicU64::new(1),
+                started: AtomicBool::new(false),
+                stop,
+            }),
+        })
+    }
+}
+
+/// One side of any number of links: its routes answer requests on all of them, and each link's
+/// [`Connection`] calls the peer. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    router: Router,
+    config: Config,
+    events: events::Events,
+    scheduler: Scheduler,
+    cache: Cache,
+    connections: Mutex<HashMap<ConnectionId, Connection>>,
+    next_connection: AtomicU64,
+    started: AtomicBool,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("connections", &self.connections().len()).finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// Starts describing an endpoint.
+    pub fn builder() -> EndpointBuilder {
+        EndpointBuilder::default()
+    }
+
+    /// Emits [`EndpointEvent::Start`] the first time; connecting or serving starts it too.
+    pub fn start(&self) {
+        if !self.inner.started.swap(true, Ordering::SeqCst) {
+            self.inner.events.emit(EndpointEvent::Start);
+        }
+    }
+
+    /// Runs a connection over `io` (a Pipe), with the endpoint's configuration.
+    pub fn connect<IO>(&self, io: IO, label: impl Into<String>) -> Connection
+    where
+        IO: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        self.connect_with(io, label, self.inner.config.clone())
+    }
+
+    /// Runs a connection over `io` with its own configuration (for example [`Config::lossy`]
+    /// for a serial port).
+    pub fn connect_with<IO>(&self, io: IO, label: impl Into<String>, config: Config) -> Connection
+    where
+        IO: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        self.start();
+        let id = ConnectionId(self.inner.next_connection.fetch_add(1, Ordering::Relaxed));
+        let dispatch: Arc<dyn Dispatch> = self.inner.clone();
+        let connection = connection::spawn(io, config, id, label.into(), dispatch);
+        self.inner.connections.lock().expect("never poisoned").insert(id, connection.clone());
+        connection
+    }
+
+    /// Connects to a TCP server.
+    pub async fn connect_tcp(&self, addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<Connection> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let label = format!("tcp {}", stream.peer_addr()?);
+        Ok(self.connect(stream, label))
+    }
+
+    /// Opens a serial port with the lossy framing and serial defaults ([`Config::lossy`]),
+    /// keeping this endpoint's fingerprint.
+    #[cfg(feature = "serial")]
+    pub fn connect_serial(&self, path: &str, baud: u32) -> std::io::Result<Connection> {
+        let io = crate::transport::serial::open(path, baud)?;
+        let config = Config::lossy().with_fingerprint(self.inner.config.fingerprint);
+        Ok(self.connect_with(io, format!("serial {path}"), config))
+    }
+
+    /// Accepts TCP connections until [`shutdown`](Self::shutdown); each is served by this
+    /// endpoint's routes and answered on the connection it came from (Python's MultiPipe).
+    pub async fn serve_tcp(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        self.start();
+        loop {
+            tokio::select! {
+                () = self.inner.stop.cancelled() => return Ok(()),
+                accepted = listener.accept() => {
+                    let (stream, peer) = accepted?;
+                    stream.set_nodelay(true)?;
+                    self.connect(stream, format!("tcp {peer}"));
+                }
+            }
+        }
+    }
+
+    /// Accepts Unix-socket connections until [`shutdown`](Self::shutdown).
+    #[cfg(unix)]
+    pub async fn serve_unix(&self, listener: tokio::net::UnixListener) -> std::io::Result<()> {
+        self.start();
+        loop {
+            tokio::select! {
+                () = self.inner.stop.cancelled() => return Ok(()),
+                accepted = listener.accept() => {
+                    let (stream, _) = accepted?;
+                    let n = self.inner.next_connection.load(Ordering::Relaxed);
+                    self.connect(stream, format!("unix #{n}"));
+                }
+            }
+        }
+    }
+
+    /// The open connections.
+    pub fn connections(&self) -> Vec<Connection> {
+        let mut all: Vec<_> = self.inner.connections.lock().expect("never poisoned").values().cloned().collect();
+        all.sort_by_key(Connection::id);
+        all
+    }
+
+    /// The task scheduler; its tasks stop at shutdown.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.inner.scheduler
+    }
+
+    /// The TTL cache.
+    pub fn cache(&self) -> &Cache {
+        &self.inner.cache
+    }
+
+    /// Every event from now on, as a stream (see [`EndpointEvent`]).
+    pub fn events(&self) -> broadcast::Receiver<EndpointEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Stops accepting, stops scheduled tasks, and closes every connection gracefully: calls and
+    /// handlers in flight finish first. Emits [`EndpointEvent::Stop`].
+    pub async fn shutdown(&self) {
+        self.inner.events.emit(EndpointEvent::Stop);
+        self.inner.stop.cancel();
+        for connection in self.connections() {
+            connection.close().await;
+        }
+    }
+}
+
+impl Dispatch for Inner {
+    fn route_name(&self, route: &Route) -> Arc<str> {
+        self.router.name(route)
+    }
+
+    fn handle(
+        self: Arc<Self>,
+        request: Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, HandlerError>> + Send>> {
+        let connection = request.connection_id();
+        let route = request.route.clone();
+        self.events.emit(EndpointEvent::Request { connection, route: route.clone() });
+        Box::pin(async move {
+            let result = self.router.call(request).await;
+            let ok = result.is_ok();
+            self.events.emit(EndpointEvent::Response { connection, route: route.clone(), ok });
+            if let Err(err) = &result {
+                self.events.emit(EndpointEvent::Error { connection, route, message: err.to_string() });
+            }
+            result
+        })
+    }
+
+    fn emit(&self, event: EndpointEvent) {
+        self.events.emit(event);
+    }
+
+    fn detach(&self, id: ConnectionId) {
+        self.connections.lock().expect("never poisoned").remove(&id);
+    }
+}

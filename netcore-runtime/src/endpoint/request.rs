@@ -1,0 +1,232 @@
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::wire::Headers;
+use super::HandlerError;
+use crate::codec;
+use crate::connection::{Connection, ConnectionId};
+use crate::frame::Priority;
+use crate::session::{Body, Payload};
+
+/// Values that middleware and hooks attach to a request for the handler (the per-request context).
+#[derive(Default)]
+pub struct Extensions {
+    map: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+}
+
+impl Extensions {
+    /// Stores a value, replacing one of the same type.
+    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) -> Option<T> {
+        self.map.insert(TypeId::of::<T>(), Box::new(value)).and_then(|old| old.downcast().ok().map(|b| *b))
+    }
+
+    /// The value of type `T`, if any.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.map.get(&TypeId::of::<T>()).and_then(|b| b.downcast_ref())
+    }
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extensions").field("len", &self.map.len()).finish()
+    }
+}
+
+/// A request (or one-way message) as a handler sees it: route, headers, payload and the
+/// connection it came on, which handlers can also call back on.
+#[derive(Debug)]
+pub struct Request {
+    pub(crate) route: Arc<str>,
+    pub(crate) route_id: u32,
+    pub(crate) exchange: Option<u32>,
+    pub(crate) headers: Headers,
+    pub(crate) payload: Payload,
+    pub(crate) priority: Priority,
+    pub(crate) connection: Connection,
+    pub(crate) extensions: Extensions,
+}
+
+impl Request {
+    /// The route: the registered name, the name sent by the peer, or `#xxxxxxxx` for an unknown id.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// The route's wire id.
+    pub fn route_id(&self) -> u32 {
+        self.route_id
+    }
+
+    /// The peer's exchange id; `None` for one-way messages (no response is sent).
+    pub fn exchange(&self) -> Option<u32> {
+        self.exchange
+    }
+
+    /// The request's headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The sender's priority, also used for the response.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    /// The connection the request came on; call the peer back through it.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Which connection of the endpoint this is.
+    pub fn connection_id(&self) -> ConnectionId {
+        self.connection.id()
+    }
+
+    /// Values attached by middleware and hooks.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Values attached by middleware and hooks, to add to.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
+    /// The payload as received (in memory, or in a file for large messages).
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    /// Takes the payload, for example to persist a received file.
+    pub fn into_payload(self) -> Payload {
+        self.payload
+    }
+
+    /// The payload's bytes (read back from the file if it was stored in one).
+    pub fn bytes(&self) -> Result<Bytes, HandlerError> {
+        payload_bytes(&self.payload).map_err(HandlerError::from)
+    }
+
+    /// The payload as UTF-8 text.
+    pub fn text(&self) -> Result<String, HandlerError> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| HandlerError::bad_request("payload is not UTF-8"))
+    }
+
+    /// The payload decoded from JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        serde_json::from_slice(&self.bytes()?).map_err(|e| HandlerError::bad_request(e.to_string()))
+    }
+
+    /// The payload decoded with the netcore codec (bincode; see [`codec`](crate::codec)).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        Ok(codec::decode(&self.bytes()?)?)
+    }
+}
+
+pub(crate) fn payload_bytes(payload: &Payload) -> std::io::Result<Bytes> {
+    match payload {
+        Payload::Memory(bytes) => Ok(bytes.clone()),
+        Payload::File(file) => std::fs::read(file.path()).map(Bytes::from),
+    }
+}
+
+/// What a handler answers with.
+#[derive(Debug, Default)]
+pub struct Response {
+    pub(crate) body: Option<Body>,
+    pub(crate) headers: Headers,
+}
+
+impl Response {
+    /// An empty response.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// A response carrying these bytes.
+    pub fn bytes(bytes: impl Into<Bytes>) -> Self {
+        Self { body: Some(Body::Bytes(bytes.into())), headers: Headers::new() }
+    }
+
+    /// A response carrying UTF-8 text.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::bytes(text.into().into_bytes())
+    }
+
+    /// A response carrying a value as JSON.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, HandlerError> {
+        serde_json::to_vec(value)
+            .map(Self::bytes)
+            .map_err(|e| HandlerError::new(super::ErrorCode::INTERNAL, e.to_string()))
+    }
+
+    /// A response carrying a value encoded with the netcore codec.
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, HandlerError> {
+        codec::encode(value).map(Self::bytes).map_err(|e| HandlerError::new(super::ErrorCode::INTERNAL, e.to_string()))
+    }
+
+    /// A response streamed from a body (for example [`Body::file`]) without loading it whole.
+    pub fn body(body: Body) -> Self {
+        Self { body: Some(body), headers: Headers::new() }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// The response's headers.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
+    }
+}
+
+/// A reply to a call.
+#[derive(Debug)]
+pub struct Reply {
+    pub(crate) headers: Headers,
+    pub(crate) payload: Payload,
+}
+
+impl Reply {
+    /// The reply's headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The payload as received (in memory, or in a file for large replies).
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    /// Takes the payload, for example to persist a received file.
+    pub fn into_payload(self) -> Payload {
+        self.payload
+    }
+
+    /// The payload's bytes.
+    pub fn bytes(&self) -> Result<Bytes, super::CallError> {
+        payload_bytes(&self.payload).map_err(|e| super::CallError::Io(e.to_string()))
+    }
+
+    /// The payload as UTF-8 text.
+    pub fn text(&self) -> Result<String, super::CallError> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|e| super::CallError::Codec(e.to_string()))
+    }
+
+    /// The payload decoded from JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, super::CallError> {
+        serde_json::from_slice(&self.bytes()?).map_err(|e| super::CallError::Codec(e.to_string()))
+    }
+
+    /// The payload decoded with the netcore codec.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, super::CallError> {
+        Ok(codec::decode(&self.bytes()?)?)
+    }
+}

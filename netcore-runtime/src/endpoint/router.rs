@@ -1,0 +1,192 @@
+//! Routes, blueprints and the handler chain: before hooks, layers, the route's service (or the
+//! default handler), the error handler, after hooks.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+use super::{BuildError, ErrorCode, HandlerError, Request, Response};
+use crate::connection::ConnectionId;
+use crate::frame::{route_id, Route};
+
+/// A route's handler as a tower service; layers wrap it.
+pub type RouteService = BoxCloneSyncService<Request, Response, BoxError>;
+
+pub(crate) type LayerFn = Arc<dyn Fn(RouteService) -> RouteService + Send + Sync>;
+pub(crate) type BeforeHook = Arc<dyn Fn(&mut Request) -> Result<(), HandlerError> + Send + Sync>;
+pub(crate) type AfterHook = Arc<dyn Fn(&RequestInfo, &mut Response) + Send + Sync>;
+pub(crate) type ErrorHandler = Arc<dyn Fn(&RequestInfo, HandlerError) -> Result<Response, HandlerError> + Send + Sync>;
+
+/// What hooks and error handlers know of a request once its handler has taken it.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The route.
+    pub route: Arc<str>,
+    /// The connection it came on.
+    pub connection: ConnectionId,
+}
+
+/// Turns an async function into a route service.
+pub fn handler<F, Fut>(f: F) -> RouteService
+where
+    F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
+{
+    BoxCloneSyncService::new(tower::service_fn(move |request| {
+        let fut = f(request);
+        async move { fut.await.map_err(BoxError::from) }
+    }))
+}
+
+/// Wraps a tower layer so it can be applied to every route.
+pub(crate) fn layer_fn<L>(layer: L) -> LayerFn
+where
+    L: Layer<RouteService> + Send + Sync + 'static,
+    L::Service: Service<Request, Response = Response, Error = BoxError> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Request>>::Future: Send + 'static,
+{
+    Arc::new(move |inner| BoxCloneSyncService::new(layer.layer(inner)))
+}
+
+/// Routes under a common prefix, registered onto an endpoint together (Python's Blueprint).
+#[derive(Clone)]
+pub struct Blueprint {
+    prefix: String,
+    routes: Vec<(String, RouteService)>,
+    layers: Vec<LayerFn>,
+}
+
+impl std::fmt::Debug for Blueprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.routes.iter().map(|(n, _)| n).collect();
+        f.debug_struct("Blueprint").field("prefix", &self.prefix).field("routes", &names).finish()
+    }
+}
+
+impl Blueprint {
+    /// A blueprint whose routes are registered as `prefix` + their own name.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into(), routes: Vec::new(), layers: Vec::new() }
+    }
+
+    /// Adds a route handled by an async function.
+    pub fn route<F, Fut>(self, name: &str, f: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
+    {
+        self.route_service(name, handler(f))
+    }
+
+    /// Adds a route handled by a service.
+    pub fn route_service(mut self, name: &str, service: RouteService) -> Self {
+        self.routes.push((format!("{}{}", self.prefix, name), service));
+        self
+    }
+
+    /// Wraps this blueprint's routes (inside the endpoint's layers) in a tower layer.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<RouteService> + Send + Sync + 'static,
+        L::Service: Service<Request, Response = Response, Error = BoxError> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.layers.push(layer_fn(layer));
+        self
+    }
+
+    pub(crate) fn into_routes(self) -> impl Iterator<Item = (String, RouteService)> {
+        let layers = self.layers;
+        self.routes.into_iter().map(move |(name, service)| (name, apply(&layers, service)))
+    }
+}
+
+/// Applies layers so that the first one added is the outermost.
+pub(crate) fn apply(layers: &[LayerFn], service: RouteService) -> RouteService {
+    layers.iter().rev().fold(service, |service, layer| layer(service))
+}
+
+struct Entry {
+    name: Arc<str>,
+    service: RouteService,
+}
+
+/// The frozen routing table and handler chain of an endpoint.
+pub(crate) struct Router {
+    routes: HashMap<u32, Entry>,
+    default: Option<RouteService>,
+    pub(crate) before: Vec<BeforeHook>,
+    pub(crate) after: Vec<AfterHook>,
+    pub(crate) on_error: Option<ErrorHandler>,
+}
+
+impl Router {
+    pub(crate) fn new(
+        routes: Vec<(String, RouteService)>,
+        default: Option<RouteService>,
+        layers: &[LayerFn],
+        before: Vec<BeforeHook>,
+        after: Vec<AfterHook>,
+        on_error: Option<ErrorHandler>,
+    ) -> Result<Self, BuildError> {
+        let mut table: HashMap<u32, Entry> = HashMap::new();
+        for (name, service) in routes {
+            let id = route_id(&name);
+            if let Some(existing) = table.get(&id) {
+                return Err(if *existing.name == *name {
+                    BuildError::DuplicateRoute(name)
+                } else {
+                    BuildError::RouteIdCollision(existing.name.to_string(), name, id)
+                });
+            }
+            table.insert(id, Entry { name: name.into(), service: apply(layers, service) });
+        }
+        let default = default.map(|service| apply(layers, service));
+        Ok(Self { routes: table, default, before, after, on_error })
+    }
+
+    /// The registered name of a route, or the best name for an unknown one.
+    pub(crate) fn name(&self, route: &Route) -> Arc<str> {
+        match route {
+            Route::Name(name) => Arc::from(name.as_str()),
+            Route::Id(id) => match self.routes.get(id) {
+                Some(entry) => entry.name.clone(),
+                None => Arc::from(format!("#{id:08x}")),
+            },
+        }
+    }
+
+    /// Runs the handler chain for one request.
+    pub(crate) async fn call(&self, request: Request) -> Result<Response, HandlerError> {
+        let info = RequestInfo { route: request.route.clone(), connection: request.connection_id() };
+        let mut result = self.run(request, &info).await;
+        if let (Err(err), Some(on_error)) = (&result, &self.on_error) {
+            result = on_error(&info, err.clone());
+        }
+        if let Ok(response) = &mut result {
+            for hook in &self.after {
+                hook(&info, response);
+            }
+        }
+        result
+    }
+
+    async fn run(&self, mut request: Request, info: &RequestInfo) -> Result<Response, HandlerError> {
+        for hook in &self.before {
+            hook(&mut request)?;
+        }
+        // A route sent by name must match the registered name, not merely its hash.
+        let entry = self.routes.get(&request.route_id).filter(|entry| *entry.name == *info.route);
+        let service = match (entry, &self.default) {
+            (Some(entry), _) => entry.service.clone(),
+            (None, Some(default)) => default.clone(),
+            (None, None) => {
+                return Err(HandlerError::new(ErrorCode::NOT_FOUND, format!("no route {}", info.route)));
+            }
+        };
+        service.oneshot(request).await.map_err(HandlerError::from_box)
+    }
+}

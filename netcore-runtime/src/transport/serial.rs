@@ -1,0 +1,39 @@
+//! Serial ports (through the `serialport` crate) as netcore transports.
+//!
+//! Serial links lose and damage bytes, so use them with [`Config::lossy`](crate::session::Config::lossy).
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use super::BlockingIo;
+
+/// How long a blocked read waits before it checks whether the connection is still wanted.
+const READ_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Opens the serial device at `path` (for example `/dev/ttyUSB0` or `COM3`) at `baud`, 8N1.
+pub fn open(path: &str, baud: u32) -> io::Result<BlockingIo> {
+    let port = serialport::new(path, baud).timeout(READ_TIMEOUT).open().map_err(io::Error::from)?;
+    let reader = port.try_clone().map_err(io::Error::from)?;
+    from_port(reader, port)
+}
+
+/// Wraps an opened port; `reader` and `writer` are two handles of the same port.
+pub fn from_port<R, W>(mut reader: R, mut writer: W) -> io::Result<BlockingIo>
+where
+    R: Read + Send + 'static,
+    W: Write + Send + 'static,
+{
+    BlockingIo::new(move |buf| reader.read(buf), move |bytes| writer.write_all(bytes).and_then(|()| writer.flush()))
+}
+
+/// A connected pair of pseudo-terminals: a serial link with no hardware, for tests and demos.
+#[cfg(unix)]
+pub fn pty_pair() -> io::Result<(BlockingIo, BlockingIo)> {
+    use serialport::SerialPort;
+    let (mut a, mut b) = serialport::TTYPort::pair().map_err(io::Error::from)?;
+    a.set_timeout(READ_TIMEOUT).map_err(io::Error::from)?;
+    b.set_timeout(READ_TIMEOUT).map_err(io::Error::from)?;
+    let a_reader = a.try_clone_native().map_err(io::Error::from)?;
+    let b_reader = b.try_clone_native().map_err(io::Error::from)?;
+    Ok((from_port(a_reader, a)?, from_port(b_reader, b)?))
+}
