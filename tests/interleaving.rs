@@ -36,7 +36,7 @@ fn config(framing: Framing, chunk: usize, window: u64, inline: u64) -> Config {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
     #[test]
     fn every_message_arrives_once_and_intact(
         from_a in prop::collection::vec(msg(), 1..10),

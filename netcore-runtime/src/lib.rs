@@ -27,11 +27,14 @@ pub mod codec;
 pub mod connection;
 #[cfg(feature = "tokio")]
 pub mod endpoint;
+pub mod faults;
 pub mod frame;
 pub mod session;
 pub mod sim;
 #[cfg(feature = "tokio")]
 pub mod transport;
+#[cfg(feature = "tokio")]
+pub mod typed;
 mod varint;
 
 #[doc(hidden)]

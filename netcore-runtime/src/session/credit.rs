@@ -82,10 +82,14 @@ impl RecvCredit {
         debug_assert!(self.released <= self.received, "released more than received");
     }
 
-    /// A new limit to announce, once a quarter of the window has been released since the last.
+    /// A new limit to announce: once a quarter of the window has been released since the last, or
+    /// as soon as nothing is held. The second rule is for liveness (§5.5): a sender waiting to
+    /// start an in-memory message needs its whole total free, and must not wait on withheld credit
+    /// when there is nothing left in flight to release it.
     pub(super) fn poll_update(&mut self) -> Option<u64> {
         let limit = self.released + self.window;
-        if self.window == 0 || limit - self.announced < self.window.div_ceil(4) {
+        let unannounced = limit - self.announced;
+        if self.window == 0 || unannounced == 0 || (unannounced < self.window.div_ceil(4) && self.held() > 0) {
             return None;
         }
         self.announced = limit;
@@ -140,5 +144,8 @@ mod tests {
         recv.release(1);
         assert_eq!(recv.poll_update(), Some(125));
         assert_eq!(recv.held(), 5);
+        recv.release(5);
+        assert_eq!(recv.poll_update(), Some(130), "nothing held: announce at once");
+        assert_eq!(recv.poll_update(), None);
     }
 }

@@ -383,3 +383,26 @@ fn stream_framing_treats_an_out_of_order_exchange_as_a_protocol_error() {
         Some(Event::Closed(CloseReason::Protocol(ProtocolError::ExchangeOrder { expected: 0, got: 5 })))
     ));
 }
+
+#[test]
+fn withheld_credit_is_announced_when_nothing_is_held() {
+    // Regression (found by tests/interleaving.rs): the receiver withheld less than a quarter of
+    // the window while the sender waited for exactly that much to start an in-memory message.
+    let limits = Limits { window: 49152, inline_limit: 38647, ..Limits::default() };
+    let config = Config::stream().with_chunk_size(1).with_limits(limits);
+    let mut pair = connected_pair(config.clone(), config);
+    for (n, (len, level)) in [(5959, 0), (1605, 0), (38647, 0), (2942, 0), (12288, 1)].into_iter().enumerate() {
+        pair.a.send_oneway(route("/m"), pattern(len, n as u8), SendOptions::priority(Priority::new(level))).unwrap();
+    }
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let moved = pair.step();
+        let before = got.len();
+        got.extend(messages(pair.take_b()).into_iter().map(|m| m.payload.len().unwrap()));
+        if !moved && got.len() == before {
+            break;
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, [1605, 2942, 5959, 12288, 38647]);
+}

@@ -1,0 +1,267 @@
+//! The one emitter: model to Rust tokens. Generated code reaches the runtime only through
+//! `::netcore::…` paths (and `::netcore::__private`), never the prelude, so it compiles under
+//! `#![no_implicit_prelude]`.
+
+use proc_macro2::{Ident, Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+
+use crate::model::*;
+
+/// Everything a schema declares: its types, then its services.
+pub fn emit_schema(schema: &Schema) -> TokenStream {
+    let types = schema.types.iter().map(emit_type);
+    let services = schema.services.iter().map(emit_service);
+    quote! { #(#types)* #(#services)* }
+}
+
+/// One service: the server trait `Name`, the client `NameClient` and the glue `NameServer`.
+pub fn emit_service(service: &Service) -> TokenStream {
+    let vis = service.visibility.clone().unwrap_or_else(|| quote!(pub));
+    let server_trait = emit_server_trait(service, &vis);
+    let client = emit_client(service, &vis);
+    let server = emit_server(service, &vis);
+    let checks = emit_wire_type_checks(service);
+    quote! { #server_trait #client #server #checks }
+}
+
+fn emit_server_trait(service: &Service, vis: &TokenStream) -> TokenStream {
+    let name = ident(&service.name);
+    let docs = doc_attrs(&service.docs);
+    let methods = service.methods.iter().map(|method| {
+        let docs = doc_attrs(&method.docs);
+        let fn_name = ident(&method.name);
+        let args = method.args.iter().map(|arg| {
+            let arg_name = ident(&arg.name);
+            let ty = rust_type(&arg.ty);
+            quote! { #arg_name: #ty }
+        });
+        let ret = rust_type(&method.returns);
+        quote! {
+            #docs
+            fn #fn_name(&self, #(#args),*) -> impl ::core::future::Future<
+                Output = ::core::result::Result<#ret, ::netcore::HandlerError>
+            > + ::core::marker::Send;
+        }
+    });
+    quote! {
+        #docs
+        #vis trait #name: ::core::marker::Send + ::core::marker::Sync + 'static {
+            #(#methods)*
+        }
+    }
+}
+
+fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
+    let client = format_ident!("{}Client", service.name);
+    let summary = format!(" Typed client of [`{}`]: one async method per call, over a [`::netcore::Connection`].", service.name);
+    let fingerprint = Literal::u64_suffixed(service.fingerprint());
+    let methods = service.methods.iter().map(|method| {
+        let docs = doc_attrs(&method.docs);
+        let fn_name = ident(&method.name);
+        let names: Vec<Ident> = method.args.iter().map(|a| ident(&a.name)).collect();
+        let types = method.args.iter().map(|a| rust_type(&a.ty));
+        let route = Literal::u32_suffixed(netcore_runtime::route_id(&service.route(method)));
+        let priority = option_literal(method.options.priority.map(|p| Literal::u8_suffixed(p)));
+        let timeout = option_literal(method.options.timeout_ms.map(Literal::u64_suffixed));
+        let ret = rust_type(&method.returns);
+        match method.kind {
+            MethodKind::Call => quote! {
+                #docs
+                pub async fn #fn_name(&self, #(#names: #types),*) -> ::core::result::Result<#ret, ::netcore::CallError> {
+                    ::netcore::__private::call(&self.connection, #route, &(#(#names,)*), #priority, #timeout).await
+                }
+            },
+            MethodKind::Event => quote! {
+                #docs
+                pub async fn #fn_name(&self, #(#names: #types),*) -> ::core::result::Result<(), ::netcore::CallError> {
+                    ::netcore::__private::notify(&self.connection, #route, &(#(#names,)*), #priority).await
+                }
+            },
+        }
+    });
+    quote! {
+        #[doc = #summary]
+        #[derive(::core::fmt::Debug, ::core::clone::Clone)]
+        #vis struct #client {
+            connection: ::netcore::Connection,
+        }
+
+        impl #client {
+            /// The service's schema fingerprint (docs/PROTOCOL.md §9).
+            pub const FINGERPRINT: u64 = #fingerprint;
+
+            /// A client calling over `connection`.
+            pub fn new(connection: ::netcore::Connection) -> Self {
+                Self { connection }
+            }
+
+            /// The connection calls go over.
+            pub fn connection(&self) -> &::netcore::Connection {
+                &self.connection
+            }
+
+            #(#methods)*
+        }
+    }
+}
+
+fn emit_server(service: &Service, vis: &TokenStream) -> TokenStream {
+    let name = ident(&service.name);
+    let server = format_ident!("{}Server", service.name);
+    let summary = format!(" Registers an implementation of [`{}`] on an endpoint.", service.name);
+    let fingerprint = Literal::u64_suffixed(service.fingerprint());
+    let prefix = &service.prefix;
+    let routes = service.methods.iter().map(|method| {
+        let fn_name = ident(&method.name);
+        let path = format!("/{}", method.name);
+        let names: Vec<Ident> = method.args.iter().map(|a| ident(&a.name)).collect();
+        let types = method.args.iter().map(|a| rust_type(&a.ty));
+        quote! {
+            .route_service(#path, ::netcore::__private::route(
+                ::netcore::__private::Arc::clone(&service),
+                |service: ::netcore::__private::Arc<S>, (#(#names,)*): (#(#types,)*)| async move {
+                    service.#fn_name(#(#names),*).await
+                },
+            ))
+        }
+    });
+    quote! {
+        #[doc = #summary]
+        #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::marker::Copy)]
+        #vis struct #server;
+
+        impl #server {
+            /// The service's schema fingerprint (docs/PROTOCOL.md §9).
+            pub const FINGERPRINT: u64 = #fingerprint;
+            /// The route prefix of its methods.
+            pub const PREFIX: &'static str = #prefix;
+
+            /// A blueprint with one route per method, to register with `EndpointBuilder::blueprint`.
+            pub fn blueprint<S: #name>(service: S) -> ::netcore::Blueprint {
+                let service = ::netcore::__private::Arc::new(service);
+                ::netcore::Blueprint::new(#prefix) #(#routes)*
+            }
+        }
+    }
+}
+
+/// For types written in Rust, a check spanned on the type itself, so a type that cannot go on the
+/// wire is reported where the user wrote it.
+fn emit_wire_type_checks(service: &Service) -> TokenStream {
+    let checks = service.methods.iter().flat_map(|m| m.args.iter().map(|a| &a.ty).chain([&m.returns])).filter_map(|ty| {
+        let tokens = ty.rust.as_ref()?;
+        let span = tokens.clone().into_iter().next().map_or_else(Span::call_site, |t| t.span());
+        Some(quote_spanned! {span=> ::netcore::__private::assert_wire_type::<#tokens>();})
+    });
+    let checks: Vec<TokenStream> = checks.collect();
+    if checks.is_empty() {
+        return TokenStream::new();
+    }
+    quote! {
+        const _: fn() = || { #(#checks)* };
+    }
+}
+
+/// A user type with serde derives through netcore's re-export.
+pub fn emit_type(def: &TypeDef) -> TokenStream {
+    let name = ident(&def.name);
+    let docs = doc_attrs(&def.docs);
+    let derives = quote! {
+        #[derive(
+            ::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq,
+            ::netcore::__private::serde::Serialize, ::netcore::__private::serde::Deserialize
+        )]
+        #[serde(crate = "::netcore::__private::serde")]
+    };
+    match &def.kind {
+        TypeDefKind::Struct(fields) => {
+            let fields = fields.iter().map(|f| emit_field(f, true));
+            quote! { #docs #derives pub struct #name { #(#fields,)* } }
+        }
+        TypeDefKind::Enum(variants) => {
+            let variants = variants.iter().map(|v| {
+                let vname = ident(&v.name);
+                let docs = doc_attrs(&v.docs);
+                match &v.fields {
+                    VariantFields::Unit => quote! { #docs #vname },
+                    VariantFields::Tuple(types) => {
+                        let types = types.iter().map(canonical_type);
+                        quote! { #docs #vname(#(#types),*) }
+                    }
+                    VariantFields::Struct(fields) => {
+                        let fields = fields.iter().map(|f| emit_field(f, false));
+                        quote! { #docs #vname { #(#fields,)* } }
+                    }
+                }
+            });
+            quote! { #docs #derives pub enum #name { #(#variants,)* } }
+        }
+    }
+}
+
+fn emit_field(field: &Field, public: bool) -> TokenStream {
+    let name = ident(&field.name);
+    let docs = doc_attrs(&field.docs);
+    let ty = canonical_type(&field.ty);
+    let vis = public.then(|| quote!(pub));
+    quote! { #docs #vis #name: #ty }
+}
+
+fn rust_type(ty: &TypeRef) -> TokenStream {
+    ty.rust.clone().unwrap_or_else(|| canonical_type(&ty.ty))
+}
+
+/// The Rust spelling of a canonical type.
+pub fn canonical_type(ty: &Type) -> TokenStream {
+    match ty {
+        Type::Unit => quote!(()),
+        Type::Bool => quote!(bool),
+        Type::U8 => quote!(u8),
+        Type::U16 => quote!(u16),
+        Type::U32 => quote!(u32),
+        Type::U64 => quote!(u64),
+        Type::I8 => quote!(i8),
+        Type::I16 => quote!(i16),
+        Type::I32 => quote!(i32),
+        Type::I64 => quote!(i64),
+        Type::F32 => quote!(f32),
+        Type::F64 => quote!(f64),
+        Type::String => quote!(::std::string::String),
+        Type::Bytes => quote!(::std::vec::Vec<u8>),
+        Type::Option(inner) => {
+            let inner = canonical_type(inner);
+            quote!(::core::option::Option<#inner>)
+        }
+        Type::List(inner) => {
+            let inner = canonical_type(inner);
+            quote!(::std::vec::Vec<#inner>)
+        }
+        Type::Map(k, v) => {
+            let (k, v) = (canonical_type(k), canonical_type(v));
+            quote!(::std::collections::BTreeMap<#k, #v>)
+        }
+        Type::Named(name) => {
+            let name = ident(name);
+            quote!(#name)
+        }
+    }
+}
+
+fn doc_attrs(lines: &[String]) -> TokenStream {
+    let lines = lines.iter().map(|line| {
+        let line = format!(" {}", line.trim_start());
+        quote!(#[doc = #line])
+    });
+    quote!(#(#lines)*)
+}
+
+fn option_literal(value: Option<Literal>) -> TokenStream {
+    match value {
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+fn ident(name: &str) -> Ident {
+    Ident::new(name, Span::call_site())
+}

@@ -1,0 +1,295 @@
+//! The intermediate model both front ends produce and the emitter consumes (STYLE §4).
+//!
+//! Every node carries its [`Origin`] so that validation errors point into the schema file
+//! (file:line:column) or at the macro input (a span).
+
+use proc_macro2::{Span, TokenStream};
+
+/// Where a model node was declared.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// In a schema file.
+    Schema {
+        /// The file.
+        file: std::path::PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// In Rust source given to the macro.
+    Rust(Span),
+}
+
+/// A whole declaration: user types and services.
+#[derive(Debug, Clone, Default)]
+pub struct Schema {
+    /// Types declared in the schema (the macro uses the user's own Rust types instead).
+    pub types: Vec<TypeDef>,
+    /// Services.
+    pub services: Vec<Service>,
+}
+
+/// A service: a named set of methods under a route prefix.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Its name, e.g. `Users`; generated items are `Users`, `UsersClient`, `UsersServer`.
+    pub name: String,
+    /// Route prefix, e.g. `/user`; method routes are `{prefix}/{method}`.
+    pub prefix: String,
+    /// Doc comment lines.
+    pub docs: Vec<String>,
+    /// Methods, in declaration order.
+    pub methods: Vec<Method>,
+    /// Visibility of the generated items as written in Rust (`pub` when `None`).
+    pub visibility: Option<TokenStream>,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// Whether a method expects an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodKind {
+    /// A request with a response.
+    Call,
+    /// A one-way message.
+    Event,
+}
+
+/// Per-method options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MethodOptions {
+    /// Scheduling class 0..=7 of the call.
+    pub priority: Option<u8>,
+    /// Client-side timeout in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+/// A method of a service.
+#[derive(Debug, Clone)]
+pub struct Method {
+    /// Its name (snake_case).
+    pub name: String,
+    /// Doc comment lines.
+    pub docs: Vec<String>,
+    /// Call or event.
+    pub kind: MethodKind,
+    /// Arguments, in order.
+    pub args: Vec<Arg>,
+    /// What a call returns ([`Type::Unit`] for nothing).
+    pub returns: TypeRef,
+    /// Options.
+    pub options: MethodOptions,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// An argument.
+#[derive(Debug, Clone)]
+pub struct Arg {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub ty: TypeRef,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// A type as used in a signature: its canonical form, and the Rust tokens it was written with (from
+/// the macro), which the emitter reproduces exactly so the user's impl matches the generated trait.
+#[derive(Debug, Clone)]
+pub struct TypeRef {
+    /// The canonical type (what the fingerprint covers).
+    pub ty: Type,
+    /// The type as written in Rust, if it came from Rust.
+    pub rust: Option<TokenStream>,
+}
+
+impl From<Type> for TypeRef {
+    fn from(ty: Type) -> Self {
+        Self { ty, rust: None }
+    }
+}
+
+/// Canonical types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Type {
+    /// Nothing: `()`.
+    Unit,
+    /// `bool`
+    Bool,
+    /// `u8`
+    U8,
+    /// `u16`
+    U16,
+    /// `u32`
+    U32,
+    /// `u64`
+    U64,
+    /// `i8`
+    I8,
+    /// `i16`
+    I16,
+    /// `i32`
+    I32,
+    /// `i64`
+    I64,
+    /// `f32`
+    F32,
+    /// `f64`
+    F64,
+    /// UTF-8 text.
+    String,
+    /// A byte string.
+    Bytes,
+    /// An optional value.
+    Option(Box<Type>),
+    /// A list.
+    List(Box<Type>),
+    /// A map with ordered keys.
+    Map(Box<Type>, Box<Type>),
+    /// A user type, by name.
+    Named(String),
+}
+
+/// A user type declared in a schema.
+#[derive(Debug, Clone)]
+pub struct TypeDef {
+    /// Its name (CamelCase).
+    pub name: String,
+    /// Doc comment lines.
+    pub docs: Vec<String>,
+    /// Struct or enum.
+    pub kind: TypeDefKind,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// The shape of a user type.
+#[derive(Debug, Clone)]
+pub enum TypeDefKind {
+    /// A struct with named fields.
+    Struct(Vec<Field>),
+    /// An enum whose variants may carry data.
+    Enum(Vec<Variant>),
+}
+
+/// A named field.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// Its name.
+    pub name: String,
+    /// Doc comment lines.
+    pub docs: Vec<String>,
+    /// Its type.
+    pub ty: Type,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// An enum variant.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// Its name.
+    pub name: String,
+    /// Doc comment lines.
+    pub docs: Vec<String>,
+    /// What it carries.
+    pub fields: VariantFields,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// What an enum variant carries.
+#[derive(Debug, Clone)]
+pub enum VariantFields {
+    /// Nothing.
+    Unit,
+    /// Unnamed values.
+    Tuple(Vec<Type>),
+    /// Named fields.
+    Struct(Vec<Field>),
+}
+
+impl Type {
+    /// The canonical spelling, as in schema files: `u32`, `string`, `list<T>`, `option<T>`, …
+    pub fn canonical(&self) -> String {
+        match self {
+            Type::Unit => "()".into(),
+            Type::Bool => "bool".into(),
+            Type::U8 => "u8".into(),
+            Type::U16 => "u16".into(),
+            Type::U32 => "u32".into(),
+            Type::U64 => "u64".into(),
+            Type::I8 => "i8".into(),
+            Type::I16 => "i16".into(),
+            Type::I32 => "i32".into(),
+            Type::I64 => "i64".into(),
+            Type::F32 => "f32".into(),
+            Type::F64 => "f64".into(),
+            Type::String => "string".into(),
+            Type::Bytes => "bytes".into(),
+            Type::Option(t) => format!("option<{}>", t.canonical()),
+            Type::List(t) => format!("list<{}>", t.canonical()),
+            Type::Map(k, v) => format!("map<{},{}>", k.canonical(), v.canonical()),
+            Type::Named(name) => name.clone(),
+        }
+    }
+
+    /// The scalar named `word` in schema syntax, if it is one.
+    pub fn scalar(word: &str) -> Option<Type> {
+        Some(match word {
+            "bool" => Type::Bool,
+            "u8" => Type::U8,
+            "u16" => Type::U16,
+            "u32" => Type::U32,
+            "u64" => Type::U64,
+            "i8" => Type::I8,
+            "i16" => Type::I16,
+            "i32" => Type::I32,
+            "i64" => Type::I64,
+            "f32" => Type::F32,
+            "f64" => Type::F64,
+            "string" => Type::String,
+            "bytes" => Type::Bytes,
+            _ => return None,
+        })
+    }
+}
+
+impl Service {
+    /// The route of a method: `{prefix}/{method}`.
+    pub fn route(&self, method: &Method) -> String {
+        format!("{}/{}", self.prefix, method.name)
+    }
+
+    /// The canonical text the fingerprint hashes: the service surface, methods sorted by name;
+    /// names of arguments, docs and options are left out because they do not affect the wire.
+    pub fn canonical(&self) -> String {
+        let mut methods: Vec<String> = self
+            .methods
+            .iter()
+            .map(|m| {
+                let kind = match m.kind {
+                    MethodKind::Call => "call",
+                    MethodKind::Event => "event",
+                };
+                let args: Vec<String> = m.args.iter().map(|a| a.ty.ty.canonical()).collect();
+                format!("{kind} {}({})->{}", m.name, args.join(","), m.returns.ty.canonical())
+            })
+            .collect();
+        methods.sort();
+        format!("service {} {} {{{}}}", self.name, self.prefix, methods.join(";"))
+    }
+
+    /// The service's schema fingerprint (docs/PROTOCOL.md §9): FNV-1a 64 of [`canonical`](Self::canonical).
+    pub fn fingerprint(&self) -> u64 {
+        fnv1a64(self.canonical().as_bytes())
+    }
+}
+
+/// 64-bit FNV-1a.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+

@@ -1,0 +1,95 @@
+//! The schema language front end: `.ncs` files to the [model](crate::model) (docs/SCHEMA.md).
+
+mod lexer;
+mod parser;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::model::Schema;
+
+/// A schema that does not parse or validate, with its position and the offending line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SchemaError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong, and what to write instead where that is clear.
+    pub message: String,
+    /// The text of the offending line.
+    pub source_line: String,
+}
+
+impl SchemaError {
+    pub(crate) fn new(file: PathBuf, source: &str, line: usize, column: usize, message: String) -> Self {
+        let source_line = source.lines().nth(line.saturating_sub(1)).unwrap_or_default().to_string();
+        Self { file, line, column, message, source_line }
+    }
+}
+
+impl fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)?;
+        let gutter = self.line.to_string().len();
+        writeln!(f, "{:gutter$} |", "")?;
+        writeln!(f, "{} | {}", self.line, self.source_line)?;
+        // Columns count characters; tabs stay tabs so the caret lines up.
+        let pad: String = self.source_line.chars().take(self.column - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+        write!(f, "{:gutter$} | {pad}^", "")
+    }
+}
+
+// `main() -> Result<_, SchemaError>` prints the Debug form: make it the readable one.
+impl fmt::Debug for SchemaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for SchemaError {}
+
+/// Parses a schema from text; `file` names it in errors. Imports are not followed.
+pub fn parse_str(source: &str, file: &Path) -> Result<Schema, SchemaError> {
+    parse_one(source, file).map(|parsed| parsed.schema)
+}
+
+fn parse_one(source: &str, file: &Path) -> Result<parser::Parsed, SchemaError> {
+    let tokens = lexer::lex(source, |line, column, message| {
+        SchemaError::new(file.to_path_buf(), source, line, column, message)
+    })?;
+    parser::Parser::new(tokens, file, source).parse_file()
+}
+
+/// Parses a schema file and, transitively, the files it imports (relative to the importing file).
+/// Returns the merged declarations and every file read, for `cargo:rerun-if-changed`.
+pub fn parse_file(path: &Path) -> Result<(Schema, Vec<PathBuf>), SchemaError> {
+    let mut merged = Schema::default();
+    let mut seen = HashSet::new();
+    let mut files = Vec::new();
+    let mut stack = vec![(path.to_path_buf(), None::<SchemaError>)];
+    while let Some((file, import_site)) = stack.pop() {
+        let key = file.canonicalize().unwrap_or_else(|_| file.clone());
+        if !seen.insert(key) {
+            continue;
+        }
+        let source = std::fs::read_to_string(&file).map_err(|err| {
+            let mut site = import_site.unwrap_or_else(|| SchemaError::new(file.clone(), "", 1, 1, String::new()));
+            site.message = format!("cannot read {}: {err}", file.display());
+            site
+        })?;
+        let parsed = parse_one(&source, &file)?;
+        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        for (import, line, column) in parsed.imports.into_iter().rev() {
+            let site = SchemaError::new(file.clone(), &source, line, column, String::new());
+            stack.push((dir.join(import), Some(site)));
+        }
+        merged.types.extend(parsed.schema.types);
+        merged.services.extend(parsed.schema.services);
+        files.push(file);
+    }
+    Ok((merged, files))
+}

@@ -1,0 +1,281 @@
+//! Lowers a Rust trait into the shared model (STYLE §4), gathering every error.
+
+use netcore_codegen::model::{self, Arg, Method, MethodKind, MethodOptions, Origin, Service, Type, TypeRef};
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
+use syn::spanned::Spanned;
+use syn::{Error, FnArg, GenericArgument, ItemTrait, LitInt, LitStr, Pat, PathArguments, ReturnType, TraitItem};
+
+/// Expands the attribute; on errors, emits them and the user's trait unchanged, so one mistake
+/// does not cascade into errors about missing items.
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item_trait: ItemTrait = match syn::parse2(item.clone()) {
+        Ok(item_trait) => item_trait,
+        Err(_) => {
+            let err = Error::new_spanned(&item, "#[netcore::service] goes on a trait of `async fn(&self, …)` methods");
+            return err.into_compile_error();
+        }
+    };
+    match lower(attr, &item_trait) {
+        Ok(service) => netcore_codegen::emit::emit_service(&service),
+        Err(err) => {
+            let err = err.into_compile_error();
+            quote! { #err #item_trait }
+        }
+    }
+}
+
+struct Errors(Option<Error>);
+
+impl Errors {
+    fn push(&mut self, err: Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(err),
+            None => self.0 = Some(err),
+        }
+    }
+}
+
+fn lower(attr: TokenStream, item: &ItemTrait) -> Result<Service, Error> {
+    let mut errors = Errors(None);
+    let name = item.ident.to_string();
+    let mut prefix = format!("/{name}");
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("prefix") {
+            prefix = meta.value()?.parse::<LitStr>()?.value();
+            Ok(())
+        } else {
+            Err(meta.error("unknown option; the only one is `prefix = \"/path\"`"))
+        }
+    });
+    if let Err(err) = syn::parse::Parser::parse2(parser, attr) {
+        errors.push(err);
+    }
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        errors.push(Error::new_spanned(&item.generics, "generic services are not supported; use concrete types"));
+    }
+    if let Some(unsafety) = &item.unsafety {
+        errors.push(Error::new_spanned(unsafety, "a service trait cannot be `unsafe`"));
+    }
+    if let Some(auto) = &item.auto_token {
+        errors.push(Error::new_spanned(auto, "a service trait cannot be `auto`"));
+    }
+    if !item.supertraits.is_empty() {
+        errors.push(Error::new_spanned(
+            &item.supertraits,
+            "service traits take no supertraits; the generated trait is `Send + Sync + 'static`",
+        ));
+    }
+    let mut methods = Vec::new();
+    for trait_item in &item.items {
+        match trait_item {
+            TraitItem::Fn(f) => match lower_method(f) {
+                Ok(method) => methods.push(method),
+                Err(err) => errors.push(err),
+            },
+            other => errors.push(Error::new_spanned(other, "a service trait contains only `async fn` methods")),
+        }
+    }
+    let service = Service {
+        name,
+        prefix,
+        docs: docs(&item.attrs),
+        methods,
+        visibility: Some(item.vis.to_token_stream()),
+        origin: Origin::Rust(item.ident.span()),
+    };
+    for diagnostic in netcore_codegen::validate::validate(&model::Schema { types: Vec::new(), services: vec![service.clone()] }, false)
+    {
+        let span = match diagnostic.origin {
+            Origin::Rust(span) => span,
+            Origin::Schema { .. } => item.ident.span(),
+        };
+        errors.push(Error::new(span, diagnostic.message));
+    }
+    match errors.0 {
+        Some(err) => Err(err),
+        None => Ok(service),
+    }
+}
+
+fn lower_method(f: &syn::TraitItemFn) -> Result<Method, Error> {
+    let mut errors = Errors(None);
+    let sig = &f.sig;
+    let mut options = MethodOptions::default();
+    let mut kind = MethodKind::Call;
+    for attr in &f.attrs {
+        if attr.path().is_ident("doc") {
+            continue;
+        }
+        if !attr.path().is_ident("netcore") {
+            errors.push(Error::new_spanned(attr, "only doc comments and #[netcore(...)] go on service methods"));
+            continue;
+        }
+        let parsed = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("event") {
+                kind = MethodKind::Event;
+            } else if meta.path.is_ident("priority") {
+                let lit: LitInt = meta.value()?.parse()?;
+                match lit.base10_parse::<u8>() {
+                    Ok(p) if p <= 7 => options.priority = Some(p),
+                    _ => return Err(Error::new_spanned(lit, "priority must be 0 to 7")),
+                }
+            } else if meta.path.is_ident("timeout_ms") {
+                options.timeout_ms = Some(meta.value()?.parse::<LitInt>()?.base10_parse()?);
+            } else {
+                return Err(meta.error("unknown option; expected `priority = 0..=7`, `timeout_ms = N` or `event`"));
+            }
+            Ok(())
+        });
+        if let Err(err) = parsed {
+            errors.push(err);
+        }
+    }
+    if sig.asyncness.is_none() {
+        errors.push(Error::new_spanned(&sig.fn_token, "service methods must be `async fn`; write `async fn name(&self, …)`"));
+    }
+    if let Some(constness) = &sig.constness {
+        errors.push(Error::new_spanned(constness, "service methods cannot be `const`"));
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.push(Error::new_spanned(unsafety, "service methods cannot be `unsafe`"));
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push(Error::new_spanned(abi, "service methods cannot have an ABI"));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.push(Error::new_spanned(&sig.generics, "generic methods are not supported; use concrete types"));
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push(Error::new_spanned(variadic, "variadic methods are not supported"));
+    }
+    if let Some(body) = &f.default {
+        errors.push(Error::new_spanned(body, "service methods have no body here; implement them on your type"));
+    }
+    let mut inputs = sig.inputs.iter();
+    match inputs.next() {
+        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() => {}
+        Some(FnArg::Receiver(r)) => errors.push(Error::new_spanned(
+            r,
+            "take `&self`: one service value answers many requests at once, so it is shared, not moved or borrowed mutably",
+        )),
+        _ => errors.push(Error::new_spanned(&sig.ident, "add `&self` as the first parameter")),
+    }
+    let mut args = Vec::new();
+    for input in inputs {
+        let FnArg::Typed(pat_type) = input else { continue };
+        let name = match &*pat_type.pat {
+            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => p.ident.to_string(),
+            other => {
+                errors.push(Error::new_spanned(other, "use a plain argument name"));
+                continue;
+            }
+        };
+        match lower_type(&pat_type.ty) {
+            Ok(ty) => args.push(Arg {
+                name,
+                ty: TypeRef { ty, rust: Some(pat_type.ty.to_token_stream()) },
+                origin: Origin::Rust(pat_type.span()),
+            }),
+            Err(err) => errors.push(err),
+        }
+    }
+    let returns = match &sig.output {
+        ReturnType::Default => TypeRef { ty: Type::Unit, rust: None },
+        ReturnType::Type(_, ty) => match lower_type(ty) {
+            Ok(lowered) => TypeRef { ty: lowered, rust: Some(ty.to_token_stream()) },
+            Err(err) => {
+                errors.push(err);
+                TypeRef::from(Type::Unit)
+            }
+        },
+    };
+    if kind == MethodKind::Event && returns.ty != Type::Unit {
+        errors.push(Error::new_spanned(&sig.output, "events are one-way and return nothing; remove the return type"));
+    }
+    match errors.0 {
+        Some(err) => Err(err),
+        None => Ok(Method {
+            name: sig.ident.to_string(),
+            docs: docs(&f.attrs),
+            kind,
+            args,
+            returns,
+            options,
+            origin: Origin::Rust(sig.ident.span()),
+        }),
+    }
+}
+
+/// The canonical form of a Rust type, or a spanned error saying what to write instead.
+fn lower_type(ty: &syn::Type) -> Result<Type, Error> {
+    match ty {
+        syn::Type::Paren(inner) => lower_type(&inner.elem),
+        syn::Type::Group(inner) => lower_type(&inner.elem),
+        syn::Type::Tuple(tuple) if tuple.elems.is_empty() => Ok(Type::Unit),
+        syn::Type::Tuple(tuple) => Err(Error::new_spanned(tuple, "tuples are not supported; use a struct with named fields")),
+        syn::Type::Reference(reference) => Err(Error::new_spanned(
+            reference,
+            "arguments and results cross the wire and must be owned: write `String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T`",
+        )),
+        syn::Type::Slice(slice) => Err(Error::new_spanned(slice, "slices are not supported; use `Vec<T>`")),
+        syn::Type::Array(array) => Err(Error::new_spanned(array, "arrays are not supported; use `Vec<T>`")),
+        syn::Type::ImplTrait(t) => Err(Error::new_spanned(t, "`impl Trait` is not supported; use a concrete type")),
+        syn::Type::TraitObject(t) => Err(Error::new_spanned(t, "trait objects are not supported; use a concrete type")),
+        syn::Type::Path(path) if path.qself.is_none() => lower_path(path),
+        other => Err(Error::new_spanned(other, "this type cannot cross the wire; use an owned serde type")),
+    }
+}
+
+fn lower_path(path: &syn::TypePath) -> Result<Type, Error> {
+    let last = path.path.segments.last().ok_or_else(|| Error::new_spanned(path, "empty type path"))?;
+    let name = last.ident.to_string();
+    let generic_args: Vec<&syn::Type> = match &last.arguments {
+        PathArguments::None => Vec::new(),
+        PathArguments::AngleBracketed(args) => args
+            .args
+            .iter()
+            .map(|arg| match arg {
+                GenericArgument::Type(ty) => Ok(ty),
+                other => Err(Error::new_spanned(other, "only type arguments are supported here")),
+            })
+            .collect::<Result<_, _>>()?,
+        PathArguments::Parenthesized(args) => {
+            return Err(Error::new_spanned(args, "function types cannot cross the wire"));
+        }
+    };
+    let scalar = match name.as_str() {
+        "String" => Some(Type::String),
+        "Bytes" => Some(Type::Bytes),
+        other => Type::scalar(other).filter(|_| name != "string" && name != "bytes"),
+    };
+    match (name.as_str(), &generic_args[..]) {
+        (_, []) if scalar.is_some() => Ok(scalar.expect("checked")),
+        ("Vec", [inner]) if is_u8(inner) => Ok(Type::Bytes),
+        ("Vec" | "VecDeque", [inner]) => Ok(Type::List(Box::new(lower_type(inner)?))),
+        ("Option", [inner]) => Ok(Type::Option(Box::new(lower_type(inner)?))),
+        ("Box", [inner]) => lower_type(inner),
+        ("HashMap" | "BTreeMap", [k, v]) => Ok(Type::Map(Box::new(lower_type(k)?), Box::new(lower_type(v)?))),
+        (_, []) => Ok(Type::Named(name)),
+        _ => Err(Error::new_spanned(path, "generic user types are not supported; use a concrete type")),
+    }
+}
+
+fn is_u8(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(p) if p.qself.is_none() && p.path.is_ident("u8"))
+}
+
+fn docs(attrs: &[syn::Attribute]) -> Vec<String> {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+

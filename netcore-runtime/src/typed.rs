@@ -1,0 +1,94 @@
+//! What generated code calls: typed calls over a [`Connection`] and typed routes on a
+//! [`Blueprint`](crate::endpoint::Blueprint). Not for direct use: generated clients and servers
+//! wrap these (see netcore-codegen).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec;
+use crate::connection::{CallOptions, Connection};
+use crate::endpoint::{handler, CallError, HandlerError, Request, Response, RouteService};
+use crate::frame::{Priority, Route};
+
+/// Calls route `route` with `args` (a tuple of the method's arguments) and decodes the reply.
+pub async fn call<A, R>(
+    connection: &Connection,
+    route: u32,
+    args: &A,
+    priority: Option<u8>,
+    timeout_ms: Option<u64>,
+) -> Result<R, CallError>
+where
+    A: Serialize + ?Sized,
+    R: DeserializeOwned,
+{
+    let body = codec::encode(args)?;
+    let mut opts = CallOptions::default().priority(priority.map_or_else(Priority::default, Priority::new));
+    opts.timeout = timeout_ms.map(Duration::from_millis);
+    connection.call_with(Route::Id(route), body, opts).await?.decode()
+}
+
+/// Sends a one-way message to route `route` with `args`.
+pub async fn notify<A>(connection: &Connection, route: u32, args: &A, priority: Option<u8>) -> Result<(), CallError>
+where
+    A: Serialize + ?Sized,
+{
+    let body = codec::encode(args)?;
+    let opts = CallOptions::default().priority(priority.map_or_else(Priority::default, Priority::new));
+    connection.notify_with(Route::Id(route), body, opts).await
+}
+
+/// A route that decodes the arguments tuple `A`, runs `f` on the service, and encodes its result.
+pub fn route<S, A, R, F, Fut>(service: Arc<S>, f: F) -> RouteService
+where
+    S: Send + Sync + 'static,
+    A: DeserializeOwned + Send + 'static,
+    R: Serialize + 'static,
+    F: Fn(Arc<S>, A) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+{
+    handler(move |request: Request| {
+        let (service, f) = (service.clone(), f.clone());
+        async move {
+            let args: A = request.decode()?;
+            let result = f(service, args).await?;
+            Response::encode(&result)
+        }
+    })
+}
+
+/// Fails to compile, at the type, for a type that cannot go on the wire.
+pub fn assert_wire_type<T: Serialize + DeserializeOwned>() {}
+
+/// The fingerprint of an endpoint serving several services: order-independent, and equal to the
+/// service's own fingerprint when there is only one.
+pub fn combine_fingerprints(fingerprints: &[u64]) -> u64 {
+    match fingerprints {
+        [] => 0,
+        [one] => *one,
+        many => {
+            let mut sorted = many.to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            sorted.iter().flat_map(|f| f.to_le_bytes()).fold(0xcbf2_9ce4_8422_2325u64, |hash, b| {
+                (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_fingerprints_ignore_order() {
+        assert_eq!(combine_fingerprints(&[7]), 7);
+        assert_eq!(combine_fingerprints(&[1, 2, 3]), combine_fingerprints(&[3, 1, 2]));
+        assert_ne!(combine_fingerprints(&[1, 2]), combine_fingerprints(&[1, 3]));
+    }
+}
