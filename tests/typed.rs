@@ -58,7 +58,10 @@ impl Store {
         }
         let mut users = self.users.lock().unwrap();
         let id = users.len() as u32 + 1;
-        users.insert(id, User { id, name, email, tags: vec!["new".into()], created: Timestamp { millis: 1_700_000_000_000 } });
+        users.insert(
+            id,
+            User { id, name, email, tags: vec!["new".into()], created: Timestamp { millis: 1_700_000_000_000 } },
+        );
         Ok(id)
     }
 
@@ -158,7 +161,10 @@ async fn a_schema_client_calls_a_macro_server() {
     assert_eq!((ada.name.as_str(), ada.email.as_deref()), ("ada", Some("ada@example.org")));
     assert_eq!(users.get(99).await.unwrap(), None);
     assert_eq!(users.list("a".into(), 10).await.unwrap().len(), 2);
-    assert_eq!(users.status(2).await.unwrap(), UserStatus::Suspended { reason: "spam".into(), until: Some(Timestamp { millis: 5 }) });
+    assert_eq!(
+        users.status(2).await.unwrap(),
+        UserStatus::Suspended { reason: "spam".into(), until: Some(Timestamp { millis: 5 }) }
+    );
     assert!(users.delete(id).await.unwrap());
     assert!(!users.delete(id).await.unwrap());
     let err = users.create(String::new(), None).await.unwrap_err();
@@ -177,7 +183,8 @@ async fn a_macro_client_calls_a_schema_server() {
     assert_eq!(users.get(id).await.unwrap().unwrap().tags, vec!["new".to_string()]);
     assert_eq!(users.status(9).await.unwrap(), UserStatus::Deleted(9));
     // A typed route given bytes that are not its arguments answers BAD_REQUEST, not a panic.
-    let err = conn.call_with(netcore::Route::Id(netcore::route_id("/user/get")), vec![0xff; 3], Default::default()).await;
+    let err =
+        conn.call_with(netcore::Route::Id(netcore::route_id("/user/get")), vec![0xff; 3], Default::default()).await;
     assert!(matches!(err, Err(CallError::Remote(e)) if e.code == ErrorCode::BAD_REQUEST));
 }
 

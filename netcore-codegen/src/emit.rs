@@ -53,7 +53,8 @@ fn emit_server_trait(service: &Service, vis: &TokenStream) -> TokenStream {
 
 fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
     let client = format_ident!("{}Client", service.name);
-    let summary = format!(" Typed client of [`{}`]: one async method per call, over a [`::netcore::Connection`].", service.name);
+    let summary =
+        format!(" Typed client of [`{}`]: one async method per call, over a [`::netcore::Connection`].", service.name);
     let fingerprint = Literal::u64_suffixed(service.fingerprint());
     let methods = service.methods.iter().map(|method| {
         let docs = doc_attrs(&method.docs);
@@ -61,7 +62,7 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
         let names: Vec<Ident> = method.args.iter().map(|a| ident(&a.name)).collect();
         let types = method.args.iter().map(|a| rust_type(&a.ty));
         let route = Literal::u32_suffixed(netcore_runtime::route_id(&service.route(method)));
-        let priority = option_literal(method.options.priority.map(|p| Literal::u8_suffixed(p)));
+        let priority = option_literal(method.options.priority.map(Literal::u8_suffixed));
         let timeout = option_literal(method.options.timeout_ms.map(Literal::u64_suffixed));
         let ret = rust_type(&method.returns);
         match method.kind {
@@ -118,7 +119,7 @@ fn emit_server(service: &Service, vis: &TokenStream) -> TokenStream {
         let types = method.args.iter().map(|a| rust_type(&a.ty));
         quote! {
             .route_service(#path, ::netcore::__private::route(
-                ::netcore::__private::Arc::clone(&service),
+                <::netcore::__private::Arc<S> as ::core::clone::Clone>::clone(&service),
                 |service: ::netcore::__private::Arc<S>, (#(#names,)*): (#(#types,)*)| async move {
                     service.#fn_name(#(#names),*).await
                 },
@@ -148,11 +149,12 @@ fn emit_server(service: &Service, vis: &TokenStream) -> TokenStream {
 /// For types written in Rust, a check spanned on the type itself, so a type that cannot go on the
 /// wire is reported where the user wrote it.
 fn emit_wire_type_checks(service: &Service) -> TokenStream {
-    let checks = service.methods.iter().flat_map(|m| m.args.iter().map(|a| &a.ty).chain([&m.returns])).filter_map(|ty| {
-        let tokens = ty.rust.as_ref()?;
-        let span = tokens.clone().into_iter().next().map_or_else(Span::call_site, |t| t.span());
-        Some(quote_spanned! {span=> ::netcore::__private::assert_wire_type::<#tokens>();})
-    });
+    let checks =
+        service.methods.iter().flat_map(|m| m.args.iter().map(|a| &a.ty).chain([&m.returns])).filter_map(|ty| {
+            let tokens = ty.rust.as_ref()?;
+            let span = tokens.clone().into_iter().next().map_or_else(Span::call_site, |t| t.span());
+            Some(quote_spanned! {span=> ::netcore::__private::assert_wire_type::<#tokens>();})
+        });
     let checks: Vec<TokenStream> = checks.collect();
     if checks.is_empty() {
         return TokenStream::new();

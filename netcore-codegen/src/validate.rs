@@ -17,10 +17,10 @@ pub struct Diagnostic {
 const RESERVED_METHODS: &[&str] = &["new", "connection"];
 
 const RUST_KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn", "for",
-    "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "Self", "static",
-    "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do",
-    "final", "gen", "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
+    "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "Self",
+    "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become",
+    "box", "do", "final", "gen", "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
 ];
 
 /// Checks a model. `resolve_names`: named types must be declared in the schema (schema files);
@@ -75,7 +75,10 @@ fn check_types(schema: &Schema, resolve_names: bool, report: Report<'_>) {
         if resolve_names && contains_inline(def, &def.name, &declared, &mut HashSet::new()) {
             report(
                 &def.origin,
-                format!("type `{}` contains itself; put a list<…> or map<…> in between to give it a finite size", def.name),
+                format!(
+                    "type `{}` contains itself; put a list<…> or map<…> in between to give it a finite size",
+                    def.name
+                ),
             );
         }
     }
@@ -91,16 +94,25 @@ fn check_services(schema: &Schema, resolve_names: bool, report: Report<'_>) {
             report(&service.origin, format!("service `{}` is declared twice", service.name));
         }
         if !(service.prefix.is_empty() || service.prefix.starts_with('/')) || service.prefix.ends_with('/') {
-            report(&service.origin, format!("route prefix {:?} must start with `/` and not end with one, like \"/user\"", service.prefix));
+            report(
+                &service.origin,
+                format!("route prefix {:?} must start with `/` and not end with one, like \"/user\"", service.prefix),
+            );
         }
         unique(service.methods.iter().map(|m| (&m.name, &m.origin)), "method", report);
         for method in &service.methods {
             check_ident(&method.name, &method.origin, report);
             if RESERVED_METHODS.contains(&method.name.as_str()) {
-                report(&method.origin, format!("method name `{}` clashes with the generated client's; rename it", method.name));
+                report(
+                    &method.origin,
+                    format!("method name `{}` clashes with the generated client's; rename it", method.name),
+                );
             }
             if method.kind == MethodKind::Event && method.returns.ty != Type::Unit {
-                report(&method.origin, "events are one-way and return nothing; make it a call or drop the return type".into());
+                report(
+                    &method.origin,
+                    "events are one-way and return nothing; make it a call or drop the return type".into(),
+                );
             }
             if method.options.priority.is_some_and(|p| p > 7) {
                 report(&method.origin, "priority must be 0 to 7".into());
@@ -117,7 +129,10 @@ fn check_services(schema: &Schema, resolve_names: bool, report: Report<'_>) {
             let route = service.route(method);
             let id = netcore_runtime::route_id(&route);
             if let Some(other) = routes.insert(id, route.clone()) {
-                report(&method.origin, format!("route {route} has the same route id {id:#010x} as {other}; rename one"));
+                report(
+                    &method.origin,
+                    format!("route {route} has the same route id {id:#010x} as {other}; rename one"),
+                );
             }
         }
     }
@@ -141,7 +156,10 @@ fn check_ident(name: &str, origin: &Origin, report: Report<'_>) {
 fn check_resolved(ty: &Type, origin: &Origin, declared: &HashMap<&str, &TypeDef>, report: Report<'_>) {
     match ty {
         Type::Named(name) if !declared.contains_key(name.as_str()) => {
-            report(origin, format!("unknown type `{name}`; declare it with `struct {name} {{ … }}` or import its file"));
+            report(
+                origin,
+                format!("unknown type `{name}`; declare it with `struct {name} {{ … }}` or import its file"),
+            );
         }
         Type::Option(t) | Type::List(t) => check_resolved(t, origin, declared, report),
         Type::Map(k, v) => {
@@ -153,7 +171,12 @@ fn check_resolved(ty: &Type, origin: &Origin, declared: &HashMap<&str, &TypeDef>
 }
 
 /// Whether `def` contains `target` by value (not behind a list or map).
-fn contains_inline(def: &TypeDef, target: &str, declared: &HashMap<&str, &TypeDef>, visiting: &mut HashSet<String>) -> bool {
+fn contains_inline(
+    def: &TypeDef,
+    target: &str,
+    declared: &HashMap<&str, &TypeDef>,
+    visiting: &mut HashSet<String>,
+) -> bool {
     if !visiting.insert(def.name.clone()) {
         return false;
     }
@@ -168,9 +191,11 @@ fn contains_inline(def: &TypeDef, target: &str, declared: &HashMap<&str, &TypeDe
             })
             .collect(),
     };
-    types.into_iter().any(|ty| inline_named(ty).is_some_and(|name| {
-        name == target || declared.get(name).is_some_and(|inner| contains_inline(inner, target, declared, visiting))
-    }))
+    types.into_iter().any(|ty| {
+        inline_named(ty).is_some_and(|name| {
+            name == target || declared.get(name).is_some_and(|inner| contains_inline(inner, target, declared, visiting))
+        })
+    })
 }
 
 fn inline_named(ty: &Type) -> Option<&str> {

@@ -20,9 +20,20 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         Ok(service) => netcore_codegen::emit::emit_service(&service),
         Err(err) => {
             let err = err.into_compile_error();
+            let item_trait = without_netcore_attributes(item_trait);
             quote! { #err #item_trait }
         }
     }
+}
+
+/// The user's trait minus our method attributes, which mean nothing to rustc on their own.
+fn without_netcore_attributes(mut item: ItemTrait) -> ItemTrait {
+    for trait_item in &mut item.items {
+        if let TraitItem::Fn(f) = trait_item {
+            f.attrs.retain(|attr| !attr.path().is_ident("netcore"));
+        }
+    }
+    item
 }
 
 struct Errors(Option<Error>);
@@ -84,8 +95,10 @@ fn lower(attr: TokenStream, item: &ItemTrait) -> Result<Service, Error> {
         visibility: Some(item.vis.to_token_stream()),
         origin: Origin::Rust(item.ident.span()),
     };
-    for diagnostic in netcore_codegen::validate::validate(&model::Schema { types: Vec::new(), services: vec![service.clone()] }, false)
-    {
+    for diagnostic in netcore_codegen::validate::validate(
+        &model::Schema { types: Vec::new(), services: vec![service.clone()] },
+        false,
+    ) {
         let span = match diagnostic.origin {
             Origin::Rust(span) => span,
             Origin::Schema { .. } => item.ident.span(),
@@ -132,7 +145,10 @@ fn lower_method(f: &syn::TraitItemFn) -> Result<Method, Error> {
         }
     }
     if sig.asyncness.is_none() {
-        errors.push(Error::new_spanned(&sig.fn_token, "service methods must be `async fn`; write `async fn name(&self, …)`"));
+        errors.push(Error::new_spanned(
+            sig.fn_token,
+            "service methods must be `async fn`; write `async fn name(&self, …)`",
+        ));
     }
     if let Some(constness) = &sig.constness {
         errors.push(Error::new_spanned(constness, "service methods cannot be `const`"));
@@ -165,7 +181,9 @@ fn lower_method(f: &syn::TraitItemFn) -> Result<Method, Error> {
     for input in inputs {
         let FnArg::Typed(pat_type) = input else { continue };
         let name = match &*pat_type.pat {
-            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => p.ident.to_string(),
+            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() && !p.ident.to_string().starts_with("r#") => {
+                p.ident.to_string()
+            }
             other => {
                 errors.push(Error::new_spanned(other, "use a plain argument name"));
                 continue;
@@ -193,10 +211,14 @@ fn lower_method(f: &syn::TraitItemFn) -> Result<Method, Error> {
     if kind == MethodKind::Event && returns.ty != Type::Unit {
         errors.push(Error::new_spanned(&sig.output, "events are one-way and return nothing; remove the return type"));
     }
+    let name = sig.ident.to_string();
+    if name.starts_with("r#") {
+        errors.push(Error::new_spanned(&sig.ident, "raw identifiers cannot name a route; rename the method"));
+    }
     match errors.0 {
         Some(err) => Err(err),
         None => Ok(Method {
-            name: sig.ident.to_string(),
+            name,
             docs: docs(&f.attrs),
             kind,
             args,
@@ -278,4 +300,3 @@ fn docs(attrs: &[syn::Attribute]) -> Vec<String> {
         })
         .collect()
 }
-

@@ -74,9 +74,10 @@ pub fn combine_fingerprints(fingerprints: &[u64]) -> u64 {
             let mut sorted = many.to_vec();
             sorted.sort_unstable();
             sorted.dedup();
-            sorted.iter().flat_map(|f| f.to_le_bytes()).fold(0xcbf2_9ce4_8422_2325u64, |hash, b| {
-                (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            })
+            sorted
+                .iter()
+                .flat_map(|f| f.to_le_bytes())
+                .fold(0xcbf2_9ce4_8422_2325u64, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
         }
     }
 }

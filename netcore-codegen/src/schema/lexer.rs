@@ -89,7 +89,8 @@ pub(crate) fn lex(src: &str, err: impl Fn(usize, usize, String) -> SchemaError) 
                 }
                 bump!();
             }
-            let value = digits.parse().map_err(|_| err(start_line, start_col, format!("number {digits} is too large")))?;
+            let value =
+                digits.parse().map_err(|_| err(start_line, start_col, format!("number {digits} is too large")))?;
             out.push(Token { tok: Tok::Int(value), line: start_line, column: start_col });
         } else if c == '"' {
             bump!();

@@ -38,7 +38,8 @@ impl fmt::Display for SchemaError {
         writeln!(f, "{:gutter$} |", "")?;
         writeln!(f, "{} | {}", self.line, self.source_line)?;
         // Columns count characters; tabs stay tabs so the caret lines up.
-        let pad: String = self.source_line.chars().take(self.column - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+        let pad: String =
+            self.source_line.chars().take(self.column - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
         write!(f, "{:gutter$} | {pad}^", "")
     }
 }

@@ -129,7 +129,11 @@ impl<'a> Parser<'a> {
             self.punct('(')?;
             match option.as_str() {
                 "prefix" => prefix = self.string("a quoted route prefix such as \"/user\"")?,
-                _ => return Err(self.error_at(&option_at, &format!("unknown service option `@{option}`; expected `@prefix`"))),
+                _ => {
+                    return Err(
+                        self.error_at(&option_at, &format!("unknown service option `@{option}`; expected `@prefix`"))
+                    )
+                }
             }
             self.punct(')')?;
         }

@@ -1,0 +1,159 @@
+//! The schema front end: what parses, what does not (with file, line, column and the line shown),
+//! what validation catches, and what the fingerprint covers.
+
+use std::path::Path;
+
+use netcore_codegen::model::{MethodKind, Type};
+use netcore_codegen::schema::parse_str;
+use netcore_codegen::validate::validate;
+
+fn parse(src: &str) -> netcore_codegen::model::Schema {
+    parse_str(src, Path::new("t.ncs")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn problems(src: &str) -> Vec<String> {
+    validate(&parse(src), true).into_iter().map(|d| d.message).collect()
+}
+
+#[test]
+fn parses_types_services_options_and_docs() {
+    let schema = parse(
+        r#"
+        /// A point.
+        struct P { x: f32, y: f32, label: string?, tags: list<string>, extra: map<string, option<u64>>, }
+        enum E { A, B(u8, bytes), C { at: P } }
+        /* block comment */
+        service S @prefix("/s") {
+            /// Gets.
+            rpc get(id: u32) -> P? @priority(6) @timeout_ms(1_500);
+            event tick();
+        }
+        "#,
+    );
+    assert_eq!(schema.types.len(), 2);
+    assert_eq!(schema.types[0].docs, ["A point."]);
+    let service = &schema.services[0];
+    assert_eq!((service.name.as_str(), service.prefix.as_str()), ("S", "/s"));
+    let get = &service.methods[0];
+    assert_eq!(get.docs, ["Gets."]);
+    assert_eq!(get.returns.ty, Type::Option(Box::new(Type::Named("P".into()))));
+    assert_eq!((get.options.priority, get.options.timeout_ms), (Some(6), Some(1500)));
+    assert_eq!(service.methods[1].kind, MethodKind::Event);
+    assert!(validate(&schema, true).is_empty());
+}
+
+#[test]
+fn parse_errors_name_file_line_and_column_and_show_the_line() {
+    let cases: &[(&str, usize, usize, &str)] = &[
+        ("struct P { x: u32 ", 1, 19, "expected `}`, found the end of the file"),
+        ("service S {\n  rpc get(id: u33);\n}", 2, 15, "unknown type `u33`"),
+        ("service S { event e() -> u32; }", 1, 23, "events are one-way"),
+        ("service S { rpc f() @priority(8); }", 1, 31, "priority must be 0 to 7"),
+        ("service S @route(\"/x\") {}", 1, 12, "unknown service option `@route`"),
+        ("struct P { x: u32 } trait Q {}", 1, 21, "expected `import`, `struct`, `enum` or `service`"),
+        ("import \"x.ncs\"", 1, 15, "expected `;`"),
+        ("struct P { s: \"unterminated }", 1, 15, "unterminated string"),
+        ("struct P { x: u32 } # oops", 1, 21, "unexpected character '#'"),
+        ("/* never closed", 1, 1, "unterminated block comment"),
+    ];
+    for &(src, line, column, needle) in cases {
+        let err = parse_str(src, Path::new("schemas/t.ncs")).expect_err(src);
+        let shown = err.to_string();
+        assert!(err.message.contains(needle), "{src:?}: {shown}");
+        assert_eq!((err.line, err.column), (line, column), "{src:?}: {shown}");
+        assert!(shown.starts_with(&format!("schemas/t.ncs:{line}:{column}: ")), "{shown}");
+        let source_line = src.lines().nth(line - 1).unwrap();
+        assert!(shown.contains(source_line), "the offending line is shown: {shown}");
+        assert!(shown.ends_with('^'), "a caret marks the column: {shown}");
+    }
+}
+
+#[test]
+fn validation_reports_every_problem() {
+    let found = problems(
+        r#"
+        struct A { a: u32, a: u32, b: Missing }
+        struct A { x: u32 }
+        struct Loop { next: Loop? }
+        struct Fine { children: list<Fine> }
+        service S @prefix("s/") {
+            rpc get(x: u32) -> u32;
+            rpc get(x: u32) -> u32;
+            rpc new() -> u32;
+            rpc type() -> u32;
+        }
+        "#,
+    );
+    let expect = [
+        "field `a` is declared twice",
+        "unknown type `Missing`",
+        "type `A` is declared twice",
+        "type `Loop` contains itself",
+        "route prefix \"s/\" must start with `/`",
+        "method `get` is declared twice",
+        "clashes with the generated client",
+        "`type` is a Rust keyword",
+    ];
+    for needle in expect {
+        assert!(found.iter().any(|m| m.contains(needle)), "missing {needle:?} in {found:#?}");
+    }
+    assert!(!found.iter().any(|m| m.contains("Fine")), "recursion through a list is fine: {found:#?}");
+}
+
+#[test]
+fn imports_are_followed_relative_to_the_importing_file_and_reported_where_they_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("common.ncs"), "struct T { at: u64 }\n").unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(
+        dir.path().join("sub/uses.ncs"),
+        "import \"../common.ncs\";\nimport \"../common.ncs\";\nservice U { rpc now() -> T; }\n",
+    )
+    .unwrap();
+    let (schema, files) = netcore_codegen::schema::parse_file(&dir.path().join("sub/uses.ncs")).unwrap();
+    assert_eq!(files.len(), 2, "an import seen twice is read once");
+    assert!(validate(&schema, true).is_empty());
+
+    std::fs::write(dir.path().join("broken.ncs"), "// first line\nimport \"nowhere.ncs\";\n").unwrap();
+    let err = netcore_codegen::schema::parse_file(&dir.path().join("broken.ncs")).unwrap_err();
+    assert_eq!((err.line, err.column), (2, 1));
+    assert!(err.message.contains("cannot read") && err.message.contains("nowhere.ncs"), "{err}");
+}
+
+#[test]
+fn the_fingerprint_covers_the_wire_surface_only() {
+    let base = parse("service S @prefix(\"/s\") { rpc a(x: u32) -> string; event b(y: list<u8>); }");
+    let fp = |src: &str| parse(src).services[0].fingerprint();
+    let same = [
+        "service S @prefix(\"/s\") { event b(z: list<u8>); /// doc\n rpc a(renamed: u32) -> string @priority(7) @timeout_ms(9); }",
+    ];
+    for src in same {
+        assert_eq!(fp(src), base.services[0].fingerprint(), "{src}");
+    }
+    let different = [
+        "service S @prefix(\"/t\") { rpc a(x: u32) -> string; event b(y: list<u8>); }",
+        "service S @prefix(\"/s\") { rpc a(x: u64) -> string; event b(y: list<u8>); }",
+        "service S @prefix(\"/s\") { rpc a(x: u32) -> string?; event b(y: list<u8>); }",
+        "service S @prefix(\"/s\") { rpc a(x: u32) -> string; rpc b(y: list<u8>); }",
+        "service S @prefix(\"/s\") { rpc a(x: u32, y: u32) -> string; event b(y: list<u8>); }",
+        "service T @prefix(\"/s\") { rpc a(x: u32) -> string; event b(y: list<u8>); }",
+    ];
+    for src in different {
+        assert_ne!(fp(src), base.services[0].fingerprint(), "{src}");
+    }
+}
+
+/// The generated code for the example schema, compared with a checked-in copy. Rewrite it on
+/// purpose with `NETCORE_BLESS=1 cargo test -p netcore-codegen --test schema`.
+#[test]
+fn generated_code_matches_the_golden_file() {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/users.ncs");
+    let generated = netcore_codegen::generate(&schema).unwrap();
+    let generated = generated.replace(&schema.display().to_string(), "schemas/users.ncs");
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/users.rs");
+    if std::env::var_os("NETCORE_BLESS").is_some() {
+        std::fs::write(&golden, &generated).unwrap();
+    }
+    let expected = std::fs::read_to_string(&golden).expect("golden file; create it with NETCORE_BLESS=1");
+    assert!(generated == expected, "generated code changed; review and rerun with NETCORE_BLESS=1");
+}

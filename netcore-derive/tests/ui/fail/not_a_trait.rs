@@ -1,0 +1,4 @@
+#[netcore::service]
+struct NotATrait;
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[netcore::service]
+trait Named: Clone {
+    async fn name(&self) -> String;
+}
+
+fn main() {}

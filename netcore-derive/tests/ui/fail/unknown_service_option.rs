@@ -1,0 +1,6 @@
+#[netcore::service(prefx = "/a")]
+trait A {
+    async fn a(&self);
+}
+
+fn main() {}

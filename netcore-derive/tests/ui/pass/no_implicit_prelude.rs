@@ -1,0 +1,11 @@
+// Generated code names everything by absolute path, so it compiles without the prelude.
+#![no_implicit_prelude]
+
+#[::netcore::service]
+pub trait Echo {
+    async fn echo(&self, text: ::std::string::String) -> ::std::string::String;
+    #[netcore(event)]
+    async fn ping(&self);
+}
+
+fn main() {}
