@@ -168,6 +168,13 @@ pub struct Hello {
     pub limits: Limits,
 }
 
+impl Hello {
+    /// A HELLO with no options.
+    pub fn new(version_min: u8, version_max: u8, fingerprint: u64, limits: Limits) -> Self {
+        Self { version_min, version_max, fingerprint, limits }
+    }
+}
+
 /// What a receiver accepts, announced in its HELLO (§8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
