@@ -190,12 +190,7 @@ fn disconnects_leak_no_memory() {
     let before = CURRENT.load(Ordering::SeqCst);
     let ((), peak) = peak_during(|| soak(20..2_020, dir.path()));
     let after = CURRENT.load(Ordering::SeqCst);
-    eprintln!(
-        "2000 random disconnects: {} live before, {} after, peak {} above",
-        kib(before),
-        kib(after),
-        kib(peak)
-    );
+    eprintln!("2000 random disconnects: {} live before, {} after, peak {} above", kib(before), kib(after), kib(peak));
     assert!(after <= before + 1024, "leaked {} bytes", after.saturating_sub(before));
 }
 
@@ -205,7 +200,8 @@ fn soak(seeds: std::ops::Range<u64>, dir: &std::path::Path) {
         let mut rng = Rng::new(seed);
         let framing = if rng.chance(0.5) { Framing::Stream } else { Framing::Lossy };
         let limits = Limits { inline_limit: 2000, ..Limits::default() };
-        let config = Config::stream().with_framing(framing).with_chunk_size(200).with_limits(limits).with_spill_dir(dir);
+        let config =
+            Config::stream().with_framing(framing).with_chunk_size(200).with_limits(limits).with_spill_dir(dir);
         let mut pair = Pair::new(config.clone(), config);
         if rng.chance(0.3) {
             pair.a_to_b.filter = Some(FaultPlan::serial_noise(seed).link_filter());

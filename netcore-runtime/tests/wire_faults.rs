@@ -213,7 +213,8 @@ fn a_session_handshakes_and_talks_through_line_noise() {
         pair.a.send_oneway(Route::Id(1), pattern(300, n), SendOptions::default()).unwrap();
         pair.run();
     }
-    let got: Vec<_> = pair.take_b().into_iter().filter_map(|e| if let Event::Message(m) = e { Some(m) } else { None }).collect();
+    let got: Vec<_> =
+        pair.take_b().into_iter().filter_map(|e| if let Event::Message(m) = e { Some(m) } else { None }).collect();
     assert_eq!(got.len(), 20);
     assert!(got.iter().enumerate().all(|(n, m)| m.payload.to_vec().unwrap() == pattern(300, n as u8)));
     assert!(pair.b.stats().frames_dropped > 0, "the noise was seen and dropped");
@@ -282,10 +283,7 @@ fn a_duplicated_frame_on_the_stream_framing_is_a_protocol_error() {
     let request = opening(0, Kind::Request, 2, b"hi");
     fed.frames(&[request.clone(), request]);
     assert_eq!(fed.messages().len(), 1, "delivered once");
-    assert!(matches!(
-        fed.closed(),
-        Some(CloseReason::Protocol(ProtocolError::ExchangeOrder { expected: 1, got: 0 }))
-    ));
+    assert!(matches!(fed.closed(), Some(CloseReason::Protocol(ProtocolError::ExchangeOrder { expected: 1, got: 0 }))));
 }
 
 // 4. EOF at any byte of a frame fails every pending call promptly with a disconnect error.
@@ -384,10 +382,10 @@ fn hostile_lengths_are_refused_before_allocation() {
 fn offsets_past_the_total_and_disagreeing_ends_are_refused() {
     // (frame after HEAD(total 100, 10 bytes), expected outcome on stream, on lossy)
     let cases: [(Frame, bool); 4] = [
-        (data(0, 50, false, b"gap"), true),            // offset beyond what arrived
-        (data(0, 10, false, &[1; 95]), true),          // past the total
-        (data(0, 10, true, &[1; 20]), true),           // END before the total
-        (data(0, 10, false, &[1; 90]), true),          // reaches the total without END
+        (data(0, 50, false, b"gap"), true),   // offset beyond what arrived
+        (data(0, 10, false, &[1; 95]), true), // past the total
+        (data(0, 10, true, &[1; 20]), true),  // END before the total
+        (data(0, 10, false, &[1; 90]), true), // reaches the total without END
     ];
     for (frame, _) in cases {
         let stream = {
@@ -457,7 +455,10 @@ fn a_peer_that_floods_and_does_not_read_is_closed() {
 fn pings_and_cancels_for_unknown_ids_cost_nothing() {
     let mut fed = Fed::open(Config::stream());
     let cancels: Vec<Frame> = (0..100_000u32)
-        .map(|i| Frame::Cancel { xid: Xid { id: i.wrapping_mul(2_654_435_761), opened_by_receiver: i % 2 == 0 }, reason: CancelReason(i as u8) })
+        .map(|i| Frame::Cancel {
+            xid: Xid { id: i.wrapping_mul(2_654_435_761), opened_by_receiver: i % 2 == 0 },
+            reason: CancelReason(i as u8),
+        })
         .collect();
     fed.frames(&cancels);
     assert!(fed.sent.is_empty(), "a CANCEL is never answered");
@@ -621,10 +622,7 @@ fn interrupted_spills_leave_no_file() {
         }
         pair.run();
         assert_eq!(spill_files(dir.path()), 0, "{interruption}: the spill file is removed");
-        assert!(
-            !pair.take_b().iter().any(|e| matches!(e, Event::Message(_))),
-            "{interruption}: nothing delivered"
-        );
+        assert!(!pair.take_b().iter().any(|e| matches!(e, Event::Message(_))), "{interruption}: nothing delivered");
     }
 }
 
@@ -689,7 +687,11 @@ fn a_full_disk_refuses_the_message_and_removes_the_file() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success() && stdout.contains("full disk child: ok"), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success() && stdout.contains("full disk child: ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(spill_files(dir.path()), 0);
 }
 
@@ -712,7 +714,10 @@ fn handshake_failures_name_both_sides() {
     let Some(CloseReason::Protocol(err)) = fed.closed() else { panic!("{:?}", fed.events) };
     assert_eq!(err.to_string(), "no common protocol version: we speak 1..=1, the peer 2..=3");
     let (code, message) = fed.goaway_sent().unwrap();
-    assert_eq!((code, message.as_str()), (GoAwayCode::VERSION, "no common protocol version: we speak 1..=1, the peer 2..=3"));
+    assert_eq!(
+        (code, message.as_str()),
+        (GoAwayCode::VERSION, "no common protocol version: we speak 1..=1, the peer 2..=3")
+    );
 
     let mut fed = Fed::handshaking(Config::stream());
     fed.frames(&[opening(0, Kind::Request, 1, b"x")]);
