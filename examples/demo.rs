@@ -18,6 +18,7 @@ use netcore::session::Config;
 use netcore::transport::{serial, Paced};
 use netcore::{Endpoint, HandlerError};
 
+#[allow(dead_code)] // the demo uses part of the generated API
 mod telemetry {
     netcore::include_schema!("telemetry");
 }
