@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::frame::{self, decode_body, encode_body, encoded_body_len, lossy, Decoder, Frame, Framing, Hello, Limits};
-use crate::session::{Body, Config, Event, Exchange, Keepalive, SendOptions, Session, PROTOCOL_VERSION};
+use crate::session::{Body, Config, Event, Exchange, Keepalive, Reliability, SendOptions, Session, PROTOCOL_VERSION};
 use crate::{varint, Kind, Route};
 
 /// Body limits the decoder targets choose from (selector bits 6–7).
@@ -48,8 +48,11 @@ pub fn frame_body(data: &[u8]) {
     let Ok(frame) = decode_body(Bytes::from(body.clone())) else { return };
     let again = check_reencode(&frame);
     let exact = match &frame {
-        Frame::Hello(_) => {
-            let fields = &again[..again.len() - frame::CRC_LEN];
+        Frame::Hello(hello) => {
+            // The v1 fields are exact; options after them are read leniently (§5.1).
+            let mut v1 = Vec::new();
+            encode_body(&Frame::Hello(Hello { reliable: None, ..hello.clone() }), &mut v1);
+            let fields = &v1[..v1.len() - frame::CRC_LEN];
             assert!(data.starts_with(fields), "HELLO {frame:?} re-encodes to other leading fields");
             false
         }
@@ -70,7 +73,133 @@ pub fn frame_body(data: &[u8]) {
 /// the session settles, and that it never holds more received payload than its window.
 pub fn session(data: &[u8]) {
     for framing in [Framing::Stream, Framing::Lossy] {
-        run_session(framing, data);
+        run_session(framing, false, data);
+    }
+    run_session(Framing::Lossy, true, data);
+}
+
+/// Feeds `data` to a fresh [`Session`] that has not heard its peer yet: the handshake of §9, with
+/// HELLOs, options (§5.1), versions, fingerprints and limits taken from the input.
+///
+/// Selector bit 0 chooses the framing, bit 1 whether this side offers reliable delivery (§16),
+/// bit 2 a non-zero fingerprint of its own, bit 3 whether the rest is raw link bytes or records
+/// `len ‖ fields` that become frame bodies with a correct CRC; in record mode, bit 4 makes each
+/// record a HELLO (the type byte and magic are prepended). Bits 5–7 seed the piece sizes. Checks
+/// that every frame the session sends decodes, that it settles, that once open it agrees with the
+/// peer's HELLO, and that its handshake deadline always ends the handshake.
+pub fn handshake(data: &[u8]) {
+    let Some((&selector, input)) = data.split_first() else { return };
+    let framing = if selector & 1 == 0 { Framing::Stream } else { Framing::Lossy };
+    let reliable = selector & 2 != 0;
+    let config = Config::stream()
+        .with_framing(framing)
+        .with_fingerprint(if selector & 4 != 0 { 0x00c0_ffee } else { 0 })
+        .with_reliable(reliable.then(Reliability::default));
+    let now = Instant::now();
+    let session = Session::new(config, now);
+    let mut h = Harness { session, sent: Decoder::new(framing, 1 << 20), window: 0, now, report: Report::default() };
+    let link = match selector & 8 != 0 {
+        false => input.to_vec(),
+        true if selector & 0x10 != 0 => {
+            // Each record is the fields of a HELLO after its magic.
+            let mut hellos = Vec::new();
+            let mut rest = input;
+            while let Some((&len, tail)) = rest.split_first() {
+                let (fields, tail) = tail.split_at(usize::from(len).min(tail.len()));
+                let body = [&[frame::FrameType::HELLO.0, b'N', b'C'][..], fields].concat();
+                match u8::try_from(body.len()) {
+                    Ok(len) if len < 0x80 => hellos.push(len),
+                    _ => hellos.extend_from_slice(&(0x8000 | body.len() as u16).to_be_bytes()),
+                }
+                hellos.extend_from_slice(&body);
+                rest = tail;
+            }
+            records(framing, &hellos)
+        }
+        true => records(framing, input),
+    };
+    h.settle();
+    for piece in pieces(&link, selector >> 5) {
+        h.session.handle_input(h.now, piece);
+        h.settle();
+        if let Some(peer) = h.session.peer() {
+            assert!(h.session.is_open() || h.session.is_closed());
+            assert!(peer.version_min <= PROTOCOL_VERSION && PROTOCOL_VERSION <= peer.version_max);
+            if h.session.is_open() {
+                let negotiated = reliable && framing == Framing::Lossy && peer.reliable.is_some();
+                assert_eq!(h.session.is_reliable(), negotiated, "reliable delivery iff both offered it");
+            }
+        }
+    }
+    // The handshake deadline (10 s) ends any handshake still waiting.
+    for _ in 0..3 {
+        h.now += Duration::from_secs(5);
+        if h.session.poll_timeout().is_some_and(|t| t <= h.now) {
+            h.session.handle_timeout(h.now);
+        }
+        h.settle();
+    }
+    assert!(h.session.is_open() || h.session.is_closed(), "the handshake deadline was not enforced");
+}
+
+/// The payload codec (docs/PROTOCOL.md §14) on arbitrary bytes, decoded as nested types shaped like
+/// the generated ones of `schemas/telemetry.ncs` (structs, enums with data, maps, lists, options,
+/// strings, floats). A value that decodes must encode to bytes that decode and encode again to the
+/// same bytes; the decoder must never allocate beyond its limit or panic.
+///
+/// The types are deliberately not recursive: recursive types overflow the stack on deep input
+/// (reported separately); fuzzing them would only find that again.
+#[cfg(feature = "tokio")]
+pub fn codec(data: &[u8]) {
+    use crate::codec::{decode, encode};
+    fn again<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) {
+        let bytes = encode(value).expect("a decoded value encodes");
+        let back: T = decode(&bytes).expect("an encoded value decodes");
+        assert_eq!(encode(&back).expect("encodes"), bytes, "a second round trip changes the bytes");
+    }
+    if let Ok(value) = decode::<codec_types::Frame>(data) {
+        again(&value);
+    }
+    if let Ok(value) = decode::<Vec<codec_types::Reading>>(data) {
+        again(&value);
+    }
+    if let Ok(value) = decode::<(codec_types::Command, Option<String>, u128)>(data) {
+        again(&value);
+    }
+}
+
+#[cfg(feature = "tokio")]
+mod codec_types {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Reading {
+        sensor: String,
+        value: f64,
+        at: (i64, u32),
+        flags: [bool; 3],
+        unit: char,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub enum Command {
+        Reboot,
+        SetRate { hz: u32 },
+        Calibrate(String, f32),
+        Flash { offset: u32, block: Vec<u8> },
+    }
+
+    type Table = BTreeMap<u8, Option<i32>>;
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Frame {
+        id: u64,
+        readings: Vec<Reading>,
+        commands: Vec<Option<Command>>,
+        settings: BTreeMap<String, Vec<(i16, String)>>,
+        nested: Option<Vec<Vec<Table>>>,
     }
 }
 
@@ -274,7 +403,8 @@ impl Harness {
     }
 }
 
-fn run_session(framing: Framing, data: &[u8]) -> Report {
+/// One session on `framing`, with reliable delivery (§16) offered by both sides or by neither.
+fn run_session(framing: Framing, reliable: bool, data: &[u8]) -> Report {
     let Some((&selector, input)) = data.split_first() else { return Report::default() };
     let window = WINDOWS[usize::from(selector >> 6)];
     let limits = Limits { max_frame: 1024, max_message: 1 << 16, inline_limit: 512, window, max_in_flight: 4 };
@@ -282,24 +412,24 @@ fn run_session(framing: Framing, data: &[u8]) -> Report {
         .with_framing(framing)
         .with_limits(limits)
         .with_chunk_size(200)
-        .with_keepalive(Some(Keepalive { interval: Duration::from_secs(1), max_missed: 2 }));
+        .with_keepalive(Some(Keepalive { interval: Duration::from_secs(1), max_missed: 2 }))
+        .with_reliable(reliable.then(|| Reliability::default().with_window(8)));
     let now = Instant::now();
     let session = Session::new(config, now);
     // The session may override the window (the lossy framing uses no credit, §5.5).
     let window = session.config().limits.window;
     let mut h = Harness { session, sent: Decoder::new(framing, 1 << 20), window, now, report: Report::default() };
 
-    let hello = Hello {
-        version_min: PROTOCOL_VERSION,
-        version_max: PROTOCOL_VERSION,
-        fingerprint: 0,
-        limits: Limits { max_frame: 1024, ..Limits::default() },
-    };
+    let mut hello = Hello::new(PROTOCOL_VERSION, PROTOCOL_VERSION, 0, Limits { max_frame: 1024, ..Limits::default() });
+    if reliable {
+        hello = hello.with_reliable(8);
+    }
     let mut wire = BytesMut::new();
     frame::encode(framing, &Frame::Hello(hello), &mut wire);
     h.session.handle_input(now, &wire);
     h.settle();
     assert!(h.session.is_open(), "a valid HELLO opens the session");
+    assert_eq!(h.session.is_reliable(), reliable);
     // Our own traffic, so that the peer's CANCEL, CREDIT and answers find something to act on.
     let route = Route::Name("/fuzz".into());
     let _ = h.session.request(route.clone(), vec![0x5a; 900], SendOptions::default());
@@ -426,7 +556,7 @@ mod tests {
         for frame in sample() {
             frame_body(&body_fields(&frame));
         }
-        let hello = Hello { version_min: 1, version_max: 2, fingerprint: 5, limits: Limits::default() };
+        let hello = Hello::new(1, 2, 5, Limits::default()).with_reliable(100);
         let mut fields = body_fields(&Frame::Hello(hello));
         fields.extend_from_slice(b"fields of version 2");
         frame_body(&fields);
@@ -441,7 +571,7 @@ mod tests {
             let mut data = vec![selector];
             data.extend(records_of(&frames));
             for framing in [Framing::Stream, Framing::Lossy] {
-                let report = run_session(framing, &data);
+                let report = run_session(framing, false, &data);
                 // The 256-byte window refuses the 600-byte message: only the request arrives.
                 // The lossy framing uses no credit, so both arrive there.
                 let want = if window == 256 && framing == Framing::Stream { 1 } else { 2 };
@@ -455,9 +585,42 @@ mod tests {
     #[test]
     fn session_takes_raw_frames() {
         for framing in [Framing::Stream, Framing::Lossy] {
-            let report = run_session(framing, &framed(0x80, framing, &sample()));
+            let report = run_session(framing, false, &framed(0x80, framing, &sample()));
             assert_eq!(report.messages, 2, "{framing:?}: {report:?}");
         }
+    }
+
+    #[test]
+    fn handshake_reaches_every_outcome() {
+        let mut hello = Hello::new(1, 1, 0, Limits::default());
+        let fields = |hello: &Hello| body_fields(&Frame::Hello(hello.clone()))[3..].to_vec();
+        let record = |fields: Vec<u8>| [vec![fields.len() as u8], fields].concat();
+        // Open (with and without reliable delivery), version and fingerprint mismatches, limits.
+        for (selector, hello) in [
+            (0x18u8, hello.clone()),
+            (0x1b, hello.clone().with_reliable(8)),
+            (0x1c, Hello::new(1, 1, 0xbad, Limits::default())),
+            (0x19, Hello::new(2, 9, 0, Limits::default())),
+            (0x18, Hello::new(1, 1, 0, Limits { max_in_flight: 0, ..Limits::default() })),
+        ] {
+            handshake(&[vec![selector], record(fields(&hello))].concat());
+        }
+        hello.reliable = Some(128);
+        let mut twice = record(fields(&hello));
+        twice.extend(twice.clone());
+        handshake(&[vec![0x1b], twice].concat());
+        handshake(&[0x00]);
+        handshake(&[0x0a, 3, 6, 1]);
+        handshake(&[0xff; 64]);
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn codec_round_trips_and_refuses() {
+        codec(&[]);
+        codec(&[0x00, 0x00, 0x00, 0x00, 0x00, 0x00]);
+        codec(&[0x01, 0x02, 0x61, 0x62, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xf0, 0x3f, 0x02, 0x04]);
+        codec(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
     }
 
     #[test]
@@ -478,6 +641,7 @@ mod tests {
             lossy_decoder(input);
             frame_body(input);
             session(input);
+            handshake(input);
         }
     }
 
@@ -494,6 +658,11 @@ mod tests {
         #[test]
         fn session_never_panics(data in prop::collection::vec(any::<u8>(), 0..4096)) {
             session(&data);
+        }
+
+        #[test]
+        fn handshake_never_panics(data in prop::collection::vec(any::<u8>(), 0..512)) {
+            handshake(&data);
         }
 
         #[test]

@@ -39,6 +39,12 @@ const PING_STREAM: &str = "06 06 01 ef 85 84 60";
 const PONG_STREAM: &str = "06 07 01 ae b4 9f 79";
 const GOAWAY_STREAM: &str = "09 08 00 62 79 65 fa f4 24 7e";
 const GOAWAY_LOSSY: &str = "00 02 08 08 62 79 65 fa f4 24 7e 00";
+// §16.6 Reliable delivery: HELLO with the RELIABLE option, a SEQ, two ACKs (lossy framing).
+const HELLO_RELIABLE_LOSSY: &str = "00 25 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 40 80 80 80 02 40 01 01 20 9f d6 ed 48 00";
+const SEQ_REQUEST_LOSSY: &str =
+    "00 02 09 03 02 61 05 85 cf 24 e1 14 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f d0 a8 89 36 00";
+const ACK_BITMAP_LOSSY: &str = "00 08 0a 05 0a 9f 41 74 6f 00";
+const ACK_EMPTY_LOSSY: &str = "00 07 0a 01 e3 ca 31 cc 00";
 
 const ALL: &[&str] = &[
     HELLO_STREAM,
@@ -61,6 +67,10 @@ const ALL: &[&str] = &[
     PONG_STREAM,
     GOAWAY_STREAM,
     GOAWAY_LOSSY,
+    HELLO_RELIABLE_LOSSY,
+    SEQ_REQUEST_LOSSY,
+    ACK_BITMAP_LOSSY,
+    ACK_EMPTY_LOSSY,
 ];
 
 fn unhex(text: &str) -> Vec<u8> {
@@ -107,6 +117,7 @@ fn hello() -> Frame {
         version_max: 1,
         fingerprint: 0x0123_4567_89ab_cdef,
         limits: Limits::default(),
+        reliable: None,
     })
 }
 
@@ -266,4 +277,16 @@ fn document_quotes_every_example() {
     for hex in ALL {
         assert!(doc.contains(hex), "docs/PROTOCOL.md does not quote {hex}");
     }
+}
+
+#[test]
+fn reliable_delivery_frames() {
+    let Frame::Hello(plain) = hello() else { unreachable!() };
+    check(Framing::Lossy, &Frame::Hello(plain.with_reliable(32)), HELLO_RELIABLE_LOSSY);
+    check(Framing::Lossy, &Frame::Seq { seq: 0, frame: Box::new(request()) }, SEQ_REQUEST_LOSSY);
+    check(Framing::Lossy, &Frame::Ack { next: 5, received: 0b1010 }, ACK_BITMAP_LOSSY);
+    check(Framing::Lossy, &Frame::Ack { next: 1, received: 0 }, ACK_EMPTY_LOSSY);
+    // The SEQ body is the HEAD's body with `09 00` before it and its own CRC.
+    let seq = unhex(SEQ_REQUEST_LOSSY);
+    assert_eq!(seq.len(), unhex(REQUEST_LOSSY).len() + 2);
 }

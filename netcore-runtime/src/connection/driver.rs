@@ -17,10 +17,10 @@ use tokio::time::Instant;
 
 use super::{Command, Connection, ConnectionId, LinkState, Shared};
 use crate::endpoint::wire::{decode_headers, encode_headers};
-use crate::endpoint::{CallError, EndpointEvent, ErrorCode, HandlerError, Reply, Request, Response};
+use crate::endpoint::{CallError, EndpointEvent, ErrorCode, HandlerError, PayloadSlot, Reply, Request, Response};
 use crate::frame::{Kind, Route};
 use crate::session::{
-    Body, CloseReason, Config, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions, Session,
+    Body, CloseReason, Config, Event, Exchange, Incoming, MessageId, Payload, Progress, SendError, SendOptions, Session,
 };
 
 /// What the endpoint provides to its connections.
@@ -49,6 +49,9 @@ const READ_BUFFER: usize = 64 * 1024;
 const MAX_HANDLERS: usize = 256;
 /// Commands waiting for the driver.
 const COMMAND_DEPTH: usize = 64;
+/// How long a closed connection keeps trying to write its last bytes (the GOAWAY) to a peer that
+/// does not read them, before it lets go of the transport.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Starts the driver task for `io` and returns the connection's handle.
 pub(crate) fn spawn<IO>(
@@ -123,9 +126,9 @@ impl Driver {
         IO: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (mut reader, mut writer) = tokio::io::split(io);
-        let mut input = BytesMut::with_capacity(READ_BUFFER);
         let mut output = BytesMut::new();
         let mut reading = true;
+        let mut linger = None;
         let batch = match self.session.config().framing {
             crate::frame::Framing::Stream => WRITE_BATCH,
             crate::frame::Framing::Lossy => 1,
@@ -143,7 +146,10 @@ impl Driver {
             if self.session.is_closed() && output.is_empty() {
                 break;
             }
-            let deadline = self.session.poll_timeout().map(Instant::from_std);
+            let deadline = match self.session.is_closed() {
+                true => Some(*linger.get_or_insert_with(|| Instant::now() + LINGER)),
+                false => self.session.poll_timeout().map(Instant::from_std),
+            };
             tokio::select! {
                 written = writer.write(&output), if !output.is_empty() => match written {
                     Ok(n) if n > 0 => {
@@ -154,10 +160,9 @@ impl Driver {
                         self.session.handle_eof();
                     }
                 },
-                read = reader.read_buf(&mut input), if reading => match read {
+                read = read_into(&mut reader, self.session.input_buffer()), if reading => match read {
                     Ok(n) if n > 0 => {
-                        self.session.handle_input(Instant::now().into_std(), &input);
-                        input.clear();
+                        self.session.handle_buffered(Instant::now().into_std(), n);
                         self.report_progress();
                     }
                     _ => {
@@ -165,7 +170,17 @@ impl Driver {
                         self.session.handle_eof();
                     }
                 },
-                Some(command) = commands.recv() => self.handle_command(command),
+                Some(command) = commands.recv() => {
+                    self.handle_command(command);
+                    // With other calls in flight, let their callers run first and take every
+                    // command they queued, so their frames share one write (one syscall).
+                    if self.pending.len() > 1 {
+                        tokio::task::yield_now().await;
+                    }
+                    while let Ok(command) = commands.try_recv() {
+                        self.handle_command(command);
+                    }
+                }
                 Some((id, result)) = done.recv() => self.respond(id, result),
                 () = self.shared.wake.notified() => {
                     // Commands sent before a drop must be seen before the drop is processed.
@@ -175,11 +190,14 @@ impl Driver {
                     self.cancel_dropped();
                 }
                 () = sleep_until(deadline), if deadline.is_some() => {
+                    if self.session.is_closed() {
+                        break; // the peer did not take our last bytes in time
+                    }
                     self.session.handle_timeout(Instant::now().into_std());
                 }
             }
         }
-        let _ = writer.shutdown().await;
+        let _ = tokio::time::timeout(LINGER, writer.shutdown()).await;
         self.dispatch.detach(self.shared.id);
     }
 
@@ -197,7 +215,7 @@ impl Driver {
                         self.pending.insert(message, PendingCall { token, reply, progress: opts.progress });
                     }
                     Err(err) => {
-                        let _ = reply.send(Err(err.into()));
+                        let _ = reply.send(Err(self.send_error(err)));
                     }
                 }
             }
@@ -208,11 +226,20 @@ impl Driver {
                         self.notifies.insert(message, done);
                     }
                     Err(err) => {
-                        let _ = done.send(Err(err.into()));
+                        let _ = done.send(Err(self.send_error(err)));
                     }
                 }
             }
             Command::Close => self.closing = true,
+        }
+    }
+
+    /// A call made just as the link closed fails like the calls that were pending then.
+    fn send_error(&self, err: SendError) -> CallError {
+        match (err, &*self.state.borrow()) {
+            (SendError::Closed, LinkState::Closed(reason)) => CallError::Disconnected(reason.clone()),
+            (SendError::Closed, _) => CallError::Disconnected(CloseReason::Disconnected),
+            (err, _) => err.into(),
         }
     }
 
@@ -273,7 +300,7 @@ impl Driver {
         let headers = decode_headers(message.meta.as_ref()).unwrap_or_default();
         let result = match message.kind {
             Kind::Error => Err(CallError::Remote(error_from_payload(&message.payload))),
-            _ => Ok(Reply { headers, payload: message.payload }),
+            _ => Ok(Reply { headers, payload: PayloadSlot::new(message.payload) }),
         };
         let _ = call.reply.send(result);
     }
@@ -286,7 +313,7 @@ impl Driver {
             route_id: route.id(),
             exchange: wants_reply.then_some(exchange),
             headers: Default::default(),
-            payload: message.payload,
+            payload: PayloadSlot::new(message.payload),
             priority: message.priority,
             connection: self.connection(),
             extensions: Default::default(),
@@ -300,15 +327,19 @@ impl Driver {
             Some(err) => Box::pin(std::future::ready(Err(err))),
             None => self.dispatch.clone().handle(request),
         };
+        // Most handlers answer without waiting: poll once here and answer at once, without a task.
+        let mut handler = Box::pin(AssertUnwindSafe(handler).catch_unwind());
+        let mut first_poll = std::task::Context::from_waker(std::task::Waker::noop());
+        if let std::task::Poll::Ready(result) = handler.as_mut().poll(&mut first_poll) {
+            drop(slot);
+            if wants_reply {
+                self.answer(exchange, result.unwrap_or_else(panicked));
+            }
+            return;
+        }
         let done = self.done_tx.clone();
         let task = tokio::spawn(async move {
-            let result = AssertUnwindSafe(handler).catch_unwind().await.unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned());
-                Err(HandlerError::new(ErrorCode::INTERNAL, format!("handler panicked: {}", what.unwrap_or_default())))
-            });
+            let result = handler.await.unwrap_or_else(panicked);
             drop(slot);
             if wants_reply {
                 let _ = done.send((exchange, result)).await;
@@ -323,6 +354,10 @@ impl Driver {
         if self.handlers.remove(&exchange).is_none() {
             return; // cancelled meanwhile
         }
+        self.answer(exchange, result);
+    }
+
+    fn answer(&mut self, exchange: u32, result: Result<Response, HandlerError>) {
         let (result, headers) = match result {
             Ok(response) => (Ok(response.body.unwrap_or_else(|| Body::Bytes(Default::default()))), response.headers),
             Err(err) => (Err(Body::from(err.to_payload())), Default::default()),
@@ -362,11 +397,23 @@ impl Driver {
     }
 }
 
+/// A handler's panic as the INTERNAL error its caller receives.
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> Result<Response, HandlerError> {
+    let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+    Err(HandlerError::new(ErrorCode::INTERNAL, format!("handler panicked: {}", what.unwrap_or_default())))
+}
+
 fn error_from_payload(payload: &Payload) -> HandlerError {
     match payload {
         Payload::Memory(bytes) => HandlerError::from_payload(bytes),
         Payload::File(_) => HandlerError::new(ErrorCode::INTERNAL, "error payload too large"),
     }
+}
+
+/// Reads from the link straight into the session's receive buffer (no intermediate copy).
+async fn read_into<R: AsyncRead + Unpin>(reader: &mut R, buffer: &mut BytesMut) -> std::io::Result<usize> {
+    buffer.reserve(READ_BUFFER);
+    reader.read_buf(buffer).await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -2,6 +2,7 @@
 //! [`Connection`] is the cloneable handle the application calls through.
 
 mod driver;
+mod reconnect;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use crate::frame::{CancelReason, Hello, Priority, Route};
 use crate::session::{Body, CloseReason, Progress};
 
 pub(crate) use driver::{spawn, Dispatch};
+pub use reconnect::{keep_connected, Reconnecting};
 
 /// Identifies a connection within its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -23,6 +23,7 @@ use tower::{BoxError, Layer, Service};
 pub use cache::Cache;
 pub use error::{BuildError, CallError, ErrorCode, HandlerError};
 pub use events::{EndpointEvent, EventKind};
+pub(crate) use request::PayloadSlot;
 pub use request::{Extensions, Reply, Request, Response};
 pub use router::{handler, Blueprint, RequestInfo, RouteService};
 pub use scheduler::{Scheduler, TaskHandle};

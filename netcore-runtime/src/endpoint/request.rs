@@ -45,7 +45,7 @@ pub struct Request {
     pub(crate) route_id: u32,
     pub(crate) exchange: Option<u32>,
     pub(crate) headers: Headers,
-    pub(crate) payload: Payload,
+    pub(crate) payload: PayloadSlot,
     pub(crate) priority: Priority,
     pub(crate) connection: Connection,
     pub(crate) extensions: Extensions,
@@ -99,17 +99,17 @@ impl Request {
 
     /// The payload as received (in memory, or in a file for large messages).
     pub fn payload(&self) -> &Payload {
-        &self.payload
+        self.payload.get()
     }
 
     /// Takes the payload, for example to persist a received file.
-    pub fn into_payload(self) -> Payload {
-        self.payload
+    pub fn into_payload(mut self) -> Payload {
+        self.payload.take()
     }
 
     /// The payload's bytes (read back from the file if it was stored in one).
     pub fn bytes(&self) -> Result<Bytes, HandlerError> {
-        payload_bytes(&self.payload).map_err(HandlerError::from)
+        payload_bytes(self.payload()).map_err(HandlerError::from)
     }
 
     /// The payload as UTF-8 text.
@@ -125,6 +125,36 @@ impl Request {
     /// The payload decoded with the netcore codec (bincode; see [`codec`](crate::codec)).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
         Ok(codec::decode(&self.bytes()?)?)
+    }
+}
+
+/// Holds a received payload. Dropping a large spill file frees its pages, which takes milliseconds:
+/// that happens on a blocking thread, not on the runtime thread that drives connections.
+#[derive(Debug)]
+pub(crate) struct PayloadSlot(Option<Payload>);
+
+impl PayloadSlot {
+    pub(crate) fn new(payload: Payload) -> Self {
+        Self(Some(payload))
+    }
+
+    fn get(&self) -> &Payload {
+        self.0.as_ref().expect("present until taken, and taking consumes the holder")
+    }
+
+    fn take(&mut self) -> Payload {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for PayloadSlot {
+    fn drop(&mut self) {
+        if let Some(Payload::File(file)) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(file))),
+                Err(_) => drop(file),
+            }
+        }
     }
 }
 
@@ -191,7 +221,7 @@ impl Response {
 #[derive(Debug)]
 pub struct Reply {
     pub(crate) headers: Headers,
-    pub(crate) payload: Payload,
+    pub(crate) payload: PayloadSlot,
 }
 
 impl Reply {
@@ -202,17 +232,17 @@ impl Reply {
 
     /// The payload as received (in memory, or in a file for large replies).
     pub fn payload(&self) -> &Payload {
-        &self.payload
+        self.payload.get()
     }
 
     /// Takes the payload, for example to persist a received file.
-    pub fn into_payload(self) -> Payload {
-        self.payload
+    pub fn into_payload(mut self) -> Payload {
+        self.payload.take()
     }
 
     /// The payload's bytes.
     pub fn bytes(&self) -> Result<Bytes, super::CallError> {
-        payload_bytes(&self.payload).map_err(|e| super::CallError::Io(e.to_string()))
+        payload_bytes(self.payload()).map_err(|e| super::CallError::Io(e.to_string()))
     }
 
     /// The payload as UTF-8 text.

@@ -95,6 +95,12 @@ impl FaultPlan {
         Self::new(seed).with_drop_bytes(0.01).with_flip_bits(0.001).with_duplicate_bytes(0.001)
     }
 
+    /// The same plan from another seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
     /// Inverts each bit with probability `p`.
     pub fn with_flip_bits(mut self, p: f64) -> Self {
         self.flip_bit = p;

@@ -22,6 +22,7 @@ fn fields_len(frame: &Frame) -> usize {
                 + vlen(h.limits.inline_limit)
                 + vlen(h.limits.window)
                 + vlen(h.limits.max_in_flight.into())
+                + if h.reliable.is_some() { 3 } else { 0 }
         }
         Frame::Head(h) => {
             let route = match &h.route {
@@ -38,8 +39,15 @@ fn fields_len(frame: &Frame) -> usize {
         Frame::Credit { limit } => vlen(*limit),
         Frame::Ping { nonce } | Frame::Pong { nonce } => vlen(*nonce),
         Frame::GoAway { message, .. } => 1 + message.len(),
+        Frame::Seq { frame, .. } => 1 + 1 + fields_len(frame),
+        Frame::Ack { received, .. } => 1 + bitmap_len(*received),
         Frame::Extension { body, .. } => body.len(),
     }
+}
+
+/// Bytes of an ACK bitmap: up to its last set bit (§16).
+fn bitmap_len(received: u128) -> usize {
+    (128 - received.leading_zeros() as usize).div_ceil(8)
 }
 
 /// Appends the body of `frame`, its CRC32 included, to `out`.
@@ -48,10 +56,18 @@ fn fields_len(frame: &Frame) -> usize {
 /// On a frame the decoder would reject or read differently (§5): a HEAD whose payload is longer
 /// than its `total`, whose route is missing for a REQUEST/ONEWAY or present for a RESPONSE/ERROR,
 /// or whose exchange side does not match its kind; an empty DATA payload; an extension type below
-/// 0x80. The session never builds such frames.
+/// 0x80; a SEQ carrying anything but a HEAD, DATA or CANCEL; a reliable window of 0 or above 128.
+/// The session never builds such frames.
 pub fn encode_body(frame: &Frame, out: &mut impl BufMutSlice) {
     let start = out.written();
     out.reserve_more(encoded_body_len(frame));
+    encode_typed(frame, out);
+    let crc = crc32fast::hash(out.since(start));
+    out.put_u32_le(crc);
+}
+
+/// The type byte and fields of `frame`, without the CRC.
+fn encode_typed(frame: &Frame, out: &mut impl BufMut) {
     match frame {
         Frame::Hello(h) => {
             out.put_u8(FrameType::HELLO.0);
@@ -64,6 +80,10 @@ pub fn encode_body(frame: &Frame, out: &mut impl BufMutSlice) {
             varint::put(out, h.limits.inline_limit);
             varint::put(out, h.limits.window);
             varint::put(out, h.limits.max_in_flight.into());
+            if let Some(window) = h.reliable {
+                assert!((1..=MAX_RELIABLE_WINDOW).contains(&window), "reliable windows are 1 to 128 frames");
+                out.put_slice(&[HELLO_OPTION_RELIABLE, 1, window]);
+            }
         }
         Frame::Head(h) => encode_head(h, out),
         Frame::Data(d) => {
@@ -93,14 +113,28 @@ pub fn encode_body(frame: &Frame, out: &mut impl BufMutSlice) {
             out.put_u8(code.0);
             out.put_slice(message.as_bytes());
         }
+        Frame::Seq { seq, frame } => {
+            assert!(is_sequenced(frame), "SEQ carries a HEAD, DATA or CANCEL");
+            out.put_u8(FrameType::SEQ.0);
+            out.put_u8(*seq);
+            encode_typed(frame, out);
+        }
+        Frame::Ack { next, received } => {
+            out.put_u8(FrameType::ACK.0);
+            out.put_u8(*next);
+            out.put_slice(&received.to_le_bytes()[..bitmap_len(*received)]);
+        }
         Frame::Extension { ty, body } => {
             assert!(ty.is_ignorable(), "extension frame types have the high bit set");
             out.put_u8(ty.0);
             out.put_slice(body);
         }
     }
-    let crc = crc32fast::hash(out.since(start));
-    out.put_u32_le(crc);
+}
+
+/// Whether a SEQ frame may carry `frame` (§16).
+pub fn is_sequenced(frame: &Frame) -> bool {
+    matches!(frame, Frame::Head(_) | Frame::Data(_) | Frame::Cancel { .. })
 }
 
 fn encode_head(h: &Head, out: &mut impl BufMut) {
@@ -187,8 +221,11 @@ pub fn decode_body(body: Bytes) -> Result<Frame, FrameError> {
     if computed != carried {
         return Err(FrameError::BadCrc { computed, carried });
     }
-    let ty = FrameType(body[0]);
-    let fields = body.slice(1..split);
+    decode_typed(FrameType(body[0]), body.slice(1..split))
+}
+
+/// Decodes the fields of a frame of type `ty` (the CRC already checked).
+fn decode_typed(ty: FrameType, fields: Bytes) -> Result<Frame, FrameError> {
     match ty {
         FrameType::HELLO => decode_hello(&fields).map(Frame::Hello),
         FrameType::HEAD => decode_head(fields).map(Frame::Head),
@@ -218,6 +255,26 @@ pub fn decode_body(body: Bytes) -> Result<Frame, FrameError> {
             // A damaged reason text must not cost the code: replace invalid UTF-8.
             let message = String::from_utf8_lossy(r).into_owned();
             Ok(Frame::GoAway { code, message })
+        }
+        FrameType::SEQ => {
+            let (&seq, rest) = fields.split_first().ok_or(FrameError::Truncated)?;
+            let (&inner, _) = rest.split_first().ok_or(FrameError::Truncated)?;
+            let inner = FrameType(inner);
+            if ![FrameType::HEAD, FrameType::DATA, FrameType::CANCEL].contains(&inner) {
+                return Err(invalid("SEQ", "frame type"));
+            }
+            let frame = decode_typed(inner, fields.slice(2..))?;
+            Ok(Frame::Seq { seq, frame: Box::new(frame) })
+        }
+        FrameType::ACK => {
+            let (&next, bitmap) = fields.split_first().ok_or(FrameError::Truncated)?;
+            // At most 16 bytes (128 bits), and no trailing zero byte: one encoding per ACK.
+            if bitmap.len() > 16 || bitmap.last() == Some(&0) {
+                return Err(invalid("ACK", "bitmap"));
+            }
+            let mut bits = [0u8; 16];
+            bits[..bitmap.len()].copy_from_slice(bitmap);
+            Ok(Frame::Ack { next, received: u128::from_le_bytes(bits) })
         }
         ty if ty.is_ignorable() => Ok(Frame::Extension { ty, body: fields }),
         FrameType(other) => Err(FrameError::UnknownType(other)),
@@ -266,8 +323,24 @@ fn decode_hello(fields: &[u8]) -> Result<Hello, FrameError> {
         window: varint::get(&mut r)?,
         max_in_flight: varint::get_u32(&mut r)?,
     };
-    // Trailing bytes are fields of later versions: ignored (§5.1).
-    Ok(Hello { version_min, version_max, fingerprint, limits })
+    Ok(Hello { version_min, version_max, fingerprint, limits, reliable: decode_options(r) })
+}
+
+/// HELLO options after the v1 fields: `tag ‖ varint len ‖ value`, unknown tags skipped (§5.1).
+/// Bytes that do not parse as options are ignored like v1 ignores all trailing bytes.
+fn decode_options(mut r: &[u8]) -> Option<u8> {
+    let mut reliable = None;
+    while let Some((&tag, rest)) = r.split_first() {
+        r = rest;
+        let len = varint::get(&mut r).ok().filter(|&len| len <= r.len() as u64)? as usize;
+        let (value, rest) = r.split_at(len);
+        r = rest;
+        if tag == HELLO_OPTION_RELIABLE {
+            // A window of 0 offers nothing; above 128 is read as 128; later bytes are for later.
+            reliable = value.first().filter(|&&w| w > 0).map(|&w| w.min(MAX_RELIABLE_WINDOW));
+        }
+    }
+    reliable
 }
 
 fn decode_head(fields: Bytes) -> Result<Head, FrameError> {

@@ -96,6 +96,11 @@ impl LossyDecoder {
         self.input.extend_from_slice(bytes);
     }
 
+    /// The receive buffer, for reading straight into it.
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.input
+    }
+
     /// Bytes received but not yet decoded (an oversized frame being skipped is not kept).
     pub fn buffered(&self) -> usize {
         self.input.len()

@@ -10,7 +10,7 @@ pub mod lossy;
 pub mod stream;
 mod types;
 
-pub use body::{decode_body, encode_body, encoded_body_len};
+pub use body::{decode_body, encode_body, encoded_body_len, is_sequenced};
 pub use error::FrameError;
 pub use types::*;
 
@@ -64,6 +64,14 @@ impl Decoder {
         match self {
             Decoder::Stream(d) => d.decode(),
             Decoder::Lossy(d) => d.decode(),
+        }
+    }
+
+    /// The receive buffer, for reading from the link straight into it.
+    pub fn buffer_mut(&mut self) -> &mut bytes::BytesMut {
+        match self {
+            Decoder::Stream(d) => d.buffer_mut(),
+            Decoder::Lossy(d) => d.buffer_mut(),
         }
     }
 

@@ -44,6 +44,11 @@ impl StreamDecoder {
         }
     }
 
+    /// The receive buffer, for reading straight into it.
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
     /// Bytes received but not yet decoded.
     pub fn buffered(&self) -> usize {
         self.buf.len()

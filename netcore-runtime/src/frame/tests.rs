@@ -73,6 +73,7 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
                 version_max: 3,
                 fingerprint: 0xdead_beef_0000_0001,
                 limits: limits(),
+                reliable: None,
             }),
         ),
         (
@@ -88,6 +89,7 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
                     window: u64::MAX,
                     max_in_flight: 0,
                 },
+                reliable: Some(128),
             }),
         ),
         ("HEAD request, route id, complete", head(Kind::Request, Some(Route::Id(route_id("/echo"))), None, 3, b"abc")),
@@ -241,12 +243,16 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
             max_in_flight,
         },
     );
-    (any::<u8>(), any::<u8>(), any::<u64>(), limits).prop_map(|(version_min, version_max, fingerprint, limits)| Hello {
-        version_min,
-        version_max,
-        fingerprint,
-        limits,
-    })
+    let reliable = prop_oneof![Just(None), (1..=128u8).prop_map(Some)];
+    (any::<u8>(), any::<u8>(), any::<u64>(), limits, reliable).prop_map(
+        |(version_min, version_max, fingerprint, limits, reliable)| Hello {
+            version_min,
+            version_max,
+            fingerprint,
+            limits,
+            reliable,
+        },
+    )
 }
 
 /// Any frame the encoder accepts, with fields that survive a round trip.
@@ -380,7 +386,7 @@ fn victims() -> Vec<Frame> {
         head(Kind::Request, Some(Route::Name("/a".into())), Some(b"\0"), 5, b"\0\x01\0"),
         Frame::Data(Data { xid: Xid::sender(1), offset: 3, end: true, payload: Bytes::from_static(b"\0\0x\0") }),
         Frame::GoAway { code: GoAwayCode::NORMAL, message: "bye".into() },
-        Frame::Hello(Hello { version_min: 1, version_max: 1, fingerprint: 0, limits: limits() }),
+        Frame::Hello(Hello::new(1, 1, 0, limits()).with_reliable(16)),
         Frame::Extension { ty: FrameType(0x81), body: Bytes::from_static(b"\0") },
     ]
 }

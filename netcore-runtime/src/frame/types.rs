@@ -21,6 +21,10 @@ impl FrameType {
     pub const PONG: Self = Self(0x07);
     /// The sender is closing the connection, with a code and a reason (§5.7).
     pub const GOAWAY: Self = Self(0x08);
+    /// A HEAD, DATA or CANCEL with a sequence number, under reliable delivery (§16).
+    pub const SEQ: Self = Self(0x09);
+    /// Acknowledges SEQ frames: everything before a number, and a bitmap of those after (§16).
+    pub const ACK: Self = Self(0x0a);
 
     /// Whether a receiver that does not know this type must skip it rather than fail (§3.1).
     pub const fn is_ignorable(self) -> bool {
@@ -166,12 +170,21 @@ pub struct Hello {
     pub fingerprint: u64,
     /// What the sender accepts.
     pub limits: Limits,
+    /// The receive window, in frames (1 to 128), with which the sender offers reliable delivery
+    /// (§16); `None` when it does not. Sent as a HELLO option (§5.1).
+    pub reliable: Option<u8>,
 }
 
 impl Hello {
     /// A HELLO with no options.
     pub fn new(version_min: u8, version_max: u8, fingerprint: u64, limits: Limits) -> Self {
-        Self { version_min, version_max, fingerprint, limits }
+        Self { version_min, version_max, fingerprint, limits, reliable: None }
+    }
+
+    /// The same HELLO offering reliable delivery with a receive window of `window` frames.
+    pub fn with_reliable(mut self, window: u8) -> Self {
+        self.reliable = Some(window);
+        self
     }
 }
 
@@ -316,6 +329,20 @@ pub enum Frame {
         /// Human-readable detail.
         message: String,
     },
+    /// §16: a HEAD, DATA or CANCEL numbered for reliable delivery.
+    Seq {
+        /// Its sequence number.
+        seq: u8,
+        /// The frame carried: a [`Frame::Head`], [`Frame::Data`] or [`Frame::Cancel`].
+        frame: Box<Frame>,
+    },
+    /// §16: acknowledges SEQ frames.
+    Ack {
+        /// Every sequence number before this one was received (modulo 256), and this one was not.
+        next: u8,
+        /// Bit `i` set: sequence number `next + 1 + i` was received.
+        received: u128,
+    },
     /// A frame of an ignorable extension type (§3.1), kept for inspection.
     Extension {
         /// Its type byte.
@@ -337,6 +364,8 @@ impl Frame {
             Frame::Ping { .. } => FrameType::PING,
             Frame::Pong { .. } => FrameType::PONG,
             Frame::GoAway { .. } => FrameType::GOAWAY,
+            Frame::Seq { .. } => FrameType::SEQ,
+            Frame::Ack { .. } => FrameType::ACK,
             Frame::Extension { ty, .. } => *ty,
         }
     }
@@ -349,6 +378,10 @@ pub(super) const HEAD_KIND_SHIFT: u8 = 3;
 pub(super) const HEAD_PRIORITY_SHIFT: u8 = 5;
 pub(super) const DATA_END: u8 = 0x01;
 pub(super) const HELLO_MAGIC: [u8; 2] = *b"NC";
+/// HELLO option tag: reliable delivery offered, with its receive window (§5.1, §16).
+pub(super) const HELLO_OPTION_RELIABLE: u8 = 0x01;
+/// The largest window of reliable delivery: half the 8-bit sequence space (§16).
+pub const MAX_RELIABLE_WINDOW: u8 = 128;
 
 pub(super) fn kind_from_flags(flags: u8) -> Kind {
     Kind::from_bits(flags >> HEAD_KIND_SHIFT)

@@ -22,6 +22,70 @@ pub struct Config {
     /// Where messages above `limits.inline_limit` are stored while they arrive; `None` is the
     /// system's temporary directory.
     pub spill_dir: Option<PathBuf>,
+    /// Reliable delivery on the lossy framing (docs/PROTOCOL.md §16), offered in the HELLO and used
+    /// when the peer offers it too; `None` (the default) neither offers nor accepts it. Ignored on
+    /// the stream framing.
+    pub reliable: Option<Reliability>,
+}
+
+/// Reliable delivery on a lossy link (docs/PROTOCOL.md §16): every HEAD, DATA and CANCEL is
+/// numbered, acknowledged and sent again until it arrives, so nothing is lost or duplicated.
+///
+/// Sized for serial lines: 8-bit sequence numbers, a window of a few dozen frames, timers of
+/// tens of milliseconds to seconds. On a noisy line use small chunks too
+/// ([`Config::with_chunk_size`]): a frame of n bytes survives a byte error rate p with
+/// probability (1 − p)^n.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reliability {
+    /// Frames received out of order that we hold (our receive window, announced in the HELLO),
+    /// and at most how many we leave unacknowledged; 1 to 128.
+    pub window: u8,
+    /// Retransmission timeout before the first round-trip measurement.
+    pub rto_initial: Duration,
+    /// Smallest retransmission timeout, whatever the measured round trip.
+    pub rto_min: Duration,
+    /// Largest retransmission timeout, backoff included.
+    pub rto_max: Duration,
+    /// A frame unacknowledged for this long means the peer is gone: the session closes.
+    pub give_up: Duration,
+}
+
+impl Default for Reliability {
+    fn default() -> Self {
+        Self {
+            window: 32,
+            rto_initial: Duration::from_millis(500),
+            rto_min: Duration::from_millis(50),
+            rto_max: Duration::from_secs(2),
+            give_up: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Reliability {
+    /// Sets the window (clamped to 1..=128).
+    pub fn with_window(mut self, window: u8) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Sets the retransmission timeouts: initial, smallest and largest.
+    pub fn with_rto(mut self, initial: Duration, min: Duration, max: Duration) -> Self {
+        (self.rto_initial, self.rto_min, self.rto_max) = (initial, min, max.max(min));
+        self
+    }
+
+    /// Sets how long a frame may stay unacknowledged before the session gives up.
+    pub fn with_give_up(mut self, give_up: Duration) -> Self {
+        self.give_up = give_up;
+        self
+    }
+
+    /// The window as announced: 1 to 128.
+    pub fn window(&self) -> u8 {
+        self.window.clamp(1, crate::frame::MAX_RELIABLE_WINDOW)
+    }
 }
 
 /// Liveness probing (docs/PROTOCOL.md §10).
@@ -44,6 +108,7 @@ impl Config {
             keepalive: None,
             handshake_timeout: Duration::from_secs(10),
             spill_dir: None,
+            reliable: None,
         }
     }
 
@@ -86,6 +151,12 @@ impl Config {
     /// Sets or disables keepalive.
     pub fn with_keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
         self.keepalive = keepalive;
+        self
+    }
+
+    /// Offers (and accepts) reliable delivery on the lossy framing, or not (docs/PROTOCOL.md §16).
+    pub fn with_reliable(mut self, reliable: Option<Reliability>) -> Self {
+        self.reliable = reliable;
         self
     }
 

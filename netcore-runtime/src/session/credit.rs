@@ -55,6 +55,8 @@ impl SendCredit {
 #[derive(Debug)]
 pub(super) struct RecvCredit {
     window: u64,
+    /// The largest message a sender holds back until its whole total is free (§5.5).
+    largest_reserved: u64,
     received: u64,
     released: u64,
     /// The limit last announced (initially the window in our HELLO).
@@ -62,8 +64,10 @@ pub(super) struct RecvCredit {
 }
 
 impl RecvCredit {
-    pub(super) fn new(window: u64) -> Self {
-        Self { window, received: 0, released: 0, announced: window }
+    /// Credit for a receiver announcing `window`, whose in-memory messages are at most
+    /// `largest_reserved` bytes (its `min(inline_limit, max_message)`).
+    pub(super) fn new(window: u64, largest_reserved: u64) -> Self {
+        Self { window, largest_reserved, received: 0, released: 0, announced: window }
     }
 
     /// Accounts for received payload; more than granted is a protocol error.
@@ -82,14 +86,16 @@ impl RecvCredit {
         debug_assert!(self.released <= self.received, "released more than received");
     }
 
-    /// A new limit to announce: once a quarter of the window has been released since the last, or
-    /// as soon as nothing is held. The second rule is for liveness (§5.5): a sender waiting to
-    /// start an in-memory message needs its whole total free, and must not wait on withheld credit
-    /// when there is nothing left in flight to release it.
+    /// A new limit to announce: once a quarter of the window has been released since the last; or,
+    /// when nothing is held, as soon as what is withheld could stop the sender from starting the
+    /// largest in-memory message (it needs the whole total free, §5.5), which with nothing left in
+    /// flight no later release would ever announce.
     pub(super) fn poll_update(&mut self) -> Option<u64> {
         let limit = self.released + self.window;
         let unannounced = limit - self.announced;
-        if self.window == 0 || unannounced == 0 || (unannounced < self.window.div_ceil(4) && self.held() > 0) {
+        let batch_full = unannounced >= self.window.div_ceil(4);
+        let could_block = self.held() == 0 && unannounced > self.window.saturating_sub(self.largest_reserved);
+        if self.window == 0 || unannounced == 0 || !(batch_full || could_block) {
             return None;
         }
         self.announced = limit;
@@ -127,17 +133,17 @@ mod tests {
         let mut send = SendCredit::default();
         send.open(0);
         assert_eq!(send.available(), u64::MAX);
-        let mut recv = RecvCredit::new(0);
+        let mut recv = RecvCredit::new(0, 0);
         recv.receive(usize::MAX).unwrap();
         assert_eq!(recv.poll_update(), None);
     }
 
     #[test]
     fn receiver_enforces_and_updates() {
-        let mut recv = RecvCredit::new(100);
+        let mut recv = RecvCredit::new(100, 90);
         recv.receive(100).unwrap();
         assert!(recv.receive(1).is_err());
-        let mut recv = RecvCredit::new(100);
+        let mut recv = RecvCredit::new(100, 90);
         recv.receive(30).unwrap();
         recv.release(24);
         assert_eq!(recv.poll_update(), None, "less than a quarter released");
@@ -145,7 +151,16 @@ mod tests {
         assert_eq!(recv.poll_update(), Some(125));
         assert_eq!(recv.held(), 5);
         recv.release(5);
-        assert_eq!(recv.poll_update(), Some(130), "nothing held: announce at once");
-        assert_eq!(recv.poll_update(), None);
+        assert_eq!(recv.poll_update(), None, "nothing held, but 5 withheld bytes cannot block a 90-byte message");
+        recv.receive(4).unwrap();
+        recv.release(4);
+        assert_eq!(recv.poll_update(), None, "9 withheld leave 91 free: a 90-byte message can start");
+        recv.receive(2).unwrap();
+        recv.release(2);
+        assert_eq!(recv.poll_update(), Some(136), "11 withheld would block a 90-byte message: announce");
+        let mut tight = RecvCredit::new(100, 98);
+        tight.receive(3).unwrap();
+        tight.release(3);
+        assert_eq!(tight.poll_update(), Some(103), "3 withheld would block a 98-byte message: announce")
     }
 }

@@ -78,6 +78,22 @@ pub enum ProtocolError {
     /// The peer's limits cannot work (for instance a frame too small for any header).
     #[error("unusable peer limit: {0}")]
     PeerLimits(&'static str),
+    /// A frame of reliable delivery (SEQ or ACK) that was not negotiated (§16).
+    #[error("frame type {0:#04x} without reliable delivery negotiated")]
+    NotNegotiated(u8),
+    /// A HEAD, DATA or CANCEL outside SEQ while reliable delivery is in use (§16).
+    #[error("frame type {0:#04x} outside SEQ under reliable delivery")]
+    Unsequenced(u8),
+    /// An ACK for frames never sent (§16).
+    #[error("ACK up to {next} while {sent} frames from {base} are unacknowledged")]
+    BadAck {
+        /// The ACK's next expected number.
+        next: u8,
+        /// Our oldest unacknowledged number.
+        base: u8,
+        /// How many we have sent from there.
+        sent: u8,
+    },
 }
 
 impl ProtocolError {

@@ -18,13 +18,14 @@ mod event;
 mod inbox;
 mod liveness;
 mod outbox;
+mod reliable;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
-pub use config::{Config, Keepalive};
+pub use config::{Config, Keepalive, Reliability};
 pub use error::{ProtocolError, SendError};
 pub use event::{Body, CloseReason, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions};
 
@@ -33,6 +34,7 @@ use credit::RecvCredit;
 use inbox::{Arrival, Inbox};
 use liveness::Liveness;
 use outbox::{Outbox, Scheduled};
+use reliable::Reliable;
 
 /// The protocol version this implementation speaks (§9).
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -82,6 +84,8 @@ pub struct Stats {
     pub frames_dropped: u64,
     /// Duplicate messages and chunks ignored (lossy framing).
     pub duplicates: u64,
+    /// SEQ frames sent again (reliable delivery, §16).
+    pub retransmitted: u64,
 }
 
 /// One side of a connection: handshake, exchanges, scheduling, reassembly, flow control, liveness.
@@ -105,6 +109,11 @@ pub struct Session {
     /// Events with the credit released when the application takes them.
     events: VecDeque<(Event, u64)>,
     liveness: Liveness,
+    /// Reliable delivery, once both HELLOs offered it (§16).
+    reliable: Option<Reliable>,
+    /// With reliable delivery offered: when to send our HELLO again, and until when, while the
+    /// peer may not have it (§16.1).
+    hello_retry: Option<(Instant, Instant)>,
     stats: Stats,
 }
 
@@ -123,16 +132,19 @@ impl Session {
             config.limits.window = 0;
         }
         let limits = config.limits;
+        let offer = config.reliable.as_ref().filter(|_| tolerant);
         let hello = Hello {
             version_min: PROTOCOL_VERSION,
             version_max: PROTOCOL_VERSION,
             fingerprint: config.fingerprint,
             limits,
+            reliable: offer.map(Reliability::window),
         };
+        let hello_retry = offer.map(|r| (now + r.rto_initial, now + config.handshake_timeout));
         Self {
             decoder: Decoder::new(config.framing, limits.max_frame as usize),
             inbox: Inbox::new(limits, config.spill_dir.clone(), tolerant),
-            recv_credit: RecvCredit::new(limits.window),
+            recv_credit: RecvCredit::new(limits.window, limits.inline_limit.min(limits.max_message)),
             liveness: Liveness::new(now, config.handshake_timeout, config.keepalive),
             state: State::Handshaking,
             peer: None,
@@ -143,9 +155,33 @@ impl Session {
             unanswered: HashSet::new(),
             next_theirs: 0,
             events: VecDeque::new(),
+            reliable: None,
+            hello_retry,
             stats: Stats::default(),
             config,
         }
+    }
+
+    /// The HELLO this side sends (§5.1).
+    fn our_hello(&self) -> Hello {
+        let offer = self.config.reliable.as_ref().filter(|_| self.config.framing == frame::Framing::Lossy);
+        Hello {
+            version_min: PROTOCOL_VERSION,
+            version_max: PROTOCOL_VERSION,
+            fingerprint: self.config.fingerprint,
+            limits: self.config.limits,
+            reliable: offer.map(Reliability::window),
+        }
+    }
+
+    /// Whether this side offers reliable delivery: configured, on the lossy framing (§16).
+    fn offers_reliable(&self) -> bool {
+        self.config.reliable.is_some() && self.config.framing == frame::Framing::Lossy
+    }
+
+    /// Whether reliable delivery (§16) is in use on this connection.
+    pub fn is_reliable(&self) -> bool {
+        self.reliable.is_some()
     }
 
     /// The configuration.
@@ -298,6 +334,22 @@ impl Session {
         self.drain_decoder(now);
     }
 
+    /// The buffer bytes from the link may be read into directly, saving a copy; then call
+    /// [`handle_buffered`](Self::handle_buffered) with how many were appended.
+    pub fn input_buffer(&mut self) -> &mut BytesMut {
+        self.decoder.buffer_mut()
+    }
+
+    /// Processes `appended` bytes the caller read into [`input_buffer`](Self::input_buffer).
+    pub fn handle_buffered(&mut self, now: Instant, appended: usize) {
+        if self.state == State::Closed {
+            self.decoder.buffer_mut().clear();
+            return;
+        }
+        self.stats.bytes_in += appended as u64;
+        self.drain_decoder(now);
+    }
+
     fn drain_decoder(&mut self, now: Instant) {
         while self.state != State::Closed {
             match self.decoder.decode() {
@@ -305,7 +357,7 @@ impl Session {
                 Ok(Some(frame)) => {
                     self.stats.frames_in += 1;
                     self.liveness.heard(now);
-                    if let Err(err) = self.handle_frame(frame) {
+                    if let Err(err) = self.handle_frame(frame, now) {
                         self.fail(err);
                     }
                 }
@@ -318,21 +370,54 @@ impl Session {
         }
     }
 
-    fn handle_frame(&mut self, frame: Frame) -> Result<(), ProtocolError> {
+    fn handle_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
         if self.state == State::Handshaking {
             return match frame {
-                Frame::Hello(hello) => self.handle_hello(hello),
+                Frame::Hello(hello) => self.handle_hello(hello, now),
                 // §3.1: an ignorable extension may come before the HELLO.
                 Frame::Extension { .. } => Ok(()),
                 Frame::GoAway { code, message } => {
                     self.close_with(CloseReason::Peer { code, message }, None);
                     Ok(())
                 }
+                // §16.1: the peer is open but its HELLO was lost; ours is repeated until it answers.
+                _ if self.offers_reliable() => Ok(()),
                 other => Err(ProtocolError::ExpectedHello(other.frame_type().0)),
             };
         }
+        if let Some(reliable) = &mut self.reliable {
+            if matches!(frame, Frame::Seq { .. } | Frame::Ack { .. } | Frame::Pong { .. }) {
+                // §16.1: only an open peer sends these, so it has our HELLO.
+                self.hello_retry = None;
+            }
+            match frame {
+                Frame::Seq { seq, frame } => {
+                    for frame in reliable.receive(seq, *frame) {
+                        self.handle_open_frame(frame)?;
+                        if self.state == State::Closed {
+                            break;
+                        }
+                    }
+                    return Ok(());
+                }
+                Frame::Ack { next, received } => return reliable.on_ack(next, received, now),
+                // §16: under reliable delivery these only travel inside SEQ.
+                ref bare if frame::is_sequenced(bare) => return Err(ProtocolError::Unsequenced(bare.frame_type().0)),
+                _ => {}
+            }
+        }
+        self.handle_open_frame(frame)
+    }
+
+    /// A frame on an open connection, taken out of its SEQ if it came in one.
+    fn handle_open_frame(&mut self, frame: Frame) -> Result<(), ProtocolError> {
         match frame {
+            // §16.1: the peer did not get our HELLO and sends its own again: answer with ours.
+            // §16.1: the peer repeats its HELLO until it has ours; our own repetitions answer it
+            // (answering each copy would let two open sides echo HELLOs forever).
+            Frame::Hello(hello) if self.reliable.is_some() && self.peer.as_ref() == Some(&hello) => {}
             Frame::Hello(_) => return Err(ProtocolError::DuplicateHello),
+            Frame::Seq { .. } | Frame::Ack { .. } => return Err(ProtocolError::NotNegotiated(frame.frame_type().0)),
             Frame::Head(head) => self.handle_head(head)?,
             Frame::Data(data) => self.handle_data(data)?,
             Frame::Cancel { xid, reason } => self.handle_cancel(Key::from_xid(xid), reason),
@@ -344,7 +429,7 @@ impl Session {
         Ok(())
     }
 
-    fn handle_hello(&mut self, hello: Hello) -> Result<(), ProtocolError> {
+    fn handle_hello(&mut self, hello: Hello, now: Instant) -> Result<(), ProtocolError> {
         let (ours_min, ours_max) = (PROTOCOL_VERSION, PROTOCOL_VERSION);
         if hello.version_min > ours_max || hello.version_max < ours_min {
             return Err(ProtocolError::Version {
@@ -359,6 +444,13 @@ impl Session {
             return Err(ProtocolError::Fingerprint { ours, theirs: hello.fingerprint });
         }
         check_peer_limits(&hello.limits)?;
+        self.hello_retry = None;
+        if let (Some(ours), Some(theirs), true) = (&self.config.reliable, hello.reliable, self.offers_reliable()) {
+            self.reliable = Some(Reliable::new(ours.clone(), theirs));
+            // §16.1: our HELLO may be lost while the peer's arrived; repeat it until the peer shows
+            // it is open.
+            self.hello_retry = Some((now + ours.rto_initial, now + self.config.handshake_timeout));
+        }
         self.outbox.credit.open(hello.limits.window);
         self.state = State::Open;
         self.liveness.opened();
@@ -471,21 +563,55 @@ impl Session {
     }
 
     /// Appends at most one frame to `out`; `false` when there is nothing to send now.
+    ///
+    /// Under reliable delivery (§16) an ACK goes first, then control frames, then frames due for
+    /// retransmission, then new chunks while the window has room.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut) -> bool {
-        let _ = now;
         let start = out.len();
-        let Some(frame) = self.next_frame() else { return false };
-        frame::encode(self.config.framing, &frame, out);
+        let framing = self.config.framing;
+        if let Some(ack) = self.reliable.as_mut().and_then(Reliable::take_ack) {
+            frame::encode(framing, &ack, out);
+        } else if let Some(wire) = self.control.is_empty().then(|| self.retransmission(now)).flatten() {
+            out.extend_from_slice(&wire);
+            self.stats.retransmitted += 1;
+        } else {
+            let window_open = self.reliable.as_ref().is_none_or(Reliable::can_send);
+            let Some(frame) = self.next_frame(window_open) else {
+                // Control frames waited for the window; a retransmission may still go.
+                let Some(wire) = self.retransmission(now) else { return false };
+                out.extend_from_slice(&wire);
+                self.stats.retransmitted += 1;
+                self.stats.frames_out += 1;
+                self.stats.bytes_out += (out.len() - start) as u64;
+                return true;
+            };
+            match &mut self.reliable {
+                Some(reliable) if frame::is_sequenced(&frame) => {
+                    let seq = reliable.next_seq();
+                    frame::encode(framing, &Frame::Seq { seq, frame: Box::new(frame) }, out);
+                    reliable.sent(Bytes::copy_from_slice(&out[start..]), now);
+                }
+                _ => frame::encode(framing, &frame, out),
+            }
+        }
         self.stats.frames_out += 1;
         self.stats.bytes_out += (out.len() - start) as u64;
         true
     }
 
-    fn next_frame(&mut self) -> Option<Frame> {
-        if let Some(frame) = self.control.pop_front() {
+    fn retransmission(&mut self, now: Instant) -> Option<Bytes> {
+        self.reliable.as_mut()?.retransmit(now)
+    }
+
+    /// The next control frame or chunk. With `window_open` false, only frames that travel outside
+    /// SEQ (§16) may go.
+    fn next_frame(&mut self, window_open: bool) -> Option<Frame> {
+        let sequenced = self.reliable.is_some();
+        let at = self.control.iter().position(|f| window_open || !sequenced || !frame::is_sequenced(f));
+        if let Some(frame) = at.and_then(|at| self.control.remove(at)) {
             return Some(frame);
         }
-        if self.state != State::Open {
+        if self.state != State::Open || !window_open {
             return None;
         }
         let peer = self.peer.as_ref().expect("open sessions know their peer").limits;
@@ -539,16 +665,43 @@ impl Session {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
-            State::Closed => None,
-            _ => self.liveness.deadline(),
+        if self.state == State::Closed {
+            return None;
         }
+        [
+            self.liveness.deadline(),
+            self.reliable.as_ref().and_then(Reliable::deadline),
+            self.hello_retry.map(|(at, _)| at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs the timers due at `now`: keepalive pings and the silence and handshake deadlines.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == State::Closed {
             return;
+        }
+        if let Some((at, until)) = self.hello_retry {
+            if at <= now {
+                // §16.1: our HELLO may have been lost; say it again until the peer shows it has it.
+                if !self.control.iter().any(|f| matches!(f, Frame::Hello(_))) {
+                    let ours = self.our_hello();
+                    self.push_control(Frame::Hello(ours));
+                }
+                let interval = self.config.reliable.as_ref().map_or(Duration::from_millis(500), |r| r.rto_initial);
+                self.hello_retry = (now < until).then_some((now + interval, until));
+            }
+        }
+        if let Some(reliable) = &mut self.reliable {
+            if reliable.on_timeout(now).is_err() {
+                self.close_with(
+                    CloseReason::TimedOut,
+                    Some((GoAwayCode::TIMEOUT, "frames unacknowledged past the give-up time".into())),
+                );
+                return;
+            }
         }
         match self.liveness.on_timeout(now) {
             liveness::Due::Nothing => {}
@@ -605,6 +758,8 @@ impl Session {
         }
         self.outbox.clear();
         self.inbox.clear();
+        self.reliable = None;
+        self.hello_retry = None;
         self.awaiting.clear();
         self.awaiting_by_message.clear();
         self.unanswered.clear();

@@ -267,7 +267,7 @@ fn data_before_the_handshake_is_refused_with_goaway() {
 fn an_unknown_version_is_refused() {
     let now = Instant::now();
     let mut session = Session::new(Config::stream(), now);
-    let hello = Hello { version_min: 2, version_max: 3, fingerprint: 0, limits: Limits::default() };
+    let hello = Hello::new(2, 3, 0, Limits::default());
     let mut bytes = BytesMut::new();
     frame::encode(Framing::Stream, &Frame::Hello(hello), &mut bytes);
     session.handle_input(now, &bytes);

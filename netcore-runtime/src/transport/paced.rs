@@ -53,7 +53,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Paced<IO> {
         let burst = buf.len().min(BURST);
         let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &buf[..burst]))?;
         let airtime = Duration::from_nanos(n as u64 * 1_000_000_000 / self.rate);
-        self.free_at = self.free_at.max(now) + airtime;
+        // Timers fire late (tokio's resolution is 1 ms): keep counting from when the line should
+        // have been free, unless it really was idle, or the lateness would lower the rate.
+        let idle = now.saturating_duration_since(self.free_at) > airtime;
+        self.free_at = if idle { now } else { self.free_at } + airtime;
         Poll::Ready(Ok(n))
     }
 
