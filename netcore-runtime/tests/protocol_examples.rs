@@ -12,9 +12,9 @@ use netcore_runtime::frame::{
 
 // §11.1 HELLO, default limits, fingerprint 0x0123456789abcdef.
 const HELLO_STREAM: &str =
-    "21 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 40 80 80 80 02 40 b2 ec e0 d5";
+    "20 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 da 75 01 81";
 const HELLO_LOSSY: &str =
-    "00 22 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 40 80 80 80 02 40 b2 ec e0 d5 00";
+    "00 21 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 da 75 01 81 00";
 // §11.2 REQUEST "/sensor/read", exchange 0, payload 00 01 … 0f.
 const REQUEST_STREAM: &str = "1b 02 61 00 85 cf 24 e1 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f a2 81 66 24";
 const REQUEST_LOSSY: &str = "00 03 02 61 05 85 cf 24 e1 14 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f a2 81 66 24 00";
@@ -40,7 +40,8 @@ const PONG_STREAM: &str = "06 07 01 ae b4 9f 79";
 const GOAWAY_STREAM: &str = "09 08 00 62 79 65 fa f4 24 7e";
 const GOAWAY_LOSSY: &str = "00 02 08 08 62 79 65 fa f4 24 7e 00";
 // §16.6 Reliable delivery: HELLO with the RELIABLE option, a SEQ, two ACKs (lossy framing).
-const HELLO_RELIABLE_LOSSY: &str = "00 25 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 40 80 80 80 02 40 01 01 20 9f d6 ed 48 00";
+const HELLO_RELIABLE_LOSSY: &str =
+    "00 24 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 01 01 20 ee af a7 79 00";
 const SEQ_REQUEST_LOSSY: &str =
     "00 02 09 03 02 61 05 85 cf 24 e1 14 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f d0 a8 89 36 00";
 const ACK_BITMAP_LOSSY: &str = "00 08 0a 05 0a 9f 41 74 6f 00";

@@ -2,11 +2,17 @@
 //!
 //! bincode 2 in serde mode with a fixed configuration: little endian, variable-length integers,
 //! and a limit on what one value may claim, so a hostile length prefix is an error rather than an
-//! allocation. To move to another format (postcard is the natural successor) change this file only.
+//! allocation, and a bound on nesting depth ([`MAX_DEPTH`]), so a deeply nested hostile value is
+//! an error rather than a stack overflow. To move to another format (postcard is the natural
+//! successor) change this module only.
+
+mod depth;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
+
+pub use depth::MAX_DEPTH;
 
 /// Most bytes one decoded value may claim; larger payloads belong in files or raw bytes.
 pub const DECODE_LIMIT: usize = 16 << 20;
@@ -44,7 +50,8 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Decodes a whole payload; bytes left over are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, CONFIG)?;
+    let seed = depth::Seed::<T>(std::marker::PhantomData);
+    let (value, used) = bincode::serde::seed_decode_from_slice(seed, bytes, CONFIG)?;
     if used != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - used));
     }
@@ -63,6 +70,29 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(matches!(decode::<(String, f32, Vec<u16>)>(&longer), Err(CodecError::Trailing(1))));
+    }
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    enum Tree {
+        Leaf,
+        Node(Vec<Tree>),
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // Node([Node([ … Leaf … ])]): two bytes a level; 100 000 levels would overflow any stack.
+        let levels = 100_000;
+        let mut hostile = [0x01u8, 0x01].repeat(levels);
+        hostile.push(0x00);
+        let err = decode::<Tree>(&hostile).unwrap_err();
+        assert!(err.to_string().contains("nested deeper than 128 levels"), "{err}");
+        // Honest nesting within the bound still decodes, and round-trips.
+        let mut tree = Tree::Leaf;
+        for _ in 0..60 {
+            tree = Tree::Node(vec![tree]);
+        }
+        let bytes = encode(&tree).unwrap();
+        assert!(matches!(decode::<Tree>(&bytes).unwrap(), Tree::Node(_)));
     }
 
     #[test]
