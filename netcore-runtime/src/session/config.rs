@@ -17,6 +17,10 @@ pub struct Config {
     pub fingerprint: u64,
     /// Liveness probing; `None` disables it.
     pub keepalive: Option<Keepalive>,
+    /// On the lossy framing without reliable delivery: how long a partly received message may
+    /// go without a new chunk before it is dropped as damaged (its tail was lost), freeing its
+    /// slot and storage. `None` keeps it until the connection closes.
+    pub stall_timeout: Option<Duration>,
     /// How long the peer's HELLO may take.
     pub handshake_timeout: Duration,
     /// Where messages above `limits.inline_limit` are stored while they arrive; `None` is the
@@ -106,6 +110,7 @@ impl Config {
             limits: Limits::default(),
             fingerprint: 0,
             keepalive: None,
+            stall_timeout: Some(Duration::from_secs(10)),
             handshake_timeout: Duration::from_secs(10),
             spill_dir: None,
             reliable: None,

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tempfile::NamedTempFile;
@@ -35,6 +36,8 @@ struct Partial {
     total: u64,
     received: u64,
     store: Store,
+    /// When its last chunk arrived.
+    touched: Instant,
 }
 
 enum Store {
@@ -85,7 +88,13 @@ impl Inbox {
     }
 
     /// A HEAD whose exchange the session has already checked.
-    pub(super) fn head(&mut self, key: Key, exchange: Exchange, head: Head) -> Result<Arrival, ProtocolError> {
+    pub(super) fn head(
+        &mut self,
+        key: Key,
+        exchange: Exchange,
+        head: Head,
+        now: Instant,
+    ) -> Result<Arrival, ProtocolError> {
         let len = head.payload.len() as u64;
         if self.partial.contains_key(&key) {
             if !self.tolerant {
@@ -129,19 +138,21 @@ impl Inbox {
             total: head.total,
             received: 0,
             store,
+            touched: now,
         };
         self.partial.insert(key, partial);
         self.append(key, &head.payload)
     }
 
     /// A DATA frame.
-    pub(super) fn data(&mut self, key: Key, data: Data) -> Result<Arrival, ProtocolError> {
+    pub(super) fn data(&mut self, key: Key, data: Data, now: Instant) -> Result<Arrival, ProtocolError> {
         let len = data.payload.len() as u64;
-        let Some(partial) = self.partial.get(&key) else {
+        let Some(partial) = self.partial.get_mut(&key) else {
             // Unknown or cancelled exchange: chunks may still be on their way after a CANCEL.
             self.released += len;
             return Ok(Arrival::Nothing);
         };
+        partial.touched = now;
         let (expected, total) = (partial.received, partial.total);
         let end = data.offset + len;
         if data.offset != expected {
@@ -206,6 +217,18 @@ impl Inbox {
             self.released += partial.received;
         }
         true
+    }
+
+    /// When the longest-stalled partial message reaches `timeout` without a new chunk.
+    pub(super) fn stall_deadline(&self, timeout: Duration) -> Option<Instant> {
+        self.partial.values().map(|p| p.touched + timeout).min()
+    }
+
+    /// Drops the partial messages stalled for `timeout` at `now` (their tails were lost).
+    pub(super) fn expire_stalled(&mut self, now: Instant, timeout: Duration) -> Vec<Arrival> {
+        let stalled: Vec<Key> =
+            self.partial.iter().filter(|(_, p)| p.touched + timeout <= now).map(|(k, _)| *k).collect();
+        stalled.into_iter().map(|key| self.reject(key, 0, CancelReason::DAMAGED)).collect()
     }
 
     /// Bytes received of a partial message and its total.

@@ -393,7 +393,7 @@ impl Session {
             match frame {
                 Frame::Seq { seq, frame } => {
                     for frame in reliable.receive(seq, *frame) {
-                        self.handle_open_frame(frame)?;
+                        self.handle_open_frame(frame, now)?;
                         if self.state == State::Closed {
                             break;
                         }
@@ -406,11 +406,11 @@ impl Session {
                 _ => {}
             }
         }
-        self.handle_open_frame(frame)
+        self.handle_open_frame(frame, now)
     }
 
     /// A frame on an open connection, taken out of its SEQ if it came in one.
-    fn handle_open_frame(&mut self, frame: Frame) -> Result<(), ProtocolError> {
+    fn handle_open_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
         match frame {
             // §16.1: the peer did not get our HELLO and sends its own again: answer with ours.
             // §16.1: the peer repeats its HELLO until it has ours; our own repetitions answer it
@@ -418,8 +418,8 @@ impl Session {
             Frame::Hello(hello) if self.reliable.is_some() && self.peer.as_ref() == Some(&hello) => {}
             Frame::Hello(_) => return Err(ProtocolError::DuplicateHello),
             Frame::Seq { .. } | Frame::Ack { .. } => return Err(ProtocolError::NotNegotiated(frame.frame_type().0)),
-            Frame::Head(head) => self.handle_head(head)?,
-            Frame::Data(data) => self.handle_data(data)?,
+            Frame::Head(head) => self.handle_head(head, now)?,
+            Frame::Data(data) => self.handle_data(data, now)?,
             Frame::Cancel { xid, reason } => self.handle_cancel(Key::from_xid(xid), reason),
             Frame::Credit { limit } => self.outbox.credit.raise(limit),
             Frame::Ping { nonce } => self.push_control(Frame::Pong { nonce }),
@@ -459,7 +459,7 @@ impl Session {
         Ok(())
     }
 
-    fn handle_head(&mut self, head: Head) -> Result<(), ProtocolError> {
+    fn handle_head(&mut self, head: Head, now: Instant) -> Result<(), ProtocolError> {
         self.recv_credit.receive(head.payload.len())?;
         let key = Key::from_xid(head.xid);
         let exchange = if head.kind.opens_exchange() {
@@ -479,7 +479,7 @@ impl Session {
                 }
             }
         };
-        let arrival = self.inbox.head(key, exchange, head)?;
+        let arrival = self.inbox.head(key, exchange, head, now)?;
         self.handle_arrival(arrival);
         Ok(())
     }
@@ -505,10 +505,10 @@ impl Session {
         Ok(true)
     }
 
-    fn handle_data(&mut self, data: Data) -> Result<(), ProtocolError> {
+    fn handle_data(&mut self, data: Data, now: Instant) -> Result<(), ProtocolError> {
         self.recv_credit.receive(data.payload.len())?;
         let key = Key::from_xid(data.xid);
-        let arrival = self.inbox.data(key, data)?;
+        let arrival = self.inbox.data(key, data, now)?;
         self.handle_arrival(arrival);
         Ok(())
     }
@@ -672,16 +672,30 @@ impl Session {
             self.liveness.deadline(),
             self.reliable.as_ref().and_then(Reliable::deadline),
             self.hello_retry.map(|(at, _)| at),
+            self.stall_timeout().and_then(|timeout| self.inbox.stall_deadline(timeout)),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// Runs the timers due at `now`: keepalive pings and the silence and handshake deadlines.
+    /// The stall timeout in force: only on the lossy framing without reliable delivery, where a
+    /// lost tail would otherwise hold a partial message until the connection closes.
+    fn stall_timeout(&self) -> Option<Duration> {
+        let unreliable_lossy = self.config.framing == frame::Framing::Lossy && self.reliable.is_none();
+        self.config.stall_timeout.filter(|_| unreliable_lossy)
+    }
+
+    /// Runs the timers due at `now`: keepalive pings, retransmissions, stalled partial messages,
+    /// and the silence and handshake deadlines.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == State::Closed {
             return;
+        }
+        if let Some(timeout) = self.stall_timeout() {
+            for arrival in self.inbox.expire_stalled(now, timeout) {
+                self.handle_arrival(arrival);
+            }
         }
         if let Some((at, until)) = self.hello_retry {
             if at <= now {

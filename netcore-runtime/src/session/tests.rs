@@ -406,3 +406,28 @@ fn withheld_credit_is_announced_when_nothing_is_held() {
     got.sort_unstable();
     assert_eq!(got, [1605, 2942, 5959, 12288, 38647]);
 }
+
+#[test]
+fn a_partial_message_whose_tail_was_lost_is_dropped_after_the_stall_timeout() {
+    // Lossy framing without reliable delivery: the cable is cut mid-message, with no EOF.
+    let config = Config::lossy().with_keepalive(None);
+    let stall = config.stall_timeout.unwrap();
+    let mut pair = connected_pair(config.clone(), config);
+    let call = pair.a.request(route("/upload"), pattern(5_000, 1), SendOptions::default()).unwrap();
+    for _ in 0..4 {
+        pair.step_bytes(300);
+    }
+    assert!(pair.b.progress_in(Exchange::Theirs(0)).is_some());
+    pair.a_to_b.filter = Some(Box::new(|bytes: &mut Vec<u8>| bytes.clear()));
+    pair.run();
+    assert!(pair.b.poll_timeout().is_some_and(|t| t <= pair.now + stall), "a stall deadline is armed");
+    pair.advance(stall - Duration::from_millis(1));
+    assert!(pair.b.progress_in(Exchange::Theirs(0)).is_some(), "not before the timeout");
+    pair.advance(Duration::from_millis(1));
+    assert_eq!(pair.b.progress_in(Exchange::Theirs(0)), None, "dropped: its slot and storage are free");
+    assert!(pair.b.is_idle());
+    // The sender hears CANCEL DAMAGED and its call fails.
+    pair.run();
+    assert!(pair.take_a().iter().any(|e| matches!(e,
+        Event::Cancelled { exchange: Exchange::Ours(m), reason } if *m == call && *reason == CancelReason::DAMAGED)));
+}
