@@ -196,6 +196,9 @@ fn main() {
         if wanted("bulk_mib_s") {
             entries.push(bulk(&plan, &data));
         }
+        if wanted("bulk_stored_mib_s") {
+            entries.push(bulk_stored(&plan, &data));
+        }
         if wanted("hol_p99_us") {
             let (entry, share) = hol(&plan, &data, &mut notes);
             entries.push(entry);
@@ -298,9 +301,22 @@ async fn burst(client: &Client, callers: usize, time: Duration) -> f64 {
 }
 
 /// `bulk_mib_s`: one large payload, end to end until the receiver has it all (median of runs).
+/// Each receiver consumes the bytes as they arrive: raw_tcp counts them, netcore's handler reads
+/// them from its [`BodyStream`](netcore::endpoint::BodyStream), tarpc decodes the whole message.
 fn bulk(plan: &Plan, data: &Bytes) -> Entry {
-    let mut entry = Entry::new("bulk_mib_s", "MiB/s");
-    for system in System::chosen() {
+    bulk_into(Entry::new("bulk_mib_s", "MiB/s"), System::chosen(), "/sink", plan, data)
+}
+
+/// `bulk_stored_mib_s` (netcore only, not one of the workloads): the same payload into a
+/// route that is not streamed, so the receiver stores it in a spill file (it is above the
+/// in-memory limit) before the handler runs: the cost of keeping it.
+fn bulk_stored(plan: &Plan, data: &Bytes) -> Entry {
+    let netcore = System::chosen().into_iter().filter(|s| *s == System::Netcore).collect();
+    bulk_into(Entry::new("bulk_stored_mib_s", "MiB/s"), netcore, "/store", plan, data)
+}
+
+fn bulk_into(mut entry: Entry, systems: Vec<System>, route: &'static str, plan: &Plan, data: &Bytes) -> Entry {
+    for system in systems {
         let peers = Peers::new();
         let addr = peers.serve(system);
         let (data, runs) = (data.clone(), plan.bulk_runs);
@@ -312,7 +328,7 @@ fn bulk(plan: &Plan, data: &Bytes) -> Entry {
                 // tarpc takes its argument by value: the copy is made before the clock starts.
                 let body = client.bulk_body(&data);
                 let started = Instant::now();
-                let received = client.sink(body, Priority::LOW).await;
+                let received = client.sink_to(route, body, Priority::LOW).await;
                 let took = started.elapsed();
                 assert_eq!(received, data.len() as u64, "{} lost bytes", system.name());
                 rates.push(data.len() as f64 / MIB as f64 / took.as_secs_f64());
@@ -686,7 +702,16 @@ fn netcore_server(config: Config) -> Endpoint {
         .config(config)
         .route("/echo", |req| async move { Ok(Response::bytes(req.bytes()?)) })
         // Answers with the length only: a large payload stays where the runtime stored it.
-        .route("/sink", |req| async move { Ok(Response::bytes(req.payload().len()?.to_le_bytes().to_vec())) })
+        // Reads the payload as it arrives and answers with its length, as raw_tcp's server does.
+        .streaming_route("/sink", |_req, mut body| async move {
+            let mut received = 0u64;
+            while let Some(chunk) = body.chunk().await? {
+                received += chunk.len() as u64;
+            }
+            Ok(Response::bytes(received.to_le_bytes().to_vec()))
+        })
+        // Answers with the length only: a large payload stays where the runtime stored it.
+        .route("/store", |req| async move { Ok(Response::bytes(req.payload().len()?.to_le_bytes().to_vec())) })
         .build()
         .expect("server endpoint")
 }
@@ -769,6 +794,12 @@ impl Client {
 
     /// Sends a large payload; the byte count the receiver reports.
     async fn sink(&self, body: BulkBody, priority: Priority) -> u64 {
+        self.sink_to("/sink", body, priority).await
+    }
+
+    /// Sends a large payload to a netcore `route` (other systems have one sink); the byte count
+    /// the receiver reports.
+    async fn sink_to(&self, route: &str, body: BulkBody, priority: Priority) -> u64 {
         match (self, body) {
             (Client::RawDirect(io), BulkBody::Shared(data)) => {
                 let mut io = io.lock().await;
@@ -782,7 +813,7 @@ impl Client {
             }
             (Client::Netcore(conn), BulkBody::Shared(data)) => {
                 let opts = CallOptions::default().priority(priority);
-                let reply = conn.call_with(Route::Name("/sink".into()), Body::Bytes(data), opts).await;
+                let reply = conn.call_with(Route::Name(route.into()), Body::Bytes(data), opts).await;
                 reply_u64(&reply.expect("netcore sink").bytes().expect("reply"))
             }
             _ => unreachable!("bulk_body matches the client"),

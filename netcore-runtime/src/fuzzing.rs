@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::frame::{self, decode_body, encode_body, encoded_body_len, lossy, Decoder, Frame, Framing, Hello, Limits};
-use crate::session::{Body, Config, Event, Exchange, Keepalive, Reliability, SendOptions, Session, PROTOCOL_VERSION};
+use crate::session::{
+    Body, Config, Event, Exchange, Incoming, Keepalive, Payload, Reliability, SendOptions, Session, PROTOCOL_VERSION,
+};
 use crate::{varint, Kind, Route};
 
 /// Body limits the decoder targets choose from (selector bits 6–7).
@@ -97,7 +99,14 @@ pub fn handshake(data: &[u8]) {
         .with_reliable(reliable.then(Reliability::default));
     let now = Instant::now();
     let session = Session::new(config, now);
-    let mut h = Harness { session, sent: Decoder::new(framing, 1 << 20), window: 0, now, report: Report::default() };
+    let mut h = Harness {
+        session,
+        sent: Decoder::new(framing, 1 << 20),
+        window: 0,
+        now,
+        report: Report::default(),
+        streams: Default::default(),
+    };
     let link = match selector & 8 != 0 {
         false => input.to_vec(),
         true if selector & 0x10 != 0 => {
@@ -346,6 +355,8 @@ struct Harness {
     window: u64,
     now: Instant,
     report: Report,
+    /// Streamed messages being read (§8.3): bytes announced and bytes seen so far.
+    streams: std::collections::HashMap<Exchange, (u64, u64)>,
 }
 
 impl Harness {
@@ -377,6 +388,26 @@ impl Harness {
 
     fn on_event(&mut self, event: Event) {
         match event {
+            Event::Message(Incoming { exchange, kind, payload: Payload::Streamed { total }, .. }) => {
+                assert!(self.streams.insert(exchange, (total, 0)).is_none(), "a stream starts once");
+                if let (Exchange::Theirs(id), Kind::Request) = (exchange, kind) {
+                    // Answer before the payload is in, as a streaming handler may (§6).
+                    let _ = self.session.respond(id, Ok(Body::from(vec![0x5b; 300])), SendOptions::default());
+                }
+            }
+            Event::Chunk { exchange, bytes, end } => {
+                let (total, seen) = self.streams.get_mut(&exchange).expect("a chunk follows its stream's start");
+                *seen += bytes.len() as u64;
+                assert!(*seen <= *total && (*seen == *total) == end, "{seen} of {total} bytes, end {end}");
+                if end {
+                    self.streams.remove(&exchange);
+                    self.report.messages += 1;
+                }
+                self.session.consumed(bytes.len() as u64);
+            }
+            Event::Cancelled { exchange, .. } => {
+                self.streams.remove(&exchange);
+            }
             Event::Message(message) => {
                 self.report.messages += 1;
                 let len = message.payload.len().expect("a received payload is readable");
@@ -415,10 +446,19 @@ fn run_session(framing: Framing, reliable: bool, data: &[u8]) -> Report {
         .with_keepalive(Some(Keepalive { interval: Duration::from_secs(1), max_missed: 2 }))
         .with_reliable(reliable.then(|| Reliability::default().with_window(8)));
     let now = Instant::now();
-    let session = Session::new(config, now);
+    let mut session = Session::new(config, now);
+    // Half the routes are read as streams (§8.3), the others reassembled.
+    session.stream_when(|route| route.id() % 2 == 1);
     // The session may override the window (the lossy framing uses no credit, §5.5).
     let window = session.config().limits.window;
-    let mut h = Harness { session, sent: Decoder::new(framing, 1 << 20), window, now, report: Report::default() };
+    let mut h = Harness {
+        session,
+        sent: Decoder::new(framing, 1 << 20),
+        window,
+        now,
+        report: Report::default(),
+        streams: Default::default(),
+    };
 
     let mut hello = Hello::new(PROTOCOL_VERSION, PROTOCOL_VERSION, 0, Limits { max_frame: 1024, ..Limits::default() });
     if reliable {

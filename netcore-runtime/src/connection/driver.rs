@@ -15,9 +15,11 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::{Command, Connection, ConnectionId, LinkState, Shared};
+use super::{Command, Connection, ConnectionId, CreditReturn, LinkState, Shared};
 use crate::endpoint::wire::{decode_headers, encode_headers};
-use crate::endpoint::{CallError, EndpointEvent, ErrorCode, HandlerError, PayloadSlot, Reply, Request, Response};
+use crate::endpoint::{
+    BodyStream, CallError, EndpointEvent, ErrorCode, HandlerError, PayloadSlot, Reply, Request, Response,
+};
 use crate::frame::{Kind, Route};
 use crate::session::{
     Body, CloseReason, Config, Event, Exchange, Incoming, MessageId, Payload, Progress, SendError, SendOptions, Session,
@@ -27,6 +29,8 @@ use crate::session::{
 pub(crate) trait Dispatch: Send + Sync + 'static {
     /// The name under which a route is registered, or the best name for an unknown one.
     fn route_name(&self, route: &Route) -> Arc<str>;
+    /// Whether requests to this route are streamed to their handler.
+    fn streams(&self, route: &Route) -> bool;
     /// Runs the handler chain for a request or one-way message.
     fn handle(
         self: Arc<Self>,
@@ -71,14 +75,18 @@ where
         label,
         commands,
         dropped: Default::default(),
+        consumed: Default::default(),
         wake: Default::default(),
         next_token: Default::default(),
         state,
     });
     let connection = Connection { shared: shared.clone() };
     let (done_tx, done_rx) = mpsc::channel(MAX_HANDLERS);
+    let mut session = Session::new(config, Instant::now().into_std());
+    let routes = dispatch.clone();
+    session.stream_when(move |route| routes.streams(route));
     let driver = Driver {
-        session: Session::new(config, Instant::now().into_std()),
+        session,
         shared,
         dispatch,
         state: state_tx,
@@ -86,6 +94,7 @@ where
         tokens: HashMap::new(),
         notifies: HashMap::new(),
         handlers: HashMap::new(),
+        streams: HashMap::new(),
         handler_slots: Arc::new(Semaphore::new(MAX_HANDLERS)),
         done_tx,
         closing: false,
@@ -114,6 +123,8 @@ struct Driver {
     notifies: HashMap<MessageId, oneshot::Sender<Result<(), CallError>>>,
     /// Running handlers of the peer's requests, by exchange id.
     handlers: HashMap<u32, AbortHandle>,
+    /// Streamed payloads being fed to their handlers, by exchange id.
+    streams: HashMap<u32, mpsc::UnboundedSender<bytes::Bytes>>,
     handler_slots: Arc<Semaphore>,
     done_tx: mpsc::Sender<HandlerResult>,
     /// A graceful close was asked for: refuse new calls, close when idle.
@@ -134,7 +145,11 @@ impl Driver {
             crate::frame::Framing::Lossy => 1,
         };
         loop {
-            self.drain_events();
+            if self.drain_events() {
+                // Let the handlers read the chunks just handed to them before the next read: the
+                // read buffer they point into is then free to reuse, and their credit returns.
+                tokio::task::yield_now().await;
+            }
             if self.closing && self.session.is_idle() && self.handlers.is_empty() && !self.session.is_closed() {
                 self.session.close("closed by the application");
                 continue;
@@ -188,6 +203,7 @@ impl Driver {
                         self.handle_command(command);
                     }
                     self.cancel_dropped();
+                    self.session.consumed(self.shared.consumed.swap(0, std::sync::atomic::Ordering::Relaxed));
                 }
                 () = sleep_until(deadline), if deadline.is_some() => {
                     if self.session.is_closed() {
@@ -253,11 +269,22 @@ impl Driver {
         }
     }
 
-    fn drain_events(&mut self) {
-        while self.handler_slots.available_permits() > 0 {
+    /// Acts on the session's events in order. A request waits (and every event behind it) while
+    /// all handler slots are taken; a streamed payload's chunks never wait for a slot, since the
+    /// handlers holding the slots may be the ones reading them.
+    /// Whether it fed chunks to a streamed payload's reader.
+    fn drain_events(&mut self) -> bool {
+        let mut fed = false;
+        loop {
+            let starts_handler = matches!(self.session.peek_event(), Some(Event::Message(m)) if matches!(m.exchange, Exchange::Theirs(_)));
+            if starts_handler && self.handler_slots.available_permits() == 0 {
+                break;
+            }
             let Some(event) = self.session.poll_event() else { break };
+            fed |= matches!(event, Event::Chunk { .. });
             self.handle_event(event);
         }
+        fed
     }
 
     fn handle_event(&mut self, event: Event) {
@@ -270,6 +297,7 @@ impl Driver {
                 Exchange::Ours(id) => self.complete_call(id, message),
                 Exchange::Theirs(id) => self.start_handler(id, message),
             },
+            Event::Chunk { exchange, bytes, end } => self.feed_stream(exchange, bytes, end),
             Event::Sent(id) => {
                 if let Some(done) = self.notifies.remove(&id) {
                     let _ = done.send(Ok(()));
@@ -285,6 +313,7 @@ impl Driver {
                 }
             }
             Event::Cancelled { exchange: Exchange::Theirs(id), reason } => {
+                self.streams.remove(&id);
                 if let Some(handler) = self.handlers.remove(&id) {
                     handler.abort();
                 }
@@ -305,15 +334,41 @@ impl Driver {
         let _ = call.reply.send(result);
     }
 
+    /// Hands a streamed chunk to its handler's [`BodyStream`]; one nobody will read gives its
+    /// credit back at once.
+    fn feed_stream(&mut self, exchange: Exchange, bytes: bytes::Bytes, end: bool) {
+        let Exchange::Theirs(id) = exchange else { return self.session.consumed(bytes.len() as u64) };
+        let len = bytes.len() as u64;
+        let unread = match self.streams.get(&id) {
+            Some(feed) => feed.send(bytes).is_err(),
+            None => true,
+        };
+        if unread {
+            self.session.consumed(len);
+        }
+        if end {
+            self.streams.remove(&id);
+        }
+    }
+
     fn start_handler(&mut self, exchange: u32, message: Incoming) {
         let wants_reply = message.kind == Kind::Request;
         let route = message.route.unwrap_or(Route::Id(0));
+        let body = match message.payload {
+            Payload::Streamed { total } => {
+                let (feed, chunks) = mpsc::unbounded_channel();
+                self.streams.insert(exchange, feed);
+                Some(BodyStream::new(chunks, total, CreditReturn(self.shared.clone())))
+            }
+            _ => None,
+        };
         let request = Request {
             route: self.dispatch.route_name(&route),
             route_id: route.id(),
             exchange: wants_reply.then_some(exchange),
             headers: Default::default(),
             payload: PayloadSlot::new(message.payload),
+            body,
             priority: message.priority,
             connection: self.connection(),
             extensions: Default::default(),
@@ -378,6 +433,7 @@ impl Driver {
         for (_, handler) in self.handlers.drain() {
             handler.abort();
         }
+        self.streams.clear();
         self.state.send_replace(LinkState::Closed(reason.clone()));
         self.dispatch.emit(EndpointEvent::Disconnect { connection: self.shared.id, reason });
     }
@@ -406,7 +462,9 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> Result<Response, HandlerErr
 fn error_from_payload(payload: &Payload) -> HandlerError {
     match payload {
         Payload::Memory(bytes) => HandlerError::from_payload(bytes),
-        Payload::File(_) => HandlerError::new(ErrorCode::INTERNAL, "error payload too large"),
+        Payload::File(_) | Payload::Streamed { .. } => {
+            HandlerError::new(ErrorCode::INTERNAL, "error payload too large")
+        }
     }
 }
 

@@ -91,6 +91,8 @@ pub(crate) struct Shared {
     /// Calls whose futures were dropped or timed out, for the driver to cancel.
     dropped: Mutex<Vec<(u64, CancelReason)>>,
     wake: Notify,
+    /// Bytes of streamed chunks the application has read, whose credit the driver returns.
+    consumed: AtomicU64,
     next_token: AtomicU64,
     state: watch::Receiver<LinkState>,
 }
@@ -199,6 +201,24 @@ impl Connection {
             LinkState::Closed(reason) => reason.clone(),
             _ => CloseReason::Disconnected,
         }
+    }
+}
+
+/// How a [`BodyStream`](crate::endpoint::BodyStream) hands the credit of the chunks it read back
+/// to its connection's driver.
+#[derive(Clone)]
+pub(crate) struct CreditReturn(pub(crate) Arc<Shared>);
+
+impl CreditReturn {
+    pub(crate) fn give(&self, bytes: u64) {
+        self.0.consumed.fetch_add(bytes, Ordering::Relaxed);
+        self.0.wake.notify_one();
+    }
+}
+
+impl fmt::Debug for CreditReturn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CreditReturn").field(&self.0.id).finish()
     }
 }
 

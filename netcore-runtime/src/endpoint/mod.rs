@@ -7,6 +7,7 @@ mod events;
 mod request;
 mod router;
 mod scheduler;
+mod stream;
 pub(crate) mod wire;
 
 use std::collections::HashMap;
@@ -27,18 +28,19 @@ pub(crate) use request::PayloadSlot;
 pub use request::{Extensions, Reply, Request, Response};
 pub use router::{handler, Blueprint, RequestInfo, RouteService};
 pub use scheduler::{Scheduler, TaskHandle};
+pub use stream::BodyStream;
 pub use wire::Headers;
 
 use crate::connection::{self, Connection, ConnectionId, Dispatch};
 use crate::frame::Route;
 use crate::session::Config;
-use router::{layer_fn, AfterHook, BeforeHook, ErrorHandler, LayerFn, Router};
+use router::{layer_fn, AfterHook, BeforeHook, ErrorHandler, LayerFn, RouteDef, Router};
 
 /// Collects routes, hooks and settings; [`build`](Self::build) checks them and makes the endpoint.
 #[derive(Default)]
 pub struct EndpointBuilder {
     config: Option<Config>,
-    routes: Vec<(String, RouteService)>,
+    routes: Vec<RouteDef>,
     default: Option<RouteService>,
     layers: Vec<LayerFn>,
     before: Vec<BeforeHook>,
@@ -72,7 +74,36 @@ impl EndpointBuilder {
 
     /// Adds a route handled by a service.
     pub fn route_service(mut self, name: &str, service: RouteService) -> Self {
-        self.routes.push((name.to_owned(), service));
+        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: false });
+        self
+    }
+
+    /// Adds a route whose payloads are handed to `f` as they arrive, never stored whole: its
+    /// handler starts as soon as a request's first frame is in, and reads the payload with
+    /// [`BodyStream::chunk`]. The peer sends only as fast as the handler reads (flow control).
+    /// For uploads to write somewhere as they come: flash, a file, a decoder.
+    ///
+    /// ```
+    /// use netcore_runtime::{Endpoint, Response};
+    ///
+    /// let endpoint = Endpoint::builder()
+    ///     .streaming_route("/firmware", |_req, mut body| async move {
+    ///         let mut crc = 0u32;
+    ///         while let Some(chunk) = body.chunk().await? {
+    ///             crc = chunk.iter().fold(crc, |c, b| c.rotate_left(5) ^ u32::from(*b));
+    ///         }
+    ///         Ok(Response::bytes(crc.to_le_bytes().to_vec()))
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(endpoint);
+    /// ```
+    pub fn streaming_route<F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Request, BodyStream) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
+    {
+        self.routes.push(RouteDef { name: name.to_owned(), service: router::streaming_handler(f), streaming: true });
         self
     }
 
@@ -300,6 +331,10 @@ impl Endpoint {
 impl Dispatch for Inner {
     fn route_name(&self, route: &Route) -> Arc<str> {
         self.router.name(route)
+    }
+
+    fn streams(&self, route: &Route) -> bool {
+        self.router.streams(route)
     }
 
     fn handle(

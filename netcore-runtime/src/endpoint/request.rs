@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::wire::Headers;
-use super::HandlerError;
+use super::{BodyStream, HandlerError};
 use crate::codec;
 use crate::connection::{Connection, ConnectionId};
 use crate::frame::Priority;
@@ -46,6 +46,8 @@ pub struct Request {
     pub(crate) exchange: Option<u32>,
     pub(crate) headers: Headers,
     pub(crate) payload: PayloadSlot,
+    /// The payload's chunks, for a streaming route.
+    pub(crate) body: Option<BodyStream>,
     pub(crate) priority: Priority,
     pub(crate) connection: Connection,
     pub(crate) extensions: Extensions,
@@ -97,9 +99,22 @@ impl Request {
         &mut self.extensions
     }
 
-    /// The payload as received (in memory, or in a file for large messages).
+    /// The payload as received (in memory, or in a file for large messages; for a streaming
+    /// route, [`Payload::Streamed`]: read it with [`body_stream`](Self::body_stream)).
     pub fn payload(&self) -> &Payload {
         self.payload.get()
+    }
+
+    /// The payload as a stream of chunks: for a streaming route, the chunks as they arrive (taken
+    /// once; a second call gives an empty stream); otherwise the stored payload as one chunk.
+    pub fn body_stream(&mut self) -> Result<BodyStream, HandlerError> {
+        if let Some(body) = self.body.take() {
+            return Ok(body);
+        }
+        match self.payload.get() {
+            Payload::Streamed { .. } => Ok(BodyStream::from_bytes(Bytes::new())),
+            stored => Ok(BodyStream::from_bytes(payload_bytes(stored)?)),
+        }
     }
 
     /// Takes the payload, for example to persist a received file.
@@ -162,6 +177,7 @@ pub(crate) fn payload_bytes(payload: &Payload) -> std::io::Result<Bytes> {
     match payload {
         Payload::Memory(bytes) => Ok(bytes.clone()),
         Payload::File(file) => std::fs::read(file.path()).map(Bytes::from),
+        Payload::Streamed { .. } => payload.to_vec().map(Bytes::from),
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-use super::{BuildError, ErrorCode, HandlerError, Request, Response};
+use super::{BodyStream, BuildError, ErrorCode, HandlerError, Request, Response};
 use crate::connection::ConnectionId;
 use crate::frame::{route_id, Route};
 
@@ -41,6 +41,31 @@ where
     }))
 }
 
+/// Turns an async function of a request and its streamed payload into a route service.
+pub(crate) fn streaming_handler<F, Fut>(f: F) -> RouteService
+where
+    F: Fn(Request, BodyStream) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
+{
+    handler(move |mut request: Request| {
+        let (f, body) = (f.clone(), request.body_stream());
+        async move { f(request, body?).await }
+    })
+}
+
+/// A route as registered: its full name, its service, and whether its payloads are streamed.
+pub(crate) struct RouteDef {
+    pub(crate) name: String,
+    pub(crate) service: RouteService,
+    pub(crate) streaming: bool,
+}
+
+impl Clone for RouteDef {
+    fn clone(&self) -> Self {
+        Self { name: self.name.clone(), service: self.service.clone(), streaming: self.streaming }
+    }
+}
+
 /// Wraps a tower layer so it can be applied to every route.
 pub(crate) fn layer_fn<L>(layer: L) -> LayerFn
 where
@@ -55,13 +80,13 @@ where
 #[derive(Clone)]
 pub struct Blueprint {
     prefix: String,
-    routes: Vec<(String, RouteService)>,
+    routes: Vec<RouteDef>,
     layers: Vec<LayerFn>,
 }
 
 impl std::fmt::Debug for Blueprint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<_> = self.routes.iter().map(|(n, _)| n).collect();
+        let names: Vec<_> = self.routes.iter().map(|route| &route.name).collect();
         f.debug_struct("Blueprint").field("prefix", &self.prefix).field("routes", &names).finish()
     }
 }
@@ -83,7 +108,19 @@ impl Blueprint {
 
     /// Adds a route handled by a service.
     pub fn route_service(mut self, name: &str, service: RouteService) -> Self {
-        self.routes.push((format!("{}{}", self.prefix, name), service));
+        self.routes.push(RouteDef { name: format!("{}{}", self.prefix, name), service, streaming: false });
+        self
+    }
+
+    /// Adds a route whose payloads are streamed to an async function as they arrive (see
+    /// [`EndpointBuilder::streaming_route`](super::EndpointBuilder::streaming_route)).
+    pub fn streaming_route<F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Request, BodyStream) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
+    {
+        let name = format!("{}{}", self.prefix, name);
+        self.routes.push(RouteDef { name, service: streaming_handler(f), streaming: true });
         self
     }
 
@@ -98,9 +135,9 @@ impl Blueprint {
         self
     }
 
-    pub(crate) fn into_routes(self) -> impl Iterator<Item = (String, RouteService)> {
+    pub(crate) fn into_routes(self) -> impl Iterator<Item = RouteDef> {
         let layers = self.layers;
-        self.routes.into_iter().map(move |(name, service)| (name, apply(&layers, service)))
+        self.routes.into_iter().map(move |route| RouteDef { service: apply(&layers, route.service), ..route })
     }
 }
 
@@ -112,6 +149,7 @@ pub(crate) fn apply(layers: &[LayerFn], service: RouteService) -> RouteService {
 struct Entry {
     name: Arc<str>,
     service: RouteService,
+    streaming: bool,
 }
 
 /// The frozen routing table and handler chain of an endpoint.
@@ -125,7 +163,7 @@ pub(crate) struct Router {
 
 impl Router {
     pub(crate) fn new(
-        routes: Vec<(String, RouteService)>,
+        routes: Vec<RouteDef>,
         default: Option<RouteService>,
         layers: &[LayerFn],
         before: Vec<BeforeHook>,
@@ -133,7 +171,7 @@ impl Router {
         on_error: Option<ErrorHandler>,
     ) -> Result<Self, BuildError> {
         let mut table: HashMap<u32, Entry> = HashMap::new();
-        for (name, service) in routes {
+        for RouteDef { name, service, streaming } in routes {
             let id = route_id(&name);
             if let Some(existing) = table.get(&id) {
                 return Err(if *existing.name == *name {
@@ -142,7 +180,7 @@ impl Router {
                     BuildError::RouteIdCollision(existing.name.to_string(), name, id)
                 });
             }
-            table.insert(id, Entry { name: name.into(), service: apply(layers, service) });
+            table.insert(id, Entry { name: name.into(), service: apply(layers, service), streaming });
         }
         let default = default.map(|service| apply(layers, service));
         Ok(Self { routes: table, default, before, after, on_error })
@@ -157,6 +195,20 @@ impl Router {
                 None => Arc::from(format!("#{id:08x}")),
             },
         }
+    }
+
+    /// The registered route `route` names, if any: by id, or by name (which must match exactly,
+    /// not merely by hash).
+    fn entry(&self, route: &Route) -> Option<&Entry> {
+        match route {
+            Route::Name(name) => self.routes.get(&route_id(name)).filter(|entry| *entry.name == **name),
+            Route::Id(id) => self.routes.get(id),
+        }
+    }
+
+    /// Whether requests to `route` are streamed to their handler.
+    pub(crate) fn streams(&self, route: &Route) -> bool {
+        self.entry(route).is_some_and(|entry| entry.streaming)
     }
 
     /// Runs the handler chain for one request.

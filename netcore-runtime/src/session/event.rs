@@ -28,6 +28,12 @@ pub enum Payload {
     Memory(Bytes),
     /// Stored in a temporary file, which is deleted when this value is dropped unless persisted.
     File(NamedTempFile),
+    /// Delivered as it arrives, in [`Event::Chunk`]s that follow this message's event (see
+    /// [`Session::stream_when`](super::Session::stream_when)); `total` bytes are announced.
+    Streamed {
+        /// The payload's length as the sender announced it.
+        total: u64,
+    },
 }
 
 impl Payload {
@@ -36,6 +42,7 @@ impl Payload {
         match self {
             Payload::Memory(bytes) => Ok(bytes.to_vec()),
             Payload::File(file) => std::fs::read(file.path()),
+            Payload::Streamed { .. } => Err(streamed_error()),
         }
     }
 
@@ -44,6 +51,7 @@ impl Payload {
         match self {
             Payload::Memory(bytes) => Ok(bytes.len() as u64),
             Payload::File(file) => Ok(file.as_file().metadata()?.len()),
+            Payload::Streamed { total } => Ok(*total),
         }
     }
 
@@ -53,7 +61,12 @@ impl Payload {
     }
 }
 
-/// A complete message from the peer.
+/// The error of reading a streamed payload as a whole.
+fn streamed_error() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Unsupported, "the payload is streamed: read it chunk by chunk")
+}
+
+/// A message from the peer: complete, or the start of a streamed one ([`Payload::Streamed`]).
 #[derive(Debug)]
 pub struct Incoming {
     /// The exchange it belongs to: [`Exchange::Theirs`] for requests and one-way messages,
@@ -119,8 +132,21 @@ impl fmt::Display for CloseReason {
 pub enum Event {
     /// The handshake completed; the peer's HELLO.
     Connected(Hello),
-    /// A complete message.
+    /// A complete message, or the start of a streamed one ([`Payload::Streamed`]).
     Message(Incoming),
+    /// The next piece of a streamed message's payload, in order. Its bytes hold flow-control
+    /// credit until the application hands them back with
+    /// [`Session::consumed`](super::Session::consumed). The last chunk has `end` set (and may be
+    /// empty); a stream that stops without one was cancelled ([`Event::Cancelled`]) or the
+    /// session closed.
+    Chunk {
+        /// The message's exchange.
+        exchange: Exchange,
+        /// The bytes.
+        bytes: Bytes,
+        /// Whether this is the last chunk.
+        end: bool,
+    },
     /// The last byte of an outgoing message was handed to the transport.
     Sent(MessageId),
     /// An exchange was abandoned, by the peer or because its message could not be delivered.

@@ -2,7 +2,8 @@
 //!
 //! Any interleaving of chunks of many messages delivers each message once, intact. Messages up to
 //! `inline_limit` grow in memory as their bytes arrive (never by the size a peer claims); larger
-//! ones are written to a temporary file that is deleted unless the message completes.
+//! ones are written to a temporary file that is deleted unless the message completes. Messages the
+//! application chose to stream (a [`StreamPolicy`]) are handed over chunk by chunk as they arrive.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -23,9 +24,18 @@ pub(super) enum Arrival {
     Nothing,
     /// A whole message; `held` bytes of credit are released when the application takes it.
     Complete { message: Incoming, held: u64 },
-    /// The message was dropped; the peer must be told with a CANCEL.
-    Rejected { key: Key, reason: CancelReason },
+    /// A streamed message starts ([`Payload::Streamed`]), with its first bytes. Streamed bytes
+    /// hold their credit until the application says it consumed them.
+    Begin { message: Incoming, first: Bytes, end: bool },
+    /// The next bytes of a streamed message.
+    Chunk { exchange: Exchange, bytes: Bytes, end: bool },
+    /// The message was dropped; the peer must be told with a CANCEL. `seen`: the application
+    /// was already given its start (a streamed message) and must be told too.
+    Rejected { key: Key, reason: CancelReason, seen: bool },
 }
+
+/// Which incoming requests and one-way messages are streamed, by route.
+pub type StreamPolicy = Box<dyn Fn(&Route) -> bool + Send>;
 
 struct Partial {
     exchange: Exchange,
@@ -43,6 +53,8 @@ struct Partial {
 enum Store {
     Memory(Vec<u8>),
     File(NamedTempFile),
+    /// Handed to the application as it arrives.
+    Stream,
 }
 
 impl Store {
@@ -62,7 +74,20 @@ impl Store {
                 file.as_file_mut().write_all(bytes)?;
                 Ok(bytes.len() as u64)
             }
+            Store::Stream => Ok(0),
         }
+    }
+}
+
+/// A message as the application sees it, from its HEAD.
+fn incoming(exchange: Exchange, head: &Head, payload: Payload) -> Incoming {
+    Incoming {
+        exchange,
+        kind: head.kind,
+        route: head.route.clone(),
+        priority: head.priority,
+        meta: head.meta.clone(),
+        payload,
     }
 }
 
@@ -75,11 +100,29 @@ pub(super) struct Inbox {
     tolerant: bool,
     /// Credit released by the last call; the session collects it.
     released: u64,
+    stream_policy: Option<StreamPolicy>,
 }
 
 impl Inbox {
     pub(super) fn new(limits: Limits, spill_dir: Option<PathBuf>, tolerant: bool) -> Self {
-        Self { partial: HashMap::new(), limits, spill_dir, tolerant, released: 0 }
+        Self { partial: HashMap::new(), limits, spill_dir, tolerant, released: 0, stream_policy: None }
+    }
+
+    pub(super) fn set_stream_policy(&mut self, policy: StreamPolicy) {
+        self.stream_policy = Some(policy);
+    }
+
+    /// Whether the application chose to stream this message (requests and one-way messages only).
+    fn streams(&self, head: &Head) -> bool {
+        match (&self.stream_policy, &head.route) {
+            (Some(policy), Some(route)) if head.kind.opens_exchange() => policy(route),
+            _ => false,
+        }
+    }
+
+    /// Whether `key` is a partial message being streamed to the application.
+    pub(super) fn is_streamed(&self, key: Key) -> bool {
+        self.partial.get(&key).is_some_and(|p| matches!(p.store, Store::Stream))
     }
 
     /// Credit released since the last call: bytes dropped or written to storage.
@@ -106,21 +149,26 @@ impl Inbox {
         if head.total > self.limits.max_message {
             return Ok(self.reject(key, len, CancelReason::TOO_LARGE));
         }
+        let streamed = self.streams(&head);
         if head.is_complete() {
-            let message = Incoming {
-                exchange,
-                kind: head.kind,
-                route: head.route,
-                priority: head.priority,
-                meta: head.meta,
-                payload: Payload::Memory(head.payload),
-            };
-            return Ok(Arrival::Complete { message, held: len });
+            return Ok(match streamed {
+                true => Arrival::Begin {
+                    message: incoming(exchange, &head, Payload::Streamed { total: head.total }),
+                    first: head.payload,
+                    end: true,
+                },
+                false => Arrival::Complete {
+                    message: incoming(exchange, &head, Payload::Memory(head.payload.clone())),
+                    held: len,
+                },
+            });
         }
         if self.partial.len() >= self.limits.max_in_flight as usize {
             return Ok(self.reject(key, len, CancelReason::REFUSED));
         }
-        let store = if head.total <= self.limits.inline_limit {
+        let store = if streamed {
+            Store::Stream
+        } else if head.total <= self.limits.inline_limit {
             Store::Memory(Vec::with_capacity(head.payload.len()))
         } else {
             let dir = self.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -132,16 +180,22 @@ impl Inbox {
         let partial = Partial {
             exchange,
             kind: head.kind,
-            route: head.route,
+            route: head.route.clone(),
             priority: head.priority,
-            meta: head.meta,
+            meta: head.meta.clone(),
             total: head.total,
             received: 0,
             store,
             touched: now,
         };
         self.partial.insert(key, partial);
-        self.append(key, &head.payload)
+        if streamed {
+            // The application starts on the HEAD; its payload bytes are the first chunk.
+            let message = incoming(exchange, &head, Payload::Streamed { total: head.total });
+            self.partial.get_mut(&key).expect("just inserted").received = len;
+            return Ok(Arrival::Begin { message, first: head.payload, end: false });
+        }
+        self.append(key, head.payload)
     }
 
     /// A DATA frame.
@@ -171,17 +225,25 @@ impl Inbox {
             }
             return Ok(self.reject(key, len, CancelReason::DAMAGED));
         }
-        self.append(key, &data.payload)
+        self.append(key, data.payload)
     }
 
-    fn append(&mut self, key: Key, bytes: &[u8]) -> Result<Arrival, ProtocolError> {
+    fn append(&mut self, key: Key, bytes: Bytes) -> Result<Arrival, ProtocolError> {
         let partial = self.partial.get_mut(&key).expect("caller checked");
-        match partial.store.append(bytes, partial.total) {
+        match partial.store.append(&bytes, partial.total) {
             Ok(on_disk) => self.released += on_disk,
             Err(_) => return Ok(self.reject(key, bytes.len() as u64, CancelReason::IO)),
         }
         partial.received += bytes.len() as u64;
-        if partial.received < partial.total {
+        let end = partial.received == partial.total;
+        if let Store::Stream = partial.store {
+            let exchange = partial.exchange;
+            if end {
+                self.partial.remove(&key);
+            }
+            return Ok(Arrival::Chunk { exchange, bytes, end });
+        }
+        if !end {
             return Ok(Arrival::Nothing);
         }
         let partial = self.partial.remove(&key).expect("present");
@@ -189,8 +251,9 @@ impl Inbox {
             Store::Memory(buf) => (Payload::Memory(buf.into()), partial.total),
             Store::File(mut file) => match file.as_file_mut().flush() {
                 Ok(()) => (Payload::File(file), 0),
-                Err(_) => return Ok(Arrival::Rejected { key, reason: CancelReason::IO }),
+                Err(_) => return Ok(Arrival::Rejected { key, reason: CancelReason::IO, seen: false }),
             },
+            Store::Stream => unreachable!("returned above"),
         };
         let message = Incoming {
             exchange: partial.exchange,
@@ -205,12 +268,14 @@ impl Inbox {
 
     /// Drops a message and the `extra` bytes of the frame that condemned it.
     fn reject(&mut self, key: Key, extra: u64, reason: CancelReason) -> Arrival {
+        let seen = self.is_streamed(key);
         self.cancel(key);
         self.released += extra;
-        Arrival::Rejected { key, reason }
+        Arrival::Rejected { key, reason, seen }
     }
 
-    /// Drops a partial message (its file is deleted). Whether there was one.
+    /// Drops a partial message (its file is deleted; streamed bytes already handed over keep their
+    /// credit until the application consumes them). Whether there was one.
     pub(super) fn cancel(&mut self, key: Key) -> bool {
         let Some(partial) = self.partial.remove(&key) else { return false };
         if let Store::Memory(_) = partial.store {

@@ -31,6 +31,7 @@ pub use event::{Body, CloseReason, Event, Exchange, Incoming, MessageId, Payload
 
 use crate::frame::{self, CancelReason, Data, Decoder, Frame, GoAwayCode, Head, Hello, Kind, Limits, Route, Xid};
 use credit::RecvCredit;
+pub use inbox::StreamPolicy;
 use inbox::{Arrival, Inbox};
 use liveness::Liveness;
 use outbox::{Outbox, Scheduled};
@@ -517,34 +518,52 @@ impl Session {
         self.release_inbox_credit();
         match arrival {
             Arrival::Nothing => {}
-            Arrival::Complete { message, held } => {
-                match message.exchange {
-                    Exchange::Ours(handle) => {
-                        if let Some(id) = self.awaiting_by_message.remove(&handle) {
-                            self.awaiting.remove(&id);
-                        }
-                    }
-                    Exchange::Theirs(id) if message.kind == Kind::Request => {
-                        self.unanswered.insert(id);
-                    }
-                    Exchange::Theirs(_) => {}
+            Arrival::Complete { message, held } => self.deliver(message, held),
+            Arrival::Begin { message, first, end } => {
+                let exchange = message.exchange;
+                self.deliver(message, 0);
+                if end || !first.is_empty() {
+                    self.events.push_back((Event::Chunk { exchange, bytes: first, end }, 0));
                 }
-                self.events.push_back((Event::Message(message), held));
             }
-            Arrival::Rejected { key, reason } => {
+            Arrival::Chunk { exchange, bytes, end } => {
+                self.events.push_back((Event::Chunk { exchange, bytes, end }, 0))
+            }
+            Arrival::Rejected { key, reason, seen } => {
                 self.push_control(Frame::Cancel { xid: key.to_xid(), reason });
                 if key.ours {
                     if let Some(message) = self.awaiting.remove(&key.id) {
                         self.awaiting_by_message.remove(&message);
                         self.events.push_back((Event::Cancelled { exchange: Exchange::Ours(message), reason }, 0));
                     }
+                } else if seen {
+                    // The application is reading this message as a stream: it must learn of its end.
+                    self.unanswered.remove(&key.id);
+                    self.events.push_back((Event::Cancelled { exchange: Exchange::Theirs(key.id), reason }, 0));
                 }
             }
         }
     }
 
+    /// Queues a message (or a streamed message's start) for the application.
+    fn deliver(&mut self, message: Incoming, held: u64) {
+        match message.exchange {
+            Exchange::Ours(handle) => {
+                if let Some(id) = self.awaiting_by_message.remove(&handle) {
+                    self.awaiting.remove(&id);
+                }
+            }
+            Exchange::Theirs(id) if message.kind == Kind::Request => {
+                self.unanswered.insert(id);
+            }
+            Exchange::Theirs(_) => {}
+        }
+        self.events.push_back((Event::Message(message), held));
+    }
+
     fn handle_cancel(&mut self, key: Key, reason: CancelReason) {
         let sending = self.outbox.cancel_exchange(key);
+        let streamed = self.inbox.is_streamed(key);
         self.inbox.cancel(key);
         self.release_inbox_credit();
         let exchange = if key.ours {
@@ -554,7 +573,7 @@ impl Session {
             }
             awaited.or(sending).map(Exchange::Ours)
         } else {
-            let known = self.unanswered.remove(&key.id) || sending.is_some();
+            let known = self.unanswered.remove(&key.id) | sending.is_some() | streamed;
             known.then_some(Exchange::Theirs(key.id))
         };
         if let Some(exchange) = exchange {
@@ -652,6 +671,28 @@ impl Session {
             self.awaiting.insert(head.xid.id, message);
             self.awaiting_by_message.insert(message, head.xid.id);
         }
+    }
+
+    /// Streams the payloads of incoming requests and one-way messages whose route `policy`
+    /// accepts: each is delivered as an [`Event::Message`] with [`Payload::Streamed`] as soon as
+    /// its HEAD arrives, then as [`Event::Chunk`]s, without being stored. The application returns
+    /// the chunks' credit with [`consumed`](Self::consumed), which is how a slow reader slows
+    /// its peer down (§5.5). Replies to our own requests are never streamed.
+    pub fn stream_when(&mut self, policy: impl Fn(&Route) -> bool + Send + 'static) {
+        self.inbox.set_stream_policy(Box::new(policy));
+    }
+
+    /// The application is done with `bytes` bytes of streamed chunks: their flow-control credit
+    /// goes back to the peer. Every chunk's length must be returned once, whether it was read,
+    /// discarded, or belonged to a message cancelled meanwhile.
+    /// More than is held is ignored: credit the peer never used cannot be returned.
+    pub fn consumed(&mut self, bytes: u64) {
+        self.release(bytes.min(self.recv_credit.held()));
+    }
+
+    /// The next event without taking it.
+    pub fn peek_event(&self) -> Option<&Event> {
+        self.events.front().map(|(event, _)| event)
     }
 
     /// The next event, in order. Taking a message releases its flow-control credit.
@@ -797,5 +838,7 @@ fn check_peer_limits(limits: &Limits) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,133 @@
+//! Streamed request payloads: read chunk by chunk as they arrive, never stored whole.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::connection::CreditReturn;
+
+/// The payload of a request to a streaming route
+/// ([`EndpointBuilder::streaming_route`](super::EndpointBuilder::streaming_route)), read as it
+/// arrives. Each chunk's flow-control credit goes back to the peer once it is read here, so the
+/// peer sends only as fast as the handler reads, and at most one window is ever buffered.
+///
+/// Dropping the stream early discards the rest of the payload as it arrives (the peer still
+/// sends it; the handler may answer meanwhile).
+#[derive(Debug)]
+pub struct BodyStream {
+    chunks: mpsc::UnboundedReceiver<Bytes>,
+    total: u64,
+    received: u64,
+    credit: Option<CreditReturn>,
+    finished: bool,
+}
+
+impl BodyStream {
+    pub(crate) fn new(chunks: mpsc::UnboundedReceiver<Bytes>, total: u64, credit: CreditReturn) -> Self {
+        Self { chunks, total, received: 0, credit: Some(credit), finished: false }
+    }
+
+    /// A stream of bytes already in memory, as one chunk.
+    pub fn from_bytes(bytes: Bytes) -> Self {
+        let (tx, chunks) = mpsc::unbounded_channel();
+        let total = bytes.len() as u64;
+        if !bytes.is_empty() {
+            let _ = tx.send(bytes);
+        }
+        Self { chunks, total, received: 0, credit: None, finished: false }
+    }
+
+    /// The payload's length, as the sender announced it.
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Bytes read so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The next chunk; `None` after the last one. An error means the payload stopped short: the
+    /// peer cancelled the message or the connection closed.
+    pub async fn chunk(&mut self) -> io::Result<Option<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// Reads the whole payload into memory.
+    pub async fn bytes(mut self) -> io::Result<Bytes> {
+        let mut all = BytesMut::new();
+        while let Some(chunk) = self.chunk().await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all.freeze())
+    }
+
+    /// Writes the whole payload to `writer` (a file, a socket, a flash programmer); the number of
+    /// bytes written.
+    pub async fn copy_to<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> io::Result<u64> {
+        let start = self.received;
+        while let Some(chunk) = self.chunk().await? {
+            writer.write_all(&chunk).await?;
+        }
+        writer.flush().await?;
+        Ok(self.received - start)
+    }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if self.finished {
+            return Poll::Ready(Ok(None));
+        }
+        match ready!(self.chunks.poll_recv(cx)) {
+            Some(chunk) => {
+                self.received += chunk.len() as u64;
+                self.give_back(chunk.len());
+                Poll::Ready(Ok(Some(chunk)))
+            }
+            None => {
+                self.finished = true;
+                if self.received == self.total {
+                    return Poll::Ready(Ok(None));
+                }
+                let message = format!(
+                    "the payload stopped after {} of {} bytes: the peer cancelled it or the connection closed",
+                    self.received, self.total
+                );
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, message)))
+            }
+        }
+    }
+
+    fn give_back(&self, bytes: usize) {
+        if let Some(credit) = &self.credit {
+            credit.give(bytes as u64);
+        }
+    }
+}
+
+impl Stream for BodyStream {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_chunk(cx).map(Result::transpose)
+    }
+}
+
+impl Drop for BodyStream {
+    fn drop(&mut self) {
+        // Chunks nobody will read still hold the peer's credit: hand it back.
+        self.chunks.close();
+        while let Ok(chunk) = self.chunks.try_recv() {
+            self.give_back(chunk.len());
+        }
+    }
+}
