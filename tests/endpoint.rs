@@ -482,3 +482,45 @@ async fn keepalive_detects_a_silent_peer() {
     assert!(started.elapsed() <= Duration::from_secs(11), "handshake deadline or keepalive within bounds");
     assert!(call.await.unwrap().unwrap_err().is_disconnected());
 }
+
+#[tokio::test]
+async fn one_way_handlers_that_held_every_slot_let_the_rest_run_when_they_finish() {
+    // 300 one-way messages to a handler that waits: 256 run (the per-connection handler limit),
+    // the rest wait with the peer's credit. When the handlers finish, the waiting ones must run
+    // even though the peer, out of credit, sends nothing more that would wake the connection.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let (g, h) = (gate.clone(), handled.clone());
+    let server = Endpoint::builder()
+        .route("/wait", move |_req| {
+            let (gate, handled) = (g.clone(), h.clone());
+            async move {
+                let _permit = gate.acquire().await.expect("gate open");
+                handled.fetch_add(1, Ordering::SeqCst);
+                Ok(Response::empty())
+            }
+        })
+        .build()
+        .unwrap();
+    let conn = duplex_pair(&server);
+    conn.ready().await.unwrap();
+    let sends = tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            for _ in 0..300 {
+                conn.notify("/wait", vec![7u8; 4096]).await.unwrap();
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+    gate.add_permits(1_000);
+    tokio::time::timeout(Duration::from_secs(10), sends).await.expect("the sender got its credit back").unwrap();
+    for _ in 0..1_000 {
+        if handled.load(Ordering::SeqCst) == 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(handled.load(Ordering::SeqCst), 300);
+}

@@ -1,9 +1,10 @@
 //! Property: any set of messages, with any priorities, chunk sizes, limits and read boundaries,
-//! sent both ways at once through encoder → byte stream → decoder, arrives once each and intact.
+//! sent both ways at once through encoder → byte stream → decoder, arrives once each and intact,
+//! whether the receiver reassembles it or reads it as a stream (docs/PROTOCOL.md §8.3).
 
 use std::collections::HashMap;
 
-use netcore::session::{Config, Event, Exchange, SendOptions};
+use netcore::session::{Config, Event, Exchange, Payload, SendOptions};
 use netcore::sim::Pair;
 use netcore::{Framing, Limits, Priority, Route};
 use proptest::prelude::*;
@@ -20,10 +21,26 @@ struct Msg {
     len: usize,
     priority: u8,
     request: bool,
+    /// Sent to the route the receiver reads as a stream.
+    streamed: bool,
 }
 
 fn msg() -> impl Strategy<Value = Msg> {
-    (0usize..40_000, 0u8..8, any::<bool>()).prop_map(|(len, priority, request)| Msg { len, priority, request })
+    (0usize..40_000, 0u8..8, any::<bool>(), any::<bool>()).prop_map(|(len, priority, request, streamed)| Msg {
+        len,
+        priority,
+        request,
+        streamed,
+    })
+}
+
+const STREAMED: &str = "/s";
+
+/// What one side has received: whole messages by tag, and the streams it is reading.
+#[derive(Default)]
+struct Received {
+    got: HashMap<u32, usize>,
+    reading: HashMap<Exchange, (bool, Vec<u8>)>,
 }
 
 fn config(framing: Framing, chunk: usize, window: u64, inline: u64) -> Config {
@@ -50,6 +67,9 @@ proptest! {
         let framing = if lossy { Framing::Lossy } else { Framing::Stream };
         let inline = if window == 0 { inline } else { inline.min(window) };
         let mut pair = Pair::new(config(framing, chunk, window, inline), config(framing, chunk, window, inline));
+        for session in [&mut pair.a, &mut pair.b] {
+            session.stream_when(|route| route.id() == netcore::route_id(STREAMED));
+        }
         pair.a_to_b.piece = piece;
         pair.b_to_a.piece = piece.max(1) / 2 + 1;
         let mut expected_at_b = HashMap::new();
@@ -64,23 +84,24 @@ proptest! {
             send(&mut pair.b, tag, m);
             expected_at_a.insert(tag, m.len.max(4));
         }
-        let mut got_b = HashMap::new();
-        let mut got_a = HashMap::new();
+        let mut at_b = Received::default();
+        let mut at_a = Received::default();
         for _ in 0..100_000 {
             let moved = pair.step_bytes(8 * 1024);
-            let delivered_b = drain(&mut pair.b, &mut got_b)?;
-            let delivered_a = drain(&mut pair.a, &mut got_a)?;
+            let delivered_b = drain(&mut pair.b, &mut at_b)?;
+            let delivered_a = drain(&mut pair.a, &mut at_a)?;
             if !moved && !delivered_a && !delivered_b {
                 break;
             }
         }
-        prop_assert_eq!(got_b, expected_at_b);
-        prop_assert_eq!(got_a, expected_at_a);
+        prop_assert!(at_b.reading.is_empty() && at_a.reading.is_empty(), "a stream never ended");
+        prop_assert_eq!(at_b.got, expected_at_b);
+        prop_assert_eq!(at_a.got, expected_at_a);
     }
 }
 
 fn send(session: &mut netcore::Session, tag: u32, m: &Msg) {
-    let route = Route::Id(netcore::route_id("/p"));
+    let route = Route::Id(netcore::route_id(if m.streamed { STREAMED } else { "/p" }));
     let opts = SendOptions::priority(Priority::new(m.priority));
     let body = payload(tag, m.len);
     if m.request {
@@ -90,22 +111,34 @@ fn send(session: &mut netcore::Session, tag: u32, m: &Msg) {
     }
 }
 
-/// Takes every event, checks each message, answers requests with an empty response.
-fn drain(session: &mut netcore::Session, got: &mut HashMap<u32, usize>) -> Result<bool, TestCaseError> {
+/// Takes every event, checks each message, answers requests with an empty response; reads
+/// streams as their chunks come, returning their credit at once.
+fn drain(session: &mut netcore::Session, received: &mut Received) -> Result<bool, TestCaseError> {
     let mut any = false;
     while let Some(event) = session.poll_event() {
         any = true;
         match event {
-            Event::Message(m) => {
-                let bytes = m.payload.to_vec().unwrap();
-                if let Exchange::Theirs(id) = m.exchange {
-                    let tag = u32::from_le_bytes(bytes[..4].try_into().unwrap());
-                    prop_assert_eq!(&bytes, &payload(tag, bytes.len()), "message {} damaged", tag);
-                    prop_assert!(got.insert(tag, bytes.len()).is_none(), "message {} delivered twice", tag);
-                    if m.kind == netcore::Kind::Request {
-                        session.respond(id, Ok(Vec::new().into()), SendOptions::default()).unwrap();
-                    }
+            Event::Message(m) if matches!(m.payload, Payload::Streamed { .. }) => {
+                let request = m.kind == netcore::Kind::Request;
+                prop_assert!(
+                    received.reading.insert(m.exchange, (request, Vec::new())).is_none(),
+                    "a stream began twice"
+                );
+            }
+            Event::Chunk { exchange, bytes, end } => {
+                session.consumed(bytes.len() as u64);
+                let Some((_, so_far)) = received.reading.get_mut(&exchange) else {
+                    return Err(TestCaseError::fail("a chunk outside any stream"));
+                };
+                so_far.extend_from_slice(&bytes);
+                if end {
+                    let (request, bytes) = received.reading.remove(&exchange).expect("present");
+                    check(session, &mut received.got, exchange, request, bytes)?;
                 }
+            }
+            Event::Message(m) => {
+                let request = m.kind == netcore::Kind::Request;
+                check(session, &mut received.got, m.exchange, request, m.payload.to_vec().unwrap())?;
             }
             Event::Closed(reason) => prop_assert!(false, "session closed: {}", reason),
             Event::Cancelled { exchange, reason } => prop_assert!(false, "{:?} cancelled: {:?}", exchange, reason),
@@ -113,4 +146,22 @@ fn drain(session: &mut netcore::Session, got: &mut HashMap<u32, usize>) -> Resul
         }
     }
     Ok(any)
+}
+
+/// Checks a whole message from the peer, counts it, and answers it if it is a request.
+fn check(
+    session: &mut netcore::Session,
+    got: &mut HashMap<u32, usize>,
+    exchange: Exchange,
+    request: bool,
+    bytes: Vec<u8>,
+) -> Result<(), TestCaseError> {
+    let Exchange::Theirs(id) = exchange else { return Ok(()) };
+    let tag = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+    prop_assert_eq!(&bytes, &payload(tag, bytes.len()), "message {} damaged", tag);
+    prop_assert!(got.insert(tag, bytes.len()).is_none(), "message {} delivered twice", tag);
+    if request {
+        session.respond(id, Ok(Vec::new().into()), SendOptions::default()).unwrap();
+    }
+    Ok(())
 }

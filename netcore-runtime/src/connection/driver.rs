@@ -392,12 +392,15 @@ impl Driver {
             }
             return;
         }
-        let done = self.done_tx.clone();
+        let (done, shared) = (self.done_tx.clone(), self.shared.clone());
         let task = tokio::spawn(async move {
             let result = handler.await.unwrap_or_else(panicked);
             drop(slot);
             if wants_reply {
                 let _ = done.send((exchange, result)).await;
+            } else {
+                // Events may be waiting for the slot just freed: the driver must look again.
+                shared.wake.notify_one();
             }
         });
         if wants_reply {
