@@ -16,8 +16,8 @@ use crate::connection::CreditReturn;
 /// arrives. Each chunk's flow-control credit goes back to the peer once it is read here, so the
 /// peer sends only as fast as the handler reads, and at most one window is ever buffered.
 ///
-/// Dropping the stream early discards the rest of the payload as it arrives (the peer still
-/// sends it; the handler may answer meanwhile).
+/// Dropping the stream early discards the rest of the payload as it arrives. A handler may answer
+/// before it has read everything: the peer then stops sending the rest (docs/PROTOCOL.md §6).
 #[derive(Debug)]
 pub struct BodyStream {
     chunks: mpsc::UnboundedReceiver<Bytes>,

@@ -551,6 +551,11 @@ impl Session {
             Exchange::Ours(handle) => {
                 if let Some(id) = self.awaiting_by_message.remove(&handle) {
                     self.awaiting.remove(&id);
+                    // Answered before our request's last byte went (§6): stop sending the rest.
+                    if self.outbox.cancel(handle).is_some() {
+                        let xid = Key { id, ours: true }.to_xid();
+                        self.push_control(Frame::Cancel { xid, reason: CancelReason::CANCELLED });
+                    }
                 }
             }
             Exchange::Theirs(id) if message.kind == Kind::Request => {

@@ -53,6 +53,7 @@ impl Seen {
                     }
                 }
                 Event::Cancelled { reason, .. } => self.cancelled = Some(reason),
+                Event::Sent(_) => {}
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -148,6 +149,28 @@ fn a_streamed_one_way_message_cancelled_by_its_sender_is_reported() {
     seen.take(&mut pair.b, true);
     assert_eq!(seen.cancelled, Some(CancelReason::CANCELLED), "the reader must learn its stream stopped");
     assert!(!seen.ended);
+    assert_eq!(pair.b.held_bytes(), 0);
+}
+
+#[test]
+fn an_early_answer_stops_the_rest_of_the_request() {
+    let mut pair = streaming_pair(Config::stream());
+    let call = pair.a.request(route("/up"), pattern(4 << 20), SendOptions::default()).unwrap();
+    pair.step_bytes(8192);
+    let mut seen = Seen::default();
+    seen.take(&mut pair.b, true);
+    let Exchange::Theirs(id) = seen.start.as_ref().expect("started").exchange else { panic!("peer-opened") };
+    // The reader has what it needs (say, a header it refuses) and answers at once.
+    pair.b.respond(id, Err(Body::from(b"bad image".to_vec())), SendOptions::default()).unwrap();
+    pair.run();
+    seen.take(&mut pair.b, true);
+    let answer = pair.take_a().into_iter().find_map(|e| if let Event::Message(m) = e { Some(m) } else { None });
+    let answer = answer.expect("the call has its answer");
+    assert_eq!((answer.exchange, answer.kind), (Exchange::Ours(call), Kind::Error));
+    assert_eq!(seen.cancelled, Some(CancelReason::CANCELLED), "the rest of the request was called off");
+    let sent = pair.a.stats().bytes_out;
+    assert!(sent < 1 << 20, "the requester stopped sending: {sent} bytes of a 4 MiB request went out");
+    assert!(pair.a.is_idle() && pair.b.is_idle());
     assert_eq!(pair.b.held_bytes(), 0);
 }
 
