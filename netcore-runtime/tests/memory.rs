@@ -2,6 +2,8 @@
 //! limits promise (docs/PROTOCOL.md §8). The allocator counts the whole process, so the cases run
 //! one after the other in a single test, with no other test thread allocating meanwhile.
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -9,7 +11,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use netcore_runtime::faults::{FaultPlan, Rng};
 use netcore_runtime::frame::{self, Frame, Framing, Head, Hello, Kind, Limits, Priority, Route, Xid};
-use netcore_runtime::session::{Body, Config, Event, Exchange, SendOptions, Session, PROTOCOL_VERSION};
+use netcore_runtime::session::{Config, SendOptions, Session, PROTOCOL_VERSION};
 use netcore_runtime::sim::Pair;
 
 struct Counting;
@@ -210,16 +212,7 @@ fn soak(seeds: std::ops::Range<u64>, dir: &std::path::Path) {
             let len = [10, 150, 900, 5000][rng.below(4) as usize];
             let _ = pair.a.request(Route::Id(1), vec![n as u8; len], SendOptions::default());
         }
-        for _ in 0..rng.below(40) {
-            pair.step_bytes(rng.below(300) as usize + 1);
-            for event in pair.take_b() {
-                if let Event::Message(m) = event {
-                    if let Exchange::Theirs(id) = m.exchange {
-                        let _ = pair.b.respond(id, Ok(Body::from(vec![1; 3000])), SendOptions::default());
-                    }
-                }
-            }
-        }
+        support::random_steps(&mut pair, &mut rng);
         pair.a.handle_eof();
         pair.b.handle_eof();
         pair.take_a();

@@ -746,16 +746,7 @@ pub fn disconnect_at_random(seed: u64, dir: &std::path::Path) {
             pair.b.send_oneway(Route::Id(2), pattern(len, n as u8), SendOptions::default()).unwrap();
         }
     }
-    for _ in 0..rng.below(40) {
-        pair.step_bytes(rng.below(300) as usize + 1);
-        for event in pair.take_b() {
-            if let Event::Message(m) = event {
-                if let Exchange::Theirs(id) = m.exchange {
-                    let _ = pair.b.respond(id, Ok(Body::from(vec![1; 3000])), SendOptions::default());
-                }
-            }
-        }
-    }
+    random_steps(&mut pair, &mut rng);
     // The cable is cut: each side learns it at its own time.
     pair.a.handle_eof();
     if rng.chance(0.5) {

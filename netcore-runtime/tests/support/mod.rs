@@ -4,8 +4,10 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use netcore_runtime::faults::Rng;
 use netcore_runtime::frame::{self, Frame, Framing, Head, Hello, Kind, Limits, Priority, Route, Xid};
-use netcore_runtime::session::{Config, Event, Incoming, Session, PROTOCOL_VERSION};
+use netcore_runtime::session::{Body, Config, Event, Exchange, Incoming, SendOptions, Session, PROTOCOL_VERSION};
+use netcore_runtime::sim::Pair;
 
 /// `frames`, framed for `framing`, one after the other.
 pub fn wire(framing: Framing, frames: &[Frame]) -> Vec<u8> {
@@ -205,6 +207,21 @@ impl Fed {
             Frame::GoAway { code, message } => Some((*code, message.clone())),
             _ => None,
         })
+    }
+}
+
+/// Moves bytes both ways in up to 40 steps of random size, `b` answering each request it gets
+/// with 3000 bytes: traffic to cut at a random point.
+pub fn random_steps(pair: &mut Pair, rng: &mut Rng) {
+    for _ in 0..rng.below(40) {
+        pair.step_bytes(rng.below(300) as usize + 1);
+        for event in pair.take_b() {
+            if let Event::Message(m) = event {
+                if let Exchange::Theirs(id) = m.exchange {
+                    let _ = pair.b.respond(id, Ok(Body::from(vec![1; 3000])), SendOptions::default());
+                }
+            }
+        }
     }
 }
 
