@@ -194,10 +194,10 @@ fn main() {
     if wanted("bulk_mib_s") || wanted("hol_p99_us") {
         let data = pattern(plan.bulk_bytes);
         if wanted("bulk_mib_s") {
-            entries.push(bulk(&plan, &data));
+            entries.push(bulk(&plan, &data, &mut notes));
         }
         if wanted("bulk_stored_mib_s") {
-            entries.push(bulk_stored(&plan, &data));
+            entries.push(bulk_stored(&plan, &data, &mut notes));
         }
         if wanted("hol_p99_us") {
             let (entry, share) = hol(&plan, &data, &mut notes);
@@ -303,21 +303,30 @@ async fn burst(client: &Client, callers: usize, time: Duration) -> f64 {
 /// `bulk_mib_s`: one large payload, end to end until the receiver has it all (median of runs).
 /// Each receiver consumes the bytes as they arrive: raw_tcp counts them, netcore's handler reads
 /// them from its [`BodyStream`](netcore::endpoint::BodyStream), tarpc decodes the whole message.
-fn bulk(plan: &Plan, data: &Bytes) -> Entry {
-    bulk_into(Entry::new("bulk_mib_s", "MiB/s"), System::chosen(), "/sink", plan, data)
+fn bulk(plan: &Plan, data: &Bytes, notes: &mut Vec<String>) -> Entry {
+    bulk_into(Entry::new("bulk_mib_s", "MiB/s"), System::chosen(), "/sink", plan, data, notes)
 }
 
 /// `bulk_stored_mib_s` (netcore only, not one of the workloads): the same payload into a
 /// route that is not streamed, so the receiver stores it in a spill file (it is above the
 /// in-memory limit) before the handler runs: the cost of keeping it.
-fn bulk_stored(plan: &Plan, data: &Bytes) -> Entry {
+fn bulk_stored(plan: &Plan, data: &Bytes, notes: &mut Vec<String>) -> Entry {
     let netcore = System::chosen().into_iter().filter(|s| *s == System::Netcore).collect();
-    bulk_into(Entry::new("bulk_stored_mib_s", "MiB/s"), netcore, "/store", plan, data)
+    bulk_into(Entry::new("bulk_stored_mib_s", "MiB/s"), netcore, "/store", plan, data, notes)
 }
 
 /// The systems take turns, one transfer each per round, so that a slow spell of the machine
 /// falls on all of them rather than on whichever ran then; each gets the median of its rounds.
-fn bulk_into(mut entry: Entry, systems: Vec<System>, route: &'static str, plan: &Plan, data: &Bytes) -> Entry {
+/// Also notes the CPU time the sending thread spent per transfer, a steadier figure than the rate
+/// on a shared machine.
+fn bulk_into(
+    mut entry: Entry,
+    systems: Vec<System>,
+    route: &'static str,
+    plan: &Plan,
+    data: &Bytes,
+    notes: &mut Vec<String>,
+) -> Entry {
     let connected: Vec<(System, Peers, Client)> = systems
         .into_iter()
         .map(|system| {
@@ -332,27 +341,52 @@ fn bulk_into(mut entry: Entry, systems: Vec<System>, route: &'static str, plan: 
         })
         .collect();
     let mut rates: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    let mut sender_cpu: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
     for _ in 0..plan.bulk_runs {
         for (system, peers, client) in &connected {
             let (system, client, data) = (*system, client.clone(), data.clone());
-            let rate = peers.run(async move {
+            let (rate, cpu_ms) = peers.run(async move {
                 // tarpc takes its argument by value: the copy is made before the clock starts.
                 let body = client.bulk_body(&data);
-                let started = Instant::now();
+                let (started, cpu_before) = (Instant::now(), thread_cpu_ns());
                 let received = client.sink_to(route, body, Priority::LOW).await;
-                let took = started.elapsed();
+                let (took, cpu_after) = (started.elapsed(), thread_cpu_ns());
                 assert_eq!(received, data.len() as u64, "{} lost bytes", system.name());
-                data.len() as f64 / MIB as f64 / took.as_secs_f64()
+                let cpu_ms = cpu_before.zip(cpu_after).map(|(b, a)| (a - b) as f64 / 1e6);
+                (data.len() as f64 / MIB as f64 / took.as_secs_f64(), cpu_ms)
             });
             rates.entry(system.name()).or_default().push(rate);
+            sender_cpu.entry(system.name()).or_default().extend(cpu_ms);
         }
     }
     for (system, _, _) in &connected {
-        let rates = rates.get_mut(system.name()).expect("every system ran");
-        rates.sort_by(f64::total_cmp);
-        entry.set(*system, round1(rates[rates.len() / 2]));
+        entry.set(*system, round1(median(rates.get_mut(system.name()).expect("every system ran"))));
+    }
+    let cpu: Vec<String> = sender_cpu
+        .iter_mut()
+        .filter(|(_, samples)| !samples.is_empty())
+        .map(|(name, samples)| format!("{name} {:.0} ms", median(samples)))
+        .collect();
+    if !cpu.is_empty() {
+        let size = data.len() / MIB;
+        notes.push(format!(
+            "{}: CPU time of the sending thread per {size} MiB transfer (median): {}",
+            entry.name,
+            cpu.join(", ")
+        ));
     }
     entry
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// CPU time of the calling thread so far, in nanoseconds (Linux: `/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
 }
 
 /// `hol_p99_us`: small calls every millisecond while a large call is in flight on the same
