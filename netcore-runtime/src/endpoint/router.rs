@@ -54,16 +54,11 @@ where
 }
 
 /// A route as registered: its full name, its service, and whether its payloads are streamed.
+#[derive(Clone)]
 pub(crate) struct RouteDef {
     pub(crate) name: String,
     pub(crate) service: RouteService,
     pub(crate) streaming: bool,
-}
-
-impl Clone for RouteDef {
-    fn clone(&self) -> Self {
-        Self { name: self.name.clone(), service: self.service.clone(), streaming: self.streaming }
-    }
 }
 
 /// Wraps a tower layer so it can be applied to every route.
