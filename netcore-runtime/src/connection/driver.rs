@@ -20,7 +20,7 @@ use crate::endpoint::wire::{decode_headers, encode_headers};
 use crate::endpoint::{
     BodyStream, CallError, EndpointEvent, ErrorCode, HandlerError, PayloadSlot, Reply, Request, Response,
 };
-use crate::frame::{Kind, Route};
+use crate::frame::{CancelReason, Kind, Priority, Route};
 use crate::session::{
     Body, CloseReason, Config, Event, Exchange, Incoming, MessageId, Payload, Progress, SendError, SendOptions, Session,
 };
@@ -109,7 +109,8 @@ struct PendingCall {
     progress: Option<watch::Sender<Progress>>,
 }
 
-type HandlerResult = (u32, Result<Response, HandlerError>);
+/// A finished handler: the exchange, the request's priority and what the handler returned.
+type HandlerResult = (u32, Priority, Result<Response, HandlerError>);
 
 struct Driver {
     session: Session,
@@ -196,7 +197,7 @@ impl Driver {
                         self.handle_command(command);
                     }
                 }
-                Some((id, result)) = done.recv() => self.respond(id, result),
+                Some((id, priority, result)) = done.recv() => self.respond(id, priority, result),
                 () = self.shared.wake.notified() => {
                     // Commands sent before a drop must be seen before the drop is processed.
                     while let Ok(command) = commands.try_recv() {
@@ -353,6 +354,7 @@ impl Driver {
 
     fn start_handler(&mut self, exchange: u32, message: Incoming) {
         let wants_reply = message.kind == Kind::Request;
+        let priority = message.priority;
         let route = message.route.unwrap_or(Route::Id(0));
         let body = match message.payload {
             Payload::Streamed { total } => {
@@ -388,7 +390,7 @@ impl Driver {
         if let std::task::Poll::Ready(result) = handler.as_mut().poll(&mut first_poll) {
             drop(slot);
             if wants_reply {
-                self.answer(exchange, result.unwrap_or_else(panicked));
+                self.answer(exchange, priority, result.unwrap_or_else(panicked));
             }
             return;
         }
@@ -397,7 +399,7 @@ impl Driver {
             let result = handler.await.unwrap_or_else(panicked);
             drop(slot);
             if wants_reply {
-                let _ = done.send((exchange, result)).await;
+                let _ = done.send((exchange, priority, result)).await;
             } else {
                 // Events may be waiting for the slot just freed: the driver must look again.
                 shared.wake.notify_one();
@@ -408,21 +410,33 @@ impl Driver {
         }
     }
 
-    fn respond(&mut self, exchange: u32, result: Result<Response, HandlerError>) {
+    fn respond(&mut self, exchange: u32, priority: Priority, result: Result<Response, HandlerError>) {
         if self.handlers.remove(&exchange).is_none() {
             return; // cancelled meanwhile
         }
-        self.answer(exchange, result);
+        self.answer(exchange, priority, result);
     }
 
-    fn answer(&mut self, exchange: u32, result: Result<Response, HandlerError>) {
-        let (result, headers) = match result {
-            Ok(response) => (Ok(response.body.unwrap_or_else(|| Body::Bytes(Default::default()))), response.headers),
-            Err(err) => (Err(Body::from(err.to_payload())), Default::default()),
+    /// Answers at the request's priority unless the handler chose another (§7).
+    fn answer(&mut self, exchange: u32, priority: Priority, result: Result<Response, HandlerError>) {
+        let (result, headers, priority) = match result {
+            Ok(response) => (
+                Ok(response.body.unwrap_or_else(|| Body::Bytes(Default::default()))),
+                response.headers,
+                response.priority.unwrap_or(priority),
+            ),
+            Err(err) => (Err(Body::from(err.to_payload())), Default::default(), priority),
         };
-        let opts = SendOptions { priority: Default::default(), meta: encode_headers(&headers) };
-        // A closed session or a cancelled exchange has no one left to answer: nothing to do.
-        let _ = self.session.respond(exchange, result, opts);
+        let opts = SendOptions { priority, meta: encode_headers(&headers) };
+        // A closed session or a cancelled exchange has no one left to answer: nothing to do then.
+        // §8.1: if the requester cannot take the answer, tell it why, naming both sizes.
+        if let Err(SendError::TooLarge { len, max }) = self.session.respond(exchange, result, opts) {
+            let message = format!("answer of {len} bytes exceeds the requester's max_message of {max} bytes");
+            let refusal = Body::from(HandlerError::new(ErrorCode::TOO_LARGE, message).to_payload());
+            if self.session.respond(exchange, Err(refusal), SendOptions { priority, meta: None }).is_err() {
+                self.session.cancel(Exchange::Theirs(exchange), CancelReason::TOO_LARGE);
+            }
+        }
     }
 
     fn fail_everything(&mut self, reason: CloseReason) {

@@ -21,6 +21,8 @@ impl ErrorCode {
     pub const UNAVAILABLE: Self = Self(4);
     /// The handler ran out of time.
     pub const TIMEOUT: Self = Self(5);
+    /// The answer exceeds the requester's `max_message`; the message names both sizes (§8.1).
+    pub const TOO_LARGE: Self = Self(6);
 }
 
 /// What a handler returns when it fails; sent to the caller as an ERROR message.

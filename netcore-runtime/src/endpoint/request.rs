@@ -74,7 +74,8 @@ impl Request {
         &self.headers
     }
 
-    /// The sender's priority, also used for the response.
+    /// The sender's priority, also the response's unless the handler sets another
+    /// ([`Response::with_priority`]).
     pub fn priority(&self) -> Priority {
         self.priority
     }
@@ -186,6 +187,8 @@ pub(crate) fn payload_bytes(payload: &Payload) -> std::io::Result<Bytes> {
 pub struct Response {
     pub(crate) body: Option<Body>,
     pub(crate) headers: Headers,
+    /// `None`: the request's priority (docs/PROTOCOL.md §7).
+    pub(crate) priority: Option<Priority>,
 }
 
 impl Response {
@@ -196,7 +199,7 @@ impl Response {
 
     /// A response carrying these bytes.
     pub fn bytes(bytes: impl Into<Bytes>) -> Self {
-        Self { body: Some(Body::Bytes(bytes.into())), headers: Headers::new() }
+        Self::body(Body::Bytes(bytes.into()))
     }
 
     /// A response carrying UTF-8 text.
@@ -218,12 +221,18 @@ impl Response {
 
     /// A response streamed from a body (for example [`Body::file`]) without loading it whole.
     pub fn body(body: Body) -> Self {
-        Self { body: Some(body), headers: Headers::new() }
+        Self { body: Some(body), ..Self::default() }
     }
 
     /// Adds a header.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sends the response at `priority` instead of the request's own (docs/PROTOCOL.md §7).
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
         self
     }
 

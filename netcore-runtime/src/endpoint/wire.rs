@@ -16,10 +16,10 @@ pub(crate) fn encode_headers(headers: &Headers) -> Option<Bytes> {
         return None;
     }
     let mut out = Vec::new();
-    put_varint(&mut out, headers.len() as u64);
+    crate::varint::put(&mut out, headers.len() as u64);
     for (name, value) in headers {
         for field in [name, value] {
-            put_varint(&mut out, field.len() as u64);
+            crate::varint::put(&mut out, field.len() as u64);
             out.put_slice(field.as_bytes());
         }
     }
@@ -27,6 +27,7 @@ pub(crate) fn encode_headers(headers: &Headers) -> Option<Bytes> {
 }
 
 /// Decodes headers; malformed metadata yields an error message, never a panic or a large allocation.
+/// Pairs may come in any order; of duplicate names the last wins; a count of 0 is no headers (§15).
 pub(crate) fn decode_headers(meta: Option<&Bytes>) -> Result<Headers, &'static str> {
     let mut headers = Headers::new();
     let Some(meta) = meta else { return Ok(headers) };
@@ -46,25 +47,12 @@ pub(crate) fn decode_headers(meta: Option<&Bytes>) -> Result<Headers, &'static s
     Ok(headers)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
+/// A §2 varint: minimal LEB128, as in every other field of the protocol.
 fn get_varint(r: &mut &[u8]) -> Result<u64, &'static str> {
-    let mut value = 0u64;
-    for i in 0..10 {
-        let (&byte, rest) = r.split_first().ok_or("truncated headers")?;
-        *r = rest;
-        value |= u64::from(byte & 0x7f).checked_shl(7 * i).ok_or("bad varint in headers")?;
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err("bad varint in headers")
+    crate::varint::get(r).map_err(|err| match err {
+        crate::frame::FrameError::Truncated => "truncated headers",
+        _ => "bad varint in headers",
+    })
 }
 
 fn get_str(r: &mut &[u8]) -> Result<String, &'static str> {
@@ -91,5 +79,18 @@ mod tests {
         assert_eq!(encode_headers(&Headers::new()), None);
         assert!(decode_headers(Some(&Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x0f]))).is_err());
         assert!(decode_headers(Some(&Bytes::from_static(&[1, 0xff, 0x01]))).is_err());
+    }
+
+    #[test]
+    fn receivers_take_any_order_the_last_duplicate_and_an_empty_block() {
+        let unsorted = Bytes::from_static(&[2, 1, b'z', 1, b'1', 1, b'a', 1, b'2']);
+        let got = decode_headers(Some(&unsorted)).unwrap();
+        assert_eq!(got.into_iter().collect::<Vec<_>>(), [("a".into(), "2".into()), ("z".into(), "1".into())]);
+        let duplicate = Bytes::from_static(&[2, 1, b'k', 1, b'1', 1, b'k', 1, b'2']);
+        assert_eq!(decode_headers(Some(&duplicate)).unwrap()["k"], "2");
+        assert_eq!(decode_headers(Some(&Bytes::from_static(&[0]))).unwrap(), Headers::new());
+        for bad in [&[0x80, 0x00][..], &[65], &[0, 0], &[1, 1, 0xff, 0]] {
+            assert!(decode_headers(Some(&Bytes::copy_from_slice(bad))).is_err(), "{bad:?}");
+        }
     }
 }

@@ -232,7 +232,7 @@ fn decode_typed(ty: FrameType, fields: Bytes) -> Result<Frame, FrameError> {
         FrameType::DATA => decode_data(fields).map(Frame::Data),
         FrameType::CANCEL => {
             let mut r = &fields[..];
-            let xid = get_xid(&mut r, "CANCEL")?;
+            let xid = get_xid(&mut r)?;
             let reason = CancelReason(get_u8(&mut r)?);
             finish(r, "CANCEL")?;
             Ok(Frame::Cancel { xid, reason })
@@ -292,8 +292,9 @@ fn get_u8(r: &mut &[u8]) -> Result<u8, FrameError> {
     Ok(r.get_u8())
 }
 
-fn get_xid(r: &mut &[u8], frame: &'static str) -> Result<Xid, FrameError> {
-    Xid::from_wire(varint::get(r)?).ok_or(invalid(frame, "exchange id"))
+fn get_xid(r: &mut &[u8]) -> Result<Xid, FrameError> {
+    let wire = varint::get(r)?;
+    Xid::from_wire(wire).ok_or(FrameError::ExchangeIdTooLarge(wire >> 1))
 }
 
 fn finish(rest: &[u8], frame: &'static str) -> Result<(), FrameError> {
@@ -348,7 +349,7 @@ fn decode_head(fields: Bytes) -> Result<Head, FrameError> {
     let flags = get_u8(&mut r)?;
     let kind = kind_from_flags(flags);
     let priority = Priority::new(flags >> HEAD_PRIORITY_SHIFT);
-    let xid = get_xid(&mut r, "HEAD")?;
+    let xid = get_xid(&mut r)?;
     if xid.opened_by_receiver == kind.opens_exchange() {
         return Err(invalid("HEAD", "exchange id side"));
     }
@@ -404,7 +405,7 @@ fn decode_data(fields: Bytes) -> Result<Data, FrameError> {
     if flags & !DATA_END != 0 {
         return Err(invalid("DATA", "flags"));
     }
-    let xid = get_xid(&mut r, "DATA")?;
+    let xid = get_xid(&mut r)?;
     let offset = varint::get(&mut r)?;
     if r.is_empty() {
         return Err(invalid("DATA", "empty payload"));

@@ -43,6 +43,23 @@ pub enum FrameError {
     /// A frame of a type that must be understood, but is not (§3.1).
     #[error("unknown frame type {0:#04x}")]
     UnknownType(u8),
+    /// An exchange reference whose id is above 2^32−1 (§6).
+    #[error("exchange id {0} exceeds 2^32-1")]
+    ExchangeIdTooLarge(u64),
+    /// A stream framing length prefix that is not a minimal varint of at most 10 bytes (§4.1).
+    #[error("malformed length prefix: not a minimal varint of at most 10 bytes")]
+    BadLengthPrefix,
+    /// A stream framing length prefix below the smallest body, 5 bytes (§4.1). A prefix of 0 is
+    /// what the lossy framing's delimiter looks like to a stream receiver.
+    #[error("length prefix announces a body of {len} bytes, below the minimum of 5{hint}", len = .0, hint = lossy_hint(*.0))]
+    ShortLength(u64),
+}
+
+fn lossy_hint(len: u64) -> &'static str {
+    match len {
+        0 => " (a 0x00 byte starts every frame of the lossy framing: is the peer using Config::lossy()?)",
+        _ => "",
+    }
 }
 
 impl FrameError {

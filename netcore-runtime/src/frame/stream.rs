@@ -67,7 +67,8 @@ impl StreamDecoder {
     }
 
     fn decode_inner(&mut self) -> Result<Option<Frame>, FrameError> {
-        let (len, prefix) = match varint::peek(&self.buf)? {
+        let peeked = varint::peek(&self.buf).map_err(|_| FrameError::BadLengthPrefix)?;
+        let (len, prefix) = match peeked {
             Peek::Incomplete => return Ok(None),
             Peek::Value(len, prefix) => (len, prefix),
         };
@@ -76,7 +77,7 @@ impl StreamDecoder {
             return Err(FrameError::TooLarge { len, max: self.max_body as u64 });
         }
         if len < MIN_BODY as u64 {
-            return Err(FrameError::Short(len as usize));
+            return Err(FrameError::ShortLength(len));
         }
         let len = len as usize;
         if self.buf.len() < prefix + len {

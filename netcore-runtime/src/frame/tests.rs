@@ -561,11 +561,11 @@ fn stream_hostile_length_prefix_is_rejected_before_the_body() {
     let cases: Vec<(&str, Vec<u8>, FrameError)> = vec![
         ("u64::MAX", near_max, FrameError::TooLarge { len: u64::MAX, max: max_body as u64 }),
         ("max_body + 1", just_over, FrameError::TooLarge { len: max_body as u64 + 1, max: max_body as u64 }),
-        ("11-byte varint", vec![0xff; 11], FrameError::BadVarint),
-        ("overflowing 10th byte", [&[0xff; 9][..], &[0x02]].concat(), FrameError::BadVarint),
-        ("non-minimal", vec![0x85, 0x00], FrameError::BadVarint),
-        ("shorter than a body", vec![4], FrameError::Short(4)),
-        ("zero", vec![0], FrameError::Short(0)),
+        ("11-byte varint", vec![0xff; 11], FrameError::BadLengthPrefix),
+        ("overflowing 10th byte", [&[0xff; 9][..], &[0x02]].concat(), FrameError::BadLengthPrefix),
+        ("non-minimal", vec![0x85, 0x00], FrameError::BadLengthPrefix),
+        ("shorter than a body", vec![4], FrameError::ShortLength(4)),
+        ("zero", vec![0], FrameError::ShortLength(0)),
     ];
     for (name, prefix, want) in cases {
         // Byte by byte: the error comes as soon as the prefix is known to be bad.
@@ -598,4 +598,79 @@ fn stream_large_legal_length_waits_without_buffering_ahead() {
     decoder.extend(&[0x06]);
     assert_eq!(decoder.decode(), Ok(None));
     assert_eq!(decoder.buffered(), prefix.len() + 1);
+}
+
+// ---- Issue 12: the exact lossy size rule of §4.2, and named errors ----
+
+/// An extension frame whose body is `len` bytes and holds no 0x00 (CRC included).
+fn zero_free_extension(len: usize) -> Frame {
+    (0u8..=255)
+        .map(|seed| Frame::Extension { ty: FrameType(0x80), body: Bytes::from(vec![seed | 1; len - 5]) })
+        .find(|frame| {
+            let mut body = Vec::new();
+            encode_body(frame, &mut body);
+            !body.contains(&0)
+        })
+        .expect("some fill byte gives a CRC without zeros")
+}
+
+#[test]
+fn lossy_receiver_takes_bodies_up_to_max_frame_and_drops_longer_ones() {
+    let max = 1024;
+    for len in [1023, 1024] {
+        let got = decode_bytes(Framing::Lossy, max, &encode_all(Framing::Lossy, &[zero_free_extension(len)]));
+        assert!(matches!(&got[..], [Ok(Frame::Extension { .. })]), "{len}: {got:?}");
+    }
+    for len in 1025..=1028 {
+        // With a 0x00 every 100 bytes the run is len + 1 bytes: it fits L_enc(1024) = 1029, the
+        // body does not fit max_frame, and that is damage too.
+        let fill = (0..len - 5).map(|i| if i % 100 == 0 { 0 } else { 0x22 }).collect::<Vec<u8>>();
+        let frame = Frame::Extension { ty: FrameType(0x80), body: Bytes::from(fill) };
+        let mut run = BytesMut::new();
+        encode(Framing::Lossy, &frame, &mut run);
+        assert!(run.len() - 2 <= lossy::max_encoded_len(max), "{len}: run of {}", run.len() - 2);
+        let wire = encode_all(Framing::Lossy, &[frame, zero_free_extension(100)]);
+        let got = decode_bytes(Framing::Lossy, max, &wire);
+        assert_eq!(got[0], Err(FrameError::TooLarge { len: len as u64, max: max as u64 }), "{len}");
+        assert!(matches!(got[1], Ok(Frame::Extension { .. })), "{len}: the next frame is intact");
+    }
+}
+
+#[test]
+fn lossy_receiver_buffers_at_most_l_enc_bytes_of_a_run() {
+    let max = 1024;
+    let l_enc = lossy::max_encoded_len(max);
+    assert_eq!(l_enc, 1029);
+    let mut decoder = Decoder::new(Framing::Lossy, max);
+    decoder.extend(&[0]);
+    decoder.extend(&vec![0x11; l_enc]);
+    assert_eq!(decoder.decode(), Ok(None), "a run of exactly L_enc bytes may still be a frame");
+    decoder.extend(&[0x11]);
+    assert_eq!(decoder.decode(), Err(FrameError::TooLarge { len: l_enc as u64 + 1, max: l_enc as u64 }));
+    assert_eq!(decoder.buffered(), 0, "the run is discarded, not buffered");
+    decoder.extend(&vec![0x11; 5000]);
+    assert_eq!(decoder.decode(), Ok(None), "one dropped frame is reported once");
+    let mut good = encode_all(Framing::Lossy, &[Frame::Ping { nonce: 3 }]);
+    good.remove(0);
+    decoder.extend(&good);
+    assert_eq!(decoder.decode(), Ok(None), "the rest of the long run ends at the next 0x00");
+    decoder.extend(&encode_all(Framing::Lossy, &[Frame::Ping { nonce: 4 }]));
+    assert_eq!(decoder.decode(), Ok(Some(Frame::Ping { nonce: 4 })));
+}
+
+#[test]
+fn an_exchange_id_above_u32_has_a_named_error() {
+    let mut fields = vec![0x04];
+    crate::varint::put(&mut fields, (1u64 << 32) << 1);
+    fields.push(0);
+    let crc = crc32fast::hash(&fields);
+    fields.extend(crc.to_le_bytes());
+    assert_eq!(decode_body(Bytes::from(fields)), Err(FrameError::ExchangeIdTooLarge(1 << 32)));
+}
+
+#[test]
+fn a_zero_length_prefix_suggests_the_lossy_framing() {
+    let err = decode_bytes(Framing::Stream, 1024, &[0]).pop().unwrap().unwrap_err();
+    assert_eq!(err, FrameError::ShortLength(0));
+    assert!(err.to_string().contains("lossy"), "{err}");
 }

@@ -240,14 +240,28 @@ impl Session {
         if self.state == State::Closed {
             return Err(SendError::Closed);
         }
-        if !self.unanswered.remove(&id) {
+        if !self.unanswered.contains(&id) {
             return Err(SendError::UnknownExchange(id));
         }
         let (kind, body) = match result {
             Ok(body) => (Kind::Response, body),
             Err(body) => (Kind::Error, body),
         };
+        // §8.1: an answer over the requester's max_message leaves the request unanswered, so the
+        // application can still answer it with an error (or cancel it) instead of going silent.
+        self.check_size(&body)?;
+        self.unanswered.remove(&id);
         self.submit(kind, None, body, opts, Some(Key { id, ours: false }))
+    }
+
+    /// Refuses a message over the peer's `max_message` before anything is queued (§8.1).
+    fn check_size(&self, body: &Body) -> Result<(), SendError> {
+        match &self.peer {
+            Some(peer) if body.len() > peer.limits.max_message => {
+                Err(SendError::TooLarge { len: body.len(), max: peer.limits.max_message })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn submit(
@@ -261,11 +275,7 @@ impl Session {
         if self.state == State::Closed {
             return Err(SendError::Closed);
         }
-        if let Some(peer) = &self.peer {
-            if body.len() > peer.limits.max_message {
-                return Err(SendError::TooLarge { len: body.len(), max: peer.limits.max_message });
-            }
-        }
+        self.check_size(&body)?;
         Ok(self.outbox.push(kind, route, body, opts, key))
     }
 
@@ -838,7 +848,9 @@ fn check_peer_limits(limits: &Limits) -> Result<(), ProtocolError> {
         return Err(ProtocolError::PeerLimits("max_in_flight of 0"));
     }
     if limits.window > 0 && limits.window < limits.inline_limit.min(limits.max_message) {
-        return Err(ProtocolError::PeerLimits("window smaller than inline_limit"));
+        return Err(ProtocolError::PeerLimits(
+            "window below min(inline_limit, max_message): in-memory messages could never start",
+        ));
     }
     Ok(())
 }

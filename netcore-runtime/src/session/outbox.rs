@@ -20,7 +20,7 @@ use crate::varint;
 pub(super) enum Scheduled {
     /// A frame to transmit; `finished` is set when it carries the message's last byte.
     Frame { frame: Frame, finished: Option<MessageId> },
-    /// A message that cannot be sent; its HEAD went out iff `key` is set.
+    /// A message that cannot be sent; `key` is set iff the peer knows its exchange (a CANCEL is due).
     Failed { id: MessageId, key: Option<Key>, reason: CancelReason },
 }
 
@@ -58,6 +58,18 @@ impl Source {
             }
         }
     }
+}
+
+/// The chunk a stored message may send now (§5.5): `wanted` bytes if the free credit covers them,
+/// else as much as is free, provided that is at least a quarter of the peer's `window` (the batch
+/// in which the receiver returns credit), so progress never waits for more than the receiver will
+/// ever grant at once and frames stay large enough to be worth their header. `true` when blocked.
+fn cut_to_credit(wanted: u64, free: u64, window: u64) -> (u64, bool) {
+    if free >= wanted {
+        return (wanted, false);
+    }
+    let least = wanted.min(window.div_ceil(4)).max(1);
+    (free, free < least)
 }
 
 /// Outcome of trying one message.
@@ -170,11 +182,16 @@ impl Outbox {
         if room == 0 && message.total > 0 {
             return Attempt::Failed(CancelReason::TOO_LARGE);
         }
-        let first = message.total.min(room);
-        let single = first == message.total;
         let inline = message.total <= peer.inline_limit;
-        let needed = if inline { message.total } else { first };
-        if (!single && in_flight_full) || self.credit.available() < needed {
+        let free = self.credit.available();
+        // §5.5: an in-memory message needs its whole total free; a stored one a chunk, cut to
+        // the free credit so that a window smaller than the chunk size still makes progress.
+        let (first, blocked) = match inline {
+            true => (message.total.min(room), free < message.total),
+            false => cut_to_credit(message.total.min(room), free, peer.window),
+        };
+        let single = first == message.total;
+        if (!single && in_flight_full) || blocked {
             (message.route, message.meta) = (head.route.take(), head.meta.take());
             return Attempt::Blocked;
         }
@@ -206,12 +223,16 @@ impl Outbox {
         let overhead =
             2 + varint::encoded_len(xid.to_wire()) + varint::encoded_len(message.sent) + crate::frame::CRC_LEN;
         let room = (peer.max_frame as u64).saturating_sub(overhead as u64).min(chunk_size as u64);
-        let len = (message.total - message.sent).min(room);
+        let mut len = (message.total - message.sent).min(room);
         if len == 0 {
             return Attempt::Failed(CancelReason::TOO_LARGE);
         }
-        if !message.reserved && credit.available() < len {
-            return Attempt::Blocked;
+        if !message.reserved {
+            let blocked;
+            (len, blocked) = cut_to_credit(len, credit.available(), peer.window);
+            if blocked {
+                return Attempt::Blocked;
+            }
         }
         let payload = match message.source.read(message.sent, len as usize) {
             Ok(bytes) => bytes,
@@ -224,7 +245,8 @@ impl Outbox {
         Attempt::Sent(Frame::Data(Data { xid, offset, end, payload }), !end)
     }
 
-    /// Drops a message: returns its exchange if its HEAD was sent (the peer knows it).
+    /// Drops a message: returns its exchange if the peer knows it, that is if the HEAD was sent
+    /// or the message answers the peer's request (§5.4).
     fn forget(&mut self, id: MessageId) -> Option<Key> {
         let message = self.messages.remove(&id)?;
         let unsent = message.total - message.sent;
@@ -237,10 +259,11 @@ impl Outbox {
         if let Some(key) = message.key {
             self.by_key.remove(&key);
         }
-        message.head_sent.then_some(message.key).flatten()
+        let known = message.head_sent || !message.kind.opens_exchange();
+        known.then_some(message.key).flatten()
     }
 
-    /// Cancels a queued message. `Some(key)` if the peer knows of it (its HEAD was sent).
+    /// Cancels a queued message. `Some(key)` if the peer knows of its exchange.
     pub(super) fn cancel(&mut self, id: MessageId) -> Option<Option<Key>> {
         let level = usize::from(self.messages.get(&id)?.priority.level());
         self.levels[level].retain(|queued| *queued != id);

@@ -431,3 +431,106 @@ fn a_partial_message_whose_tail_was_lost_is_dropped_after_the_stall_timeout() {
     assert!(pair.take_a().iter().any(|e| matches!(e,
         Event::Cancelled { exchange: Exchange::Ours(m), reason } if *m == call && *reason == CancelReason::DAMAGED)));
 }
+
+/// Issue 12.1: a window smaller than the chunk size once stalled every stored message forever.
+#[test]
+fn a_window_smaller_than_the_chunk_size_still_moves_stored_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    for (window, len) in [(4096, 100_000), (8192, 8193), (16_383, 40_000), (16_384, 40_000)] {
+        let limits = Limits { window, inline_limit: window, ..Limits::default() };
+        let receiver = Config::stream().with_limits(limits).with_spill_dir(dir.path());
+        let mut pair = connected_pair(Config::stream(), receiver);
+        pair.a.send_oneway(route("/store"), pattern(len, 9), SendOptions::default()).unwrap();
+        pair.run();
+        let got = messages(pair.take_b());
+        assert_eq!(got.len(), 1, "window {window}: a {len}-byte message arrives");
+        assert_eq!(got[0].payload.to_vec().unwrap(), pattern(len, 9), "window {window}");
+        assert!(pair.a.is_idle() && pair.b.is_idle());
+    }
+}
+
+/// The cut never goes below a quarter of the window: no trickle of tiny frames.
+#[test]
+fn chunks_cut_to_the_credit_are_at_least_a_quarter_window() {
+    use crate::frame::{Decoder, Frame};
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits { window: 4096, inline_limit: 4096, ..Limits::default() };
+    let mut pair = connected_pair(Config::stream(), Config::stream().with_limits(limits).with_spill_dir(dir.path()));
+    pair.a.send_oneway(route("/store"), pattern(50_000, 1), SendOptions::default()).unwrap();
+    let mut wire = BytesMut::new();
+    let now = pair.now;
+    let mut sizes = Vec::new();
+    let mut decoder = Decoder::new(Framing::Stream, 1 << 16);
+    while !pair.a.is_idle() {
+        while pair.a.poll_transmit(now, &mut wire) {}
+        decoder.extend(&wire);
+        pair.b.handle_input(now, &wire);
+        wire.clear();
+        while let Ok(Some(frame)) = decoder.decode() {
+            match frame {
+                Frame::Head(head) => sizes.push(head.payload.len()),
+                Frame::Data(data) => sizes.push(data.payload.len()),
+                _ => {}
+            }
+        }
+        while pair.b.poll_transmit(now, &mut wire) {}
+        pair.a.handle_input(now, &wire);
+        wire.clear();
+        pair.take_b();
+        pair.take_a();
+    }
+    assert_eq!(sizes.iter().sum::<usize>(), 50_000);
+    let (last, rest) = sizes.split_last().unwrap();
+    assert!(rest.iter().all(|&n| n >= 1024), "every chunk but the last is at least W/4: {sizes:?}");
+    assert!(*last > 0 && sizes.iter().all(|&n| n <= 4096), "{sizes:?}");
+}
+
+/// Issue 12.2: an answer over the requester's max_message used to be dropped silently.
+#[test]
+fn an_answer_over_the_requesters_max_message_leaves_the_request_answerable() {
+    let limits = Limits { max_message: 1000, window: 0, ..Limits::default() };
+    let mut pair = connected_pair(Config::stream().with_limits(limits), Config::stream());
+    let call = pair.a.request(route("/big"), b"?".to_vec(), SendOptions::default()).unwrap();
+    pair.run();
+    let Exchange::Theirs(id) = messages(pair.take_b()).pop().unwrap().exchange else { panic!("peer-opened") };
+    assert_eq!(
+        pair.b.respond(id, Ok(pattern(1001, 0).into()), SendOptions::default()),
+        Err(SendError::TooLarge { len: 1001, max: 1000 })
+    );
+    pair.b.respond(id, Err(b"\x06\x00too large".to_vec().into()), SendOptions::default()).unwrap();
+    pair.run();
+    let reply = messages(pair.take_a()).pop().unwrap();
+    assert_eq!((reply.exchange, reply.kind), (Exchange::Ours(call), Kind::Error));
+}
+
+/// An answer that fails before its HEAD (an unreadable body) cancels the exchange it answers,
+/// so the requester is told at once instead of waiting for its timeout.
+#[test]
+fn an_answer_that_cannot_be_read_cancels_its_exchange() {
+    struct Broken;
+    impl std::io::Read for Broken {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk gone"))
+        }
+    }
+    let mut pair = connected_pair(Config::stream(), Config::stream());
+    let call = pair.a.request(route("/file"), b"?".to_vec(), SendOptions::default()).unwrap();
+    pair.run();
+    let Exchange::Theirs(id) = messages(pair.take_b()).pop().unwrap().exchange else { panic!("peer-opened") };
+    let body = Body::Reader { reader: Box::new(Broken), len: 10 };
+    pair.b.respond(id, Ok(body), SendOptions::default()).unwrap();
+    pair.run();
+    let events = pair.take_a();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::Cancelled { exchange, reason } if *exchange == Exchange::Ours(call) && *reason == CancelReason::IO)
+        ),
+        "{events:?}"
+    );
+    let b_events = pair.take_b();
+    assert!(
+        b_events.iter().all(|e| !matches!(e, Event::Cancelled { exchange: Exchange::Ours(_), .. })),
+        "the responder reports the failure under the peer's exchange: {b_events:?}"
+    );
+    assert!(pair.a.is_idle() && pair.b.is_idle());
+}
