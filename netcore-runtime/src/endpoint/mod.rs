@@ -1,6 +1,7 @@
 //! The Endpoint: routes, blueprints, middleware, hooks, events, scheduler, cache, and the
 //! connections it serves. Both peers of a link are endpoints; either can call the other.
 
+mod accept;
 mod cache;
 mod error;
 mod events;
@@ -21,6 +22,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tower::{BoxError, Layer, Service};
 
+pub use accept::DEFAULT_MAX_CONNECTIONS;
 pub use cache::Cache;
 pub use error::{BuildError, CallError, ErrorCode, HandlerError};
 pub use events::{EndpointEvent, EventKind};
@@ -48,12 +50,22 @@ pub struct EndpointBuilder {
     on_error: Option<ErrorHandler>,
     callbacks: Vec<(EventKind, events::Callback)>,
     cache: Option<Cache>,
+    max_connections: Option<usize>,
 }
 
 impl EndpointBuilder {
     /// Uses this cache as [`Endpoint::cache`], for instance one that routes already hold.
     pub fn cache(mut self, cache: Cache) -> Self {
         self.cache = Some(cache);
+        self
+    }
+
+    /// Most connections [`Endpoint::serve_tcp`] and [`Endpoint::serve_unix`] serve at once
+    /// (default [`DEFAULT_MAX_CONNECTIONS`], 512: well under the 1024 descriptors a process
+    /// gets by default). Beyond it a new peer gets our HELLO and GOAWAY LIMIT naming this limit,
+    /// and is dropped. Connections made with [`Endpoint::connect`] are not refused, but count.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
         self
     }
 
@@ -177,6 +189,7 @@ impl EndpointBuilder {
                 events: events::Events::new(self.callbacks),
                 scheduler: Scheduler::new(stop.clone()),
                 cache: self.cache.unwrap_or_default(),
+                max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
                 connections: Mutex::new(HashMap::new()),
                 next_connection: AtomicU64::new(1),
                 started: AtomicBool::new(false),
@@ -199,6 +212,7 @@ struct Inner {
     events: events::Events,
     scheduler: Scheduler,
     cache: Cache,
+    max_connections: usize,
     connections: Mutex<HashMap<ConnectionId, Connection>>,
     next_connection: AtomicU64,
     started: AtomicBool,
@@ -241,8 +255,11 @@ impl Endpoint {
         self.start();
         let id = ConnectionId(self.inner.next_connection.fetch_add(1, Ordering::Relaxed));
         let dispatch: Arc<dyn Dispatch> = self.inner.clone();
+        // Listed before its task can run: a link that closes at once is then removed by its own
+        // `detach`, never left behind in `connections()`.
+        let mut connections = self.inner.connections.lock().expect("never poisoned");
         let connection = connection::spawn(io, config, id, label.into(), dispatch);
-        self.inner.connections.lock().expect("never poisoned").insert(id, connection.clone());
+        connections.insert(id, connection.clone());
         connection
     }
 
@@ -265,31 +282,69 @@ impl Endpoint {
 
     /// Accepts TCP connections until [`shutdown`](Self::shutdown); each is served by this
     /// endpoint's routes and answered on the connection it came from (Python's MultiPipe).
+    ///
+    /// A failed `accept()` never ends the loop: one about a single connection (reset, aborted)
+    /// is skipped, one about the process (out of descriptors, EMFILE) is retried after 5 ms,
+    /// doubling up to 1 s; both are logged with `tracing`. Connections beyond
+    /// [`EndpointBuilder::max_connections`] are refused with GOAWAY LIMIT. Returns `Ok` at shutdown.
     pub async fn serve_tcp(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        self.start();
-        loop {
-            tokio::select! {
-                () = self.inner.stop.cancelled() => return Ok(()),
-                accepted = listener.accept() => {
-                    let (stream, peer) = accepted?;
-                    stream.set_nodelay(true)?;
-                    self.connect(stream, format!("tcp {peer}"));
+        self.serve(
+            || listener.accept(),
+            |stream, peer| {
+                // Latency only: a socket that refuses the option is still served.
+                if let Err(err) = stream.set_nodelay(true) {
+                    tracing::debug!(%peer, error = %err, "set_nodelay failed");
                 }
-            }
-        }
+                format!("tcp {peer}")
+            },
+        )
+        .await
     }
 
-    /// Accepts Unix-socket connections until [`shutdown`](Self::shutdown).
+    /// Accepts Unix-socket connections until [`shutdown`](Self::shutdown), as
+    /// [`serve_tcp`](Self::serve_tcp) does.
     #[cfg(unix)]
     pub async fn serve_unix(&self, listener: tokio::net::UnixListener) -> std::io::Result<()> {
+        let next = &self.inner.next_connection;
+        self.serve(|| listener.accept(), |_, _| format!("unix #{}", next.load(Ordering::Relaxed))).await
+    }
+
+    async fn serve<S, A, F>(
+        &self,
+        mut accept: impl FnMut() -> F,
+        label: impl Fn(&S, A) -> String,
+    ) -> std::io::Result<()>
+    where
+        F: Future<Output = std::io::Result<(S, A)>>,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         self.start();
+        let mut backoff = accept::Backoff::default();
         loop {
-            tokio::select! {
+            let accepted = tokio::select! {
                 () = self.inner.stop.cancelled() => return Ok(()),
-                accepted = listener.accept() => {
-                    let (stream, _) = accepted?;
-                    let n = self.inner.next_connection.load(Ordering::Relaxed);
-                    self.connect(stream, format!("unix #{n}"));
+                accepted = accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    backoff.reset();
+                    let label = label(&stream, addr);
+                    let max = self.inner.max_connections;
+                    if self.inner.connections.lock().expect("never poisoned").len() >= max {
+                        tracing::warn!(%label, max, "refused: the endpoint serves its max_connections");
+                        accept::refuse(stream, &self.inner.config, max);
+                        continue;
+                    }
+                    self.connect(stream, label);
+                }
+                Err(err) if accept::concerns_one_connection(&err) => continue,
+                Err(err) => {
+                    let wait = backoff.next();
+                    tracing::warn!(error = %err, ?wait, "accept failed; retrying");
+                    tokio::select! {
+                        () = self.inner.stop.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(wait) => {}
+                    }
                 }
             }
         }

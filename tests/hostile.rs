@@ -1,0 +1,177 @@
+//! What a hostile, broken or merely slow peer can make an endpoint hold (issue 11), over real
+//! loopback TCP. The descriptor cases run a server in a child process under a lowered
+//! `RLIMIT_NOFILE` (util-linux `prlimit`), so they are fast and leave this process alone.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream as StdTcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use netcore::endpoint::Response;
+use netcore::frame::stream::StreamDecoder;
+use netcore::frame::{Frame, GoAwayCode};
+use netcore::{Config, Endpoint};
+
+fn echo_server() -> netcore::endpoint::EndpointBuilder {
+    Endpoint::builder().route("/echo", |req| async move { Ok(Response::bytes(req.bytes()?)) })
+}
+
+async fn serve(endpoint: &Endpoint) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = endpoint.clone();
+    tokio::spawn(async move { server.serve_tcp(listener).await });
+    addr
+}
+
+/// The frames a peer sent before closing (or until 5 s pass).
+fn frames_until_close(mut stream: StdTcpStream) -> Vec<Frame> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut wire = Vec::new();
+    let _ = stream.read_to_end(&mut wire);
+    let mut decoder = StreamDecoder::new(1 << 20);
+    decoder.extend(&wire);
+    std::iter::from_fn(|| decoder.decode().ok().flatten()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_refused_with_goaway_limit() {
+    let server = echo_server().max_connections(3).build().unwrap();
+    let addr = serve(&server).await;
+    let client = Endpoint::builder().build().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let conn = client.connect_tcp(addr).await.unwrap();
+        conn.ready().await.unwrap();
+        held.push(conn);
+    }
+    let refused = tokio::task::spawn_blocking(move || frames_until_close(StdTcpStream::connect(addr).unwrap()));
+    let frames = refused.await.unwrap();
+    assert!(matches!(frames.first(), Some(Frame::Hello(_))), "{frames:?}");
+    let Some(Frame::GoAway { code, message }) = frames.last() else { panic!("{frames:?}") };
+    assert_eq!(*code, GoAwayCode::LIMIT);
+    assert!(message.contains("at most 3 connections"), "{message}");
+    // The connections it serves are unaffected, and a freed slot is served again.
+    assert_eq!(&held[0].call("/echo", b"x".to_vec()).await.unwrap().bytes().unwrap()[..], b"x");
+    held.pop().unwrap().close().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.connections().len() >= 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let conn = client.connect_tcp(addr).await.unwrap();
+    assert_eq!(&conn.call("/echo", b"y".to_vec()).await.unwrap().bytes().unwrap()[..], b"y");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_handshake_close_churn_leaves_no_connection_listed() {
+    let server = echo_server().build().unwrap();
+    let addr = serve(&server).await;
+    let client = Endpoint::builder().build().unwrap();
+    for _ in 0..1000 {
+        let conn = client.connect_tcp(addr).await.unwrap();
+        conn.ready().await.unwrap();
+        conn.close().await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(server.connections().is_empty() && client.connections().is_empty()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!((server.connections().len(), client.connections().len()), (0, 0), "closed connections stay listed");
+}
+
+// ---- The accept loop under a descriptor limit, in a child process ----
+
+const CHILD_ENV: &str = "NETCORE_HOSTILE_CHILD";
+/// Printed by the child before its port (libtest may print its own text before it on the line).
+const PORT_MARK: &str = "netcore-child-port=";
+
+/// Not a test of its own: the server that `the_accept_loop_survives_running_out_of_descriptors`
+/// runs in a child process under `prlimit --nofile=64`. Prints its port, serves until stdin closes.
+#[test]
+#[ignore = "child process of the_accept_loop_survives_running_out_of_descriptors"]
+fn child_server() {
+    assert_eq!(std::env::var(CHILD_ENV).as_deref(), Ok("1"), "run by its parent test only");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let server = echo_server().config(Config::stream()).build().unwrap();
+        let addr = serve(&server).await;
+        println!("{PORT_MARK}{}", addr.port());
+        // Until the parent closes our stdin.
+        tokio::task::spawn_blocking(|| std::io::stdin().read_to_end(&mut Vec::new())).await.unwrap().unwrap();
+    });
+}
+
+struct ChildServer {
+    child: Child,
+    port: u16,
+}
+
+impl ChildServer {
+    fn start(nofile: u32) -> Self {
+        let exe = std::env::current_exe().unwrap();
+        let mut child = Command::new("prlimit")
+            .arg(format!("--nofile={nofile}:{nofile}"))
+            .arg(exe)
+            .args(["--ignored", "--exact", "child_server", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("prlimit (util-linux) runs the child server");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| line.split_once(PORT_MARK).map(|(_, port)| port.trim().parse().unwrap()))
+            .expect("the child server prints its port");
+        // Keep reading what the child prints, so that it never writes into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, port }
+    }
+
+    fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map(|d| d.count()).unwrap_or(0)
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accept_loop_survives_running_out_of_descriptors() {
+    let server = ChildServer::start(64);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], server.port).into();
+    // prlimit execs the test binary, so the pid is the server's own.
+    let before = server.open_descriptors();
+    // Far more idle connections than the child has descriptors: its accept() fails with EMFILE.
+    let idle: Vec<StdTcpStream> = (0..100).filter_map(|_| StdTcpStream::connect(addr).ok()).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let peak = server.open_descriptors();
+    drop(idle);
+    // Once descriptors are free again, new clients are served: the loop did not end.
+    let client = Endpoint::builder().build().unwrap();
+    let started = Instant::now();
+    let reply = loop {
+        let attempt = async { client.connect_tcp(addr).await.ok()?.call("/echo", b"alive".to_vec()).await.ok() };
+        if let Ok(Some(reply)) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            break reply;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the server never served again");
+    };
+    assert_eq!(&reply.bytes().unwrap()[..], b"alive");
+    let recovered = started.elapsed();
+    // Every descriptor the idle flood took is given back: nothing leaked.
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.open_descriptors() > before + 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = server.open_descriptors();
+    assert!(after <= before + 2, "{after} descriptors open after the flood, {before} before it");
+    eprintln!("descriptors: {before} at start, {peak} at the peak, {after} after; served again after {recovered:?}");
+}
