@@ -95,6 +95,8 @@ pub(crate) struct Shared {
     consumed: AtomicU64,
     next_token: AtomicU64,
     state: watch::Receiver<LinkState>,
+    /// Becomes true (or its sender is dropped) once the driver has let go of the transport.
+    released: watch::Receiver<bool>,
 }
 
 /// A handle to one connection: call the peer, send it one-way messages, watch or close the link.
@@ -137,13 +139,20 @@ impl Connection {
         result
     }
 
-    /// Waits until the link is closed, and says why.
+    /// Waits until the link is closed and its transport released, and says why.
+    ///
+    /// [`state`](Self::state) turns [`LinkState::Closed`] as soon as the session closes, when
+    /// pending calls fail; this waits longer, until the driver has written and flushed its last
+    /// bytes (the GOAWAY) and shut the writer down, or given up on them (a write error, or a peer
+    /// that does not take them within a few seconds). A process may exit once it returns.
     pub async fn closed(&self) -> CloseReason {
         let mut state = self.shared.state.clone();
         let reason = match state.wait_for(|s| matches!(s, LinkState::Closed(_))).await.as_deref() {
             Ok(LinkState::Closed(reason)) => reason.clone(),
             _ => CloseReason::Disconnected,
         };
+        // An error means the driver is gone (its task ended or was aborted): released as well.
+        let _ = self.shared.released.clone().wait_for(|released| *released).await;
         reason
     }
 
@@ -186,7 +195,8 @@ impl Connection {
     }
 
     /// Closes gracefully: new calls are refused, calls and handlers in flight finish, then a
-    /// GOAWAY is sent. Waits until the link is closed.
+    /// GOAWAY is sent. Returns once the GOAWAY is flushed and the transport released, as
+    /// [`closed`](Self::closed) does.
     pub async fn close(&self) -> CloseReason {
         let _ = self.shared.commands.send(Command::Close).await;
         self.closed().await
