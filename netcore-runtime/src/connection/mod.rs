@@ -163,18 +163,32 @@ impl Connection {
 
     /// Calls a route with options. Dropping the future cancels the call on both sides (§5.4).
     pub async fn call_with(&self, route: Route, body: impl Into<Body>, opts: CallOptions) -> Result<Reply, CallError> {
+        self.call_named(route, None, body.into(), opts).await
+    }
+
+    /// [`call_with`](Self::call_with), naming the route `name` in a timeout error: typed calls
+    /// send a bare route id.
+    pub(crate) async fn call_named(
+        &self,
+        route: Route,
+        name: Option<&str>,
+        body: Body,
+        opts: CallOptions,
+    ) -> Result<Reply, CallError> {
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
         let timeout = opts.timeout;
+        // Named before the route moves into the command, and only for a call that can time out.
+        let label = timeout.map(|_| name.map_or_else(|| route_label(&route), Arc::from));
         let (reply, rx) = oneshot::channel();
         let mut guard = CancelOnDrop { shared: &self.shared, token, reason: Some(CancelReason::CANCELLED) };
-        self.send(Command::Call { token, route, body: body.into(), opts, reply }).await?;
+        self.send(Command::Call { token, route, body, opts, reply }).await?;
         let result = match timeout {
             None => rx.await,
             Some(limit) => match tokio::time::timeout(limit, rx).await {
                 Ok(result) => result,
                 Err(_) => {
                     guard.reason = Some(CancelReason::TIMED_OUT);
-                    return Err(CallError::TimedOut);
+                    return Err(CallError::TimedOut { route: label.unwrap_or_default(), after: limit });
                 }
             },
         };
@@ -211,6 +225,14 @@ impl Connection {
             LinkState::Closed(reason) => reason.clone(),
             _ => CloseReason::Disconnected,
         }
+    }
+}
+
+/// A route as a timeout error names it: its name, or its id for a bare [`Route::Id`].
+fn route_label(route: &Route) -> Arc<str> {
+    match route {
+        Route::Name(name) => name.as_str().into(),
+        Route::Id(id) => format!("route {id:#010x}").into(),
     }
 }
 
