@@ -248,12 +248,7 @@ async fn handshake_errors_name_both_sides_at_the_driver() {
         };
         assert!(err.contains(expected), "{what}: {err}");
         // The peer is told why, after our HELLO.
-        let mut got = Vec::new();
-        peer.read_to_end(&mut got).await.unwrap();
-        let mut decoder = frame::Decoder::new(Framing::Stream, 1 << 16);
-        decoder.extend(&got);
-        assert!(matches!(decoder.decode(), Ok(Some(Frame::Hello(_)))));
-        let Ok(Some(Frame::GoAway { code, message })) = decoder.decode() else { panic!("{what}: no GOAWAY") };
+        let (code, message) = goaway_after_hello(&mut peer).await;
         assert_eq!(code, if what == "version" { GoAwayCode::VERSION } else { GoAwayCode::PROTOCOL });
         assert!(message.contains(expected));
     }
@@ -272,13 +267,19 @@ async fn a_peer_that_never_says_hello_fails_the_handshake_deadline() {
     assert_eq!(err.to_string(), format!("disconnected: {text}"));
     let reason = conn.closed().await;
     assert_eq!(reason, CloseReason::TimedOut { deadline: Deadline::Handshake, after: Duration::from_secs(10) });
+    let (code, message) = goaway_after_hello(&mut peer).await;
+    assert_eq!((code, message.as_str()), (GoAwayCode::TIMEOUT, text));
+}
+
+/// Reads what a closed connection sent its raw peer: its HELLO, then the GOAWAY's code and text.
+async fn goaway_after_hello(peer: &mut tokio::io::DuplexStream) -> (GoAwayCode, String) {
     let mut got = Vec::new();
     peer.read_to_end(&mut got).await.unwrap();
     let mut decoder = frame::Decoder::new(Framing::Stream, 1 << 16);
     decoder.extend(&got);
     assert!(matches!(decoder.decode(), Ok(Some(Frame::Hello(_)))));
-    let Ok(Some(Frame::GoAway { code, message })) = decoder.decode() else { panic!("no GOAWAY") };
-    assert_eq!((code, message.as_str()), (GoAwayCode::TIMEOUT, text));
+    let Ok(Some(Frame::GoAway { code, message })) = decoder.decode() else { panic!("no GOAWAY in {got:?}") };
+    (code, message)
 }
 
 // The keepalive deadline, at the driver, says keepalive and how long the peer was silent.
