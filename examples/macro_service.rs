@@ -76,7 +76,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(err) => println!("as expected: {err}"),
         Ok(id) => println!("unexpected id {id}"),
     }
-    println!("cleared {} notes", notes.clear().await?);
+    // `clear` has a 1 s timeout: on a busy machine it may be late, which is no failure of the demo.
+    match notes.clear().await {
+        Ok(n) => println!("cleared {n} notes"),
+        Err(err) if err.is_timeout() => println!("clear was late: {err}"),
+        Err(err) => return Err(err.into()),
+    }
     server.shutdown().await;
     Ok(())
 }

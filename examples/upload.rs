@@ -84,14 +84,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("host: uploading a {mib} MiB image that is not firmware");
     let (reply, took, sent) = upload(&link, image(mib << 20, false)).await;
-    println!("  device: {}", reply.unwrap_err());
+    match reply {
+        Err(refusal) => println!("  device: {refusal}"),
+        Ok(stored) => return Err(format!("the device stored an image that is not firmware: {stored}").into()),
+    }
     println!("  refused after {:.1} ms, {} KiB of {mib} MiB sent", took.as_secs_f64() * 1e3, sent / 1024);
 
     println!("host: uploading a {mib} MiB firmware image");
     let good = image(mib << 20, true);
     let expected = crc32fast::hash(&good);
     let (reply, took, _) = upload(&link, good).await;
-    println!("  device: {}", reply?);
+    let stored = reply?;
+    println!("  device: {stored}");
+    if !stored.ends_with(&format!("crc32 {expected:08x}")) {
+        return Err(format!("the device stored a different image: crc32 {expected:08x} sent").into());
+    }
     println!("  host: crc32 {expected:08x}; {:.0} MiB/s", mib as f64 / took.as_secs_f64());
     Ok(())
 }

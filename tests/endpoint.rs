@@ -139,7 +139,8 @@ async fn a_timeout_fails_the_call_and_cancels_the_handler() {
     let conn = duplex_pair(&server);
     let opts = CallOptions::default().timeout(Duration::from_millis(50));
     let err = conn.call_with(Route::Name("/sleep".into()), b"10000".to_vec(), opts).await.unwrap_err();
-    assert_eq!(err, CallError::TimedOut);
+    assert_eq!(err, CallError::TimedOut { route: "/sleep".into(), after: Duration::from_millis(50) });
+    assert_eq!(err.to_string(), "call to /sleep timed out after 50 ms (the call's timeout)");
     let cancel = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             if let EndpointEvent::Cancel { reason, .. } = events.recv().await.unwrap() {
@@ -469,8 +470,8 @@ async fn graceful_shutdown_drains_calls_in_flight() {
 async fn keepalive_detects_a_silent_peer() {
     // The peer is a duplex end that never says anything: a pulled cable with no EOF.
     let (a, _silent) = tokio::io::duplex(4096);
-    let config = Config::stream()
-        .with_keepalive(Some(netcore::session::Keepalive { interval: Duration::from_secs(1), max_missed: 3 }));
+    let keepalive = netcore::session::Keepalive { interval: Duration::from_secs(1), max_missed: 3 };
+    let config = Config::stream().with_keepalive(Some(keepalive));
     let conn = client().connect_with(a, "silent", config);
     let call = tokio::spawn({
         let conn = conn.clone();
@@ -478,7 +479,12 @@ async fn keepalive_detects_a_silent_peer() {
     });
     let started = tokio::time::Instant::now();
     let reason = conn.closed().await;
-    assert_eq!(reason, netcore::session::CloseReason::TimedOut);
+    // The keepalive deadline (4 s) comes before the handshake's (10 s).
+    let keepalive = netcore::session::Deadline::Keepalive(keepalive);
+    assert!(
+        matches!(&reason, netcore::session::CloseReason::TimedOut { deadline, .. } if *deadline == keepalive),
+        "{reason}"
+    );
     assert!(started.elapsed() <= Duration::from_secs(11), "handshake deadline or keepalive within bounds");
     assert!(call.await.unwrap().unwrap_err().is_disconnected());
 }

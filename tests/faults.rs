@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use netcore::endpoint::{CallError, Response};
 use netcore::faults::{self, FaultPlan, FaultyIo, Rng, SeedGuard};
 use netcore::frame::{self, Frame, Framing, Hello, Limits};
-use netcore::session::{CloseReason, Config, Keepalive, ProtocolError, PROTOCOL_VERSION};
+use netcore::session::{CloseReason, Config, Deadline, Keepalive, ProtocolError, PROTOCOL_VERSION};
 use netcore::{CallOptions, Connection, Endpoint, GoAwayCode, Route};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -146,7 +146,7 @@ async fn a_late_reply_never_reaches_the_next_call() {
     let conn = client(Config::stream()).connect(a, "client");
     let opts = CallOptions::default().timeout(Duration::from_millis(50));
     let err = conn.call_with(Route::Name("/sleep".into()), b"100".to_vec(), opts).await.unwrap_err();
-    assert_eq!(err, CallError::TimedOut);
+    assert_eq!(err, CallError::TimedOut { route: "/sleep".into(), after: Duration::from_millis(50) });
     // The next call is answered with its own reply, while the late one would be due.
     let next = conn.call("/sleep", b"80".to_vec()).await.unwrap();
     assert_eq!(next.text().unwrap(), "slept 80");
@@ -171,7 +171,8 @@ async fn a_peer_that_never_reads_is_timed_out_and_released() {
         async move { conn.call("/echo", vec![1u8; 1 << 20]).await }
     });
     let started = Instant::now();
-    assert_eq!(conn.closed().await, CloseReason::TimedOut);
+    let reason = conn.closed().await;
+    assert!(matches!(reason, CloseReason::TimedOut { deadline: Deadline::Keepalive(_), .. }), "{reason}");
     let detected = started.elapsed();
     assert!(call.await.unwrap().unwrap_err().is_disconnected());
     assert!(drivers_gone(&cli).await, "the driver gives up writing to a peer that never reads");
@@ -201,9 +202,10 @@ async fn a_byte_every_ten_seconds_fails_calls_on_time() {
     let opts = CallOptions::default().timeout(Duration::from_secs(2));
     let started = Instant::now();
     let err = conn.call_with(Route::Name("/x".into()), b"x".to_vec(), opts).await.unwrap_err();
-    assert_eq!(err, CallError::TimedOut);
+    assert_eq!(err, CallError::TimedOut { route: "/x".into(), after: Duration::from_secs(2) });
     assert!(started.elapsed() <= Duration::from_secs(3));
-    assert_eq!(conn.closed().await, CloseReason::TimedOut);
+    let reason = conn.closed().await;
+    assert!(matches!(reason, CloseReason::TimedOut { deadline: Deadline::Keepalive(_), .. }), "{reason}");
     assert!(started.elapsed() <= Duration::from_secs(5), "closed after {:?}", started.elapsed());
     assert!(drivers_gone(&cli).await);
     dripper.abort();
@@ -246,15 +248,54 @@ async fn handshake_errors_name_both_sides_at_the_driver() {
         };
         assert!(err.contains(expected), "{what}: {err}");
         // The peer is told why, after our HELLO.
-        let mut got = Vec::new();
-        peer.read_to_end(&mut got).await.unwrap();
-        let mut decoder = frame::Decoder::new(Framing::Stream, 1 << 16);
-        decoder.extend(&got);
-        assert!(matches!(decoder.decode(), Ok(Some(Frame::Hello(_)))));
-        let Ok(Some(Frame::GoAway { code, message })) = decoder.decode() else { panic!("{what}: no GOAWAY") };
+        let (code, message) = goaway_after_hello(&mut peer).await;
         assert_eq!(code, if what == "version" { GoAwayCode::VERSION } else { GoAwayCode::PROTOCOL });
         assert!(message.contains(expected));
     }
+}
+
+// A peer that never says HELLO: the handshake deadline closes the link, and every message, ours
+// and the GOAWAY's, says it was the handshake's deadline, not keepalive's.
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_never_says_hello_fails_the_handshake_deadline() {
+    let (a, mut peer) = tokio::io::duplex(4096);
+    let conn = client(Config::stream()).connect(a, "mute");
+    let started = Instant::now();
+    let err = conn.ready().await.unwrap_err();
+    assert_eq!(started.elapsed(), Config::stream().handshake_timeout);
+    let text = "handshake timed out: no HELLO from the peer within 10 s (Config::handshake_timeout)";
+    assert_eq!(err.to_string(), format!("disconnected: {text}"));
+    let reason = conn.closed().await;
+    assert_eq!(reason, CloseReason::TimedOut { deadline: Deadline::Handshake, after: Duration::from_secs(10) });
+    let (code, message) = goaway_after_hello(&mut peer).await;
+    assert_eq!((code, message.as_str()), (GoAwayCode::TIMEOUT, text));
+}
+
+/// Reads what a closed connection sent its raw peer: its HELLO, then the GOAWAY's code and text.
+async fn goaway_after_hello(peer: &mut tokio::io::DuplexStream) -> (GoAwayCode, String) {
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).await.unwrap();
+    let mut decoder = frame::Decoder::new(Framing::Stream, 1 << 16);
+    decoder.extend(&got);
+    assert!(matches!(decoder.decode(), Ok(Some(Frame::Hello(_)))));
+    let Ok(Some(Frame::GoAway { code, message })) = decoder.decode() else { panic!("no GOAWAY in {got:?}") };
+    (code, message)
+}
+
+// The keepalive deadline, at the driver, says keepalive and how long the peer was silent.
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_fails_the_keepalive_deadline_and_says_so() {
+    let (a, mut peer) = tokio::io::duplex(1 << 16);
+    let conn = client(Config::stream().with_keepalive(keepalive(1000, 3))).connect(a, "silent");
+    let mut wire = BytesMut::new();
+    frame::encode(Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire);
+    peer.write_all(&wire).await.unwrap();
+    conn.ready().await.unwrap();
+    let pending = conn.call("/echo", b"x".to_vec()).await.unwrap_err();
+    let text = "peer silent for 4 s: keepalive deadline (1 s interval × 3 missed + 1)";
+    assert_eq!(pending.to_string(), format!("disconnected: {text}"));
+    assert!(pending.is_disconnected() && !pending.is_timeout());
+    assert!(conn.closed().await.is_timeout());
 }
 
 // 11. Serial silence (a cable pulled, no EOF): keepalive detects it within the configured number of
@@ -276,7 +317,11 @@ async fn a_pulled_serial_cable_is_detected_and_the_port_reconnects() {
     let pulled = Instant::now();
     let pending = conn.call("/sleep", b"10".to_vec()).await.unwrap_err();
     let detected = pulled.elapsed();
-    assert_eq!(pending, CallError::Disconnected(CloseReason::TimedOut));
+    let keepalive = Deadline::Keepalive(Keepalive { interval, max_missed: 3 });
+    assert!(
+        matches!(&pending, CallError::Disconnected(CloseReason::TimedOut { deadline, .. }) if *deadline == keepalive),
+        "{pending}"
+    );
     // (max_missed + 1) intervals of silence, measured from the last frame heard.
     assert!(detected <= interval * 4 + Duration::from_millis(50), "detected after {detected:?}");
     eprintln!("silent serial peer (keepalive {interval:?} x 3 missed): call failed after {detected:?}");
@@ -324,7 +369,10 @@ async fn keep_connected_reopens_the_port_when_it_comes_back() {
     present.store(false, Ordering::SeqCst);
     let unplugged = Instant::now();
     let err = conn.call("/echo", b"2".to_vec()).await.unwrap_err();
-    assert_eq!(err, CallError::Disconnected(CloseReason::TimedOut));
+    assert!(
+        matches!(err, CallError::Disconnected(CloseReason::TimedOut { deadline: Deadline::Keepalive(_), .. })),
+        "{err}"
+    );
     let detected = unplugged.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let attempts = link.attempts();

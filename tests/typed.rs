@@ -205,3 +205,24 @@ async fn different_declarations_are_refused_at_connect() {
     let err = client.connect(a, "client").ready().await.unwrap_err();
     assert!(err.to_string().contains(&format!("{device_fp:#018x}")), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_typed_call_that_times_out_names_its_route_and_limit() {
+    let fingerprint = from_schema::UsersServer::FINGERPRINT;
+    // A server that never answers `create` in time.
+    let blueprint = netcore::Blueprint::new("").route("/user/create", |_| async {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        netcore::Response::encode(&1u32)
+    });
+    let conn = link(blueprint, fingerprint);
+    let users = from_schema::UsersClient::new(conn.clone());
+    // `create` has `@timeout_ms(2000)` in schemas/users.ncs.
+    let err = users.create("ada".into(), None).await.unwrap_err();
+    assert!(err.is_timeout() && !err.is_disconnected(), "{err:?}");
+    assert_eq!(err.to_string(), "call to /user/create timed out after 2 s (the call's timeout)");
+    // An untyped call by bare id has no name to give: it says the id.
+    let opts = netcore::CallOptions::default().timeout(std::time::Duration::from_millis(250));
+    let id = netcore::route_id("/user/create");
+    let err = conn.call_with(netcore::Route::Id(id), Vec::new(), opts).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("call to route {id:#010x} timed out after 250 ms (the call's timeout)"));
+}

@@ -61,7 +61,8 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
         let fn_name = ident(&method.name);
         let names: Vec<Ident> = method.args.iter().map(|a| ident(&a.name)).collect();
         let types = method.args.iter().map(|a| rust_type(&a.ty));
-        let route = Literal::u32_suffixed(netcore_runtime::route_id(&service.route(method)));
+        let path = service.route(method);
+        let route = Literal::u32_suffixed(netcore_runtime::route_id(&path));
         let priority = option_literal(method.options.priority.map(Literal::u8_suffixed));
         let timeout = option_literal(method.options.timeout_ms.map(Literal::u64_suffixed));
         let ret = rust_type(&method.returns);
@@ -69,7 +70,7 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
             MethodKind::Call => quote! {
                 #docs
                 pub async fn #fn_name(&self, #(#names: #types),*) -> ::core::result::Result<#ret, ::netcore::CallError> {
-                    ::netcore::__private::call(&self.connection, #route, &(#(#names,)*), #priority, #timeout).await
+                    ::netcore::__private::call(&self.connection, #route, #path, &(#(#names,)*), #priority, #timeout).await
                 }
             },
             MethodKind::Event => quote! {

@@ -14,10 +14,12 @@ use crate::connection::{CallOptions, Connection};
 use crate::endpoint::{handler, CallError, HandlerError, Request, Response, RouteService};
 use crate::frame::{Priority, Route};
 
-/// Calls route `route` with `args` (a tuple of the method's arguments) and decodes the reply.
+/// Calls route `route`, named `name`, with `args` (a tuple of the method's arguments) and
+/// decodes the reply. The name is not sent: a timeout error says it.
 pub async fn call<A, R>(
     connection: &Connection,
     route: u32,
+    name: &str,
     args: &A,
     priority: Option<u8>,
     timeout_ms: Option<u64>,
@@ -29,7 +31,7 @@ where
     let body = codec::encode(args)?;
     let mut opts = CallOptions::default().priority(priority.map_or_else(Priority::default, Priority::new));
     opts.timeout = timeout_ms.map(Duration::from_millis);
-    connection.call_with(Route::Id(route), body, opts).await?.decode()
+    connection.call_named(Route::Id(route), Some(name), body.into(), opts).await?.decode()
 }
 
 /// Sends a one-way message to route `route` with `args`.

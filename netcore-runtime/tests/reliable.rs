@@ -10,7 +10,7 @@ use std::time::Duration;
 use netcore_runtime::faults::{FaultPlan, SeedGuard};
 use netcore_runtime::frame::{Frame, Framing, Kind, Limits};
 use netcore_runtime::session::{
-    Body, CloseReason, Config, Event, Exchange, MessageId, ProtocolError, Reliability, SendOptions,
+    Body, CloseReason, Config, Deadline, Event, Exchange, MessageId, ProtocolError, Reliability, SendOptions,
 };
 use netcore_runtime::sim::Pair;
 use netcore_runtime::Route;
@@ -271,7 +271,12 @@ fn a_silent_peer_is_given_up_on() {
     assert_eq!(given_up, Reliability::default().give_up);
     let retransmitted = pair.a.stats().retransmitted;
     assert!((5..=20).contains(&retransmitted), "{retransmitted} retransmissions with backoff");
-    assert!(pair.take_a().iter().any(|e| matches!(e, Event::Closed(CloseReason::TimedOut))));
+    let events = pair.take_a();
+    let Some(reason) = events.iter().find_map(|e| if let Event::Closed(r) = e { Some(r) } else { None }) else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*reason, CloseReason::TimedOut { deadline: Deadline::GiveUp, after: given_up });
+    assert_eq!(reason.to_string(), "a frame unacknowledged for 30 s: reliable-delivery give-up (Reliability::give_up)");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use netcore_runtime::frame::{
     CancelReason, Decoder, Frame, FrameError, Framing, GoAwayCode, Head, Kind, Limits, Priority, Route, Xid,
 };
 use netcore_runtime::session::{
-    Body, CloseReason, Config, Event, Exchange, Keepalive, Payload, ProtocolError, SendOptions, Session,
+    Body, CloseReason, Config, Deadline, Event, Exchange, Keepalive, Payload, ProtocolError, SendOptions, Session,
 };
 use netcore_runtime::sim::Pair;
 use support::*;
@@ -558,12 +558,17 @@ fn a_byte_every_ten_seconds_trips_the_keepalive() {
         }
         assert!(fed.session.stats().bytes_in < 20, "still open after {} bytes", fed.session.stats().bytes_in);
     }
-    assert_eq!(fed.closed(), Some(&CloseReason::TimedOut));
     let closed_at = fed.now - opened;
+    let Some(CloseReason::TimedOut { deadline: Deadline::Keepalive(k), after }) = fed.closed() else {
+        panic!("{:?}", fed.closed())
+    };
+    assert_eq!((*k, *after), (keepalive, Duration::from_secs(4)));
     assert!(closed_at <= Duration::from_secs(10), "closed after {closed_at:?}");
     let pings = fed.sent.iter().filter(|f| matches!(f, Frame::Ping { .. })).count();
     assert_eq!(pings, 3);
-    assert_eq!(fed.goaway_sent().map(|(code, _)| code), Some(GoAwayCode::TIMEOUT));
+    let text = "peer silent for 4 s: keepalive deadline (1 s interval × 3 missed + 1)";
+    assert_eq!(fed.closed().unwrap().to_string(), text);
+    assert_eq!(fed.goaway_sent(), Some((GoAwayCode::TIMEOUT, text.to_string())));
 }
 
 #[test]
@@ -577,7 +582,15 @@ fn a_dripped_handshake_times_out() {
             break;
         }
     }
-    assert_eq!(fed.closed(), Some(&CloseReason::TimedOut));
+    let reason = CloseReason::TimedOut { deadline: Deadline::Handshake, after: Duration::from_secs(10) };
+    assert_eq!(fed.closed(), Some(&reason));
+    let text = "handshake timed out: no HELLO from the peer within 10 s (Config::handshake_timeout)";
+    assert_eq!(reason.to_string(), text);
+    assert_eq!(
+        fed.goaway_sent(),
+        Some((GoAwayCode::TIMEOUT, text.to_string())),
+        "the GOAWAY says handshake, not keepalive"
+    );
     assert!(fed.session.stats().bytes_in <= 2);
 }
 

@@ -119,6 +119,7 @@ impl UsersClient {
         ::netcore::__private::call(
                 &self.connection,
                 852896118u32,
+                "/user/get",
                 &(id,),
                 ::core::option::Option::None,
                 ::core::option::Option::None,
@@ -134,6 +135,7 @@ impl UsersClient {
         ::netcore::__private::call(
                 &self.connection,
                 515612558u32,
+                "/user/create",
                 &(name, email),
                 ::core::option::Option::None,
                 ::core::option::Option::Some(2000u64),
@@ -149,6 +151,7 @@ impl UsersClient {
         ::netcore::__private::call(
                 &self.connection,
                 3853078998u32,
+                "/user/list",
                 &(prefix, limit),
                 ::core::option::Option::None,
                 ::core::option::Option::None,
@@ -163,6 +166,7 @@ impl UsersClient {
         ::netcore::__private::call(
                 &self.connection,
                 1135388868u32,
+                "/user/status",
                 &(id,),
                 ::core::option::Option::None,
                 ::core::option::Option::None,
@@ -177,6 +181,7 @@ impl UsersClient {
         ::netcore::__private::call(
                 &self.connection,
                 2774908133u32,
+                "/user/delete",
                 &(id,),
                 ::core::option::Option::Some(5u8),
                 ::core::option::Option::None,

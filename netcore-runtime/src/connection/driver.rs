@@ -70,6 +70,7 @@ where
 {
     let (commands, command_rx) = mpsc::channel(COMMAND_DEPTH);
     let (state_tx, state) = watch::channel(LinkState::Connecting);
+    let (released_tx, released) = watch::channel(false);
     let shared = Arc::new(Shared {
         id,
         label,
@@ -79,6 +80,7 @@ where
         wake: Default::default(),
         next_token: Default::default(),
         state,
+        released,
     });
     let connection = Connection { shared: shared.clone() };
     let (done_tx, done_rx) = mpsc::channel(MAX_HANDLERS);
@@ -90,6 +92,7 @@ where
         shared,
         dispatch,
         state: state_tx,
+        released: released_tx,
         pending: HashMap::new(),
         tokens: HashMap::new(),
         notifies: HashMap::new(),
@@ -117,6 +120,8 @@ struct Driver {
     shared: Arc<Shared>,
     dispatch: Arc<dyn Dispatch>,
     state: watch::Sender<LinkState>,
+    /// Set once the last bytes are flushed and the writer shut down, or given up on.
+    released: watch::Sender<bool>,
     /// Our calls awaiting their reply.
     pending: HashMap<MessageId, PendingCall>,
     tokens: HashMap<u64, MessageId>,
@@ -214,8 +219,15 @@ impl Driver {
                 }
             }
         }
-        let _ = tokio::time::timeout(LINGER, writer.shutdown()).await;
+        // `LinkState::Closed` was published when the session closed, before the GOAWAY was
+        // written; `Connection::closed` waits for this point instead (§10).
+        let _ = tokio::time::timeout(LINGER, async {
+            writer.flush().await?;
+            writer.shutdown().await
+        })
+        .await;
         self.dispatch.detach(self.shared.id);
+        self.released.send_replace(true);
     }
 
     fn handle_command(&mut self, command: Command) {

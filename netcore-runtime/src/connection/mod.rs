@@ -95,6 +95,8 @@ pub(crate) struct Shared {
     consumed: AtomicU64,
     next_token: AtomicU64,
     state: watch::Receiver<LinkState>,
+    /// Becomes true (or its sender is dropped) once the driver has let go of the transport.
+    released: watch::Receiver<bool>,
 }
 
 /// A handle to one connection: call the peer, send it one-way messages, watch or close the link.
@@ -137,13 +139,20 @@ impl Connection {
         result
     }
 
-    /// Waits until the link is closed, and says why.
+    /// Waits until the link is closed and its transport released, and says why.
+    ///
+    /// [`state`](Self::state) turns [`LinkState::Closed`] as soon as the session closes, when
+    /// pending calls fail; this waits longer, until the driver has written and flushed its last
+    /// bytes (the GOAWAY) and shut the writer down, or given up on them (a write error, or a peer
+    /// that does not take them within a few seconds). A process may exit once it returns.
     pub async fn closed(&self) -> CloseReason {
         let mut state = self.shared.state.clone();
         let reason = match state.wait_for(|s| matches!(s, LinkState::Closed(_))).await.as_deref() {
             Ok(LinkState::Closed(reason)) => reason.clone(),
             _ => CloseReason::Disconnected,
         };
+        // An error means the driver is gone (its task ended or was aborted): released as well.
+        let _ = self.shared.released.clone().wait_for(|released| *released).await;
         reason
     }
 
@@ -154,18 +163,32 @@ impl Connection {
 
     /// Calls a route with options. Dropping the future cancels the call on both sides (§5.4).
     pub async fn call_with(&self, route: Route, body: impl Into<Body>, opts: CallOptions) -> Result<Reply, CallError> {
+        self.call_named(route, None, body.into(), opts).await
+    }
+
+    /// [`call_with`](Self::call_with), naming the route `name` in a timeout error: typed calls
+    /// send a bare route id.
+    pub(crate) async fn call_named(
+        &self,
+        route: Route,
+        name: Option<&str>,
+        body: Body,
+        opts: CallOptions,
+    ) -> Result<Reply, CallError> {
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
         let timeout = opts.timeout;
+        // Named before the route moves into the command, and only for a call that can time out.
+        let label = timeout.map(|_| name.map_or_else(|| route_label(&route), Arc::from));
         let (reply, rx) = oneshot::channel();
         let mut guard = CancelOnDrop { shared: &self.shared, token, reason: Some(CancelReason::CANCELLED) };
-        self.send(Command::Call { token, route, body: body.into(), opts, reply }).await?;
+        self.send(Command::Call { token, route, body, opts, reply }).await?;
         let result = match timeout {
             None => rx.await,
             Some(limit) => match tokio::time::timeout(limit, rx).await {
                 Ok(result) => result,
                 Err(_) => {
                     guard.reason = Some(CancelReason::TIMED_OUT);
-                    return Err(CallError::TimedOut);
+                    return Err(CallError::TimedOut { route: label.unwrap_or_default(), after: limit });
                 }
             },
         };
@@ -186,7 +209,8 @@ impl Connection {
     }
 
     /// Closes gracefully: new calls are refused, calls and handlers in flight finish, then a
-    /// GOAWAY is sent. Waits until the link is closed.
+    /// GOAWAY is sent. Returns once the GOAWAY is flushed and the transport released, as
+    /// [`closed`](Self::closed) does.
     pub async fn close(&self) -> CloseReason {
         let _ = self.shared.commands.send(Command::Close).await;
         self.closed().await
@@ -201,6 +225,14 @@ impl Connection {
             LinkState::Closed(reason) => reason.clone(),
             _ => CloseReason::Disconnected,
         }
+    }
+}
+
+/// A route as a timeout error names it: its name, or its id for a bare [`Route::Id`].
+fn route_label(route: &Route) -> Arc<str> {
+    match route {
+        Route::Name(name) => name.as_str().into(),
+        Route::Id(id) => format!("route {id:#010x}").into(),
     }
 }
 

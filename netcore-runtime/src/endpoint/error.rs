@@ -1,8 +1,11 @@
+use std::sync::Arc;
+use std::time::Duration;
+
 use thiserror::Error;
 
 use crate::codec::CodecError;
 use crate::frame::CancelReason;
-use crate::session::CloseReason;
+use crate::session::{CloseReason, Millis};
 
 /// Category of a failed call, carried in the ERROR message's first two bytes (docs/PROTOCOL.md §15).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,9 +102,15 @@ pub enum CallError {
     /// The exchange was cancelled, by the peer or because it could not be delivered.
     #[error("call cancelled (reason {})", .0 .0)]
     Cancelled(CancelReason),
-    /// No reply within the call's timeout.
-    #[error("call timed out")]
-    TimedOut,
+    /// No reply within the call's timeout ([`CallOptions::timeout`](crate::CallOptions::timeout),
+    /// or a typed method's `timeout_ms`); the exchange was cancelled on both sides.
+    #[error("call to {route} timed out after {} (the call's timeout)", Millis(*after))]
+    TimedOut {
+        /// The route called: its name, or `route 0x…` for a bare route id.
+        route: Arc<str>,
+        /// How long the call waited.
+        after: Duration,
+    },
     /// The connection closed before the reply arrived.
     #[error("disconnected: {0}")]
     Disconnected(CloseReason),
@@ -117,9 +126,14 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// Whether the connection is gone.
+    /// Whether the connection is gone (a deadline of the link's, such as keepalive, included).
     pub fn is_disconnected(&self) -> bool {
         matches!(self, CallError::Disconnected(_))
+    }
+
+    /// Whether the call's own timeout expired ([`CallError::TimedOut`]).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, CallError::TimedOut { .. })
     }
 }
 

@@ -1,10 +1,11 @@
 use std::fmt;
 use std::io::Read;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tempfile::NamedTempFile;
 
-use super::ProtocolError;
+use super::{Keepalive, ProtocolError};
 use crate::frame::{CancelReason, GoAwayCode, Hello, Kind, Priority, Route};
 
 /// Local handle of a message this side sends. Never on the wire.
@@ -108,10 +109,23 @@ pub enum CloseReason {
     },
     /// The peer broke the protocol; a GOAWAY was sent.
     Protocol(ProtocolError),
-    /// The peer was silent past the keepalive deadline, or never completed the handshake.
-    TimedOut,
+    /// A deadline passed: the handshake's, keepalive's, or reliable delivery's give-up; a GOAWAY
+    /// TIMEOUT was sent.
+    TimedOut {
+        /// Which limit fired.
+        deadline: Deadline,
+        /// How long the session waited before it gave up.
+        after: Duration,
+    },
     /// The transport ended ([`Session::handle_eof`](super::Session::handle_eof)).
     Disconnected,
+}
+
+impl CloseReason {
+    /// Whether a deadline closed the session ([`CloseReason::TimedOut`]).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, CloseReason::TimedOut { .. })
+    }
 }
 
 impl fmt::Display for CloseReason {
@@ -120,8 +134,59 @@ impl fmt::Display for CloseReason {
             CloseReason::Local => f.write_str("closed locally"),
             CloseReason::Peer { code, message } => write!(f, "peer closed (code {}): {message}", code.0),
             CloseReason::Protocol(err) => write!(f, "protocol error: {err}"),
-            CloseReason::TimedOut => f.write_str("peer timed out"),
+            CloseReason::TimedOut { deadline, after } => deadline.describe(*after, f),
             CloseReason::Disconnected => f.write_str("transport disconnected"),
+        }
+    }
+}
+
+/// The limit behind a [`CloseReason::TimedOut`] (docs/PROTOCOL.md §9, §10, §16.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Deadline {
+    /// No HELLO from the peer within [`Config::handshake_timeout`](super::Config::handshake_timeout).
+    Handshake,
+    /// Nothing heard from the peer for `(max_missed + 1) × interval` of this keepalive.
+    Keepalive(Keepalive),
+    /// A sequenced frame went unacknowledged for [`Reliability::give_up`](super::Reliability::give_up).
+    GiveUp,
+}
+
+impl Deadline {
+    /// What passed, for the close reason and the GOAWAY's text alike.
+    fn describe(&self, after: Duration, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let after = Millis(after);
+        match self {
+            Deadline::Handshake => {
+                write!(f, "handshake timed out: no HELLO from the peer within {after} (Config::handshake_timeout)")
+            }
+            Deadline::Keepalive(k) => write!(
+                f,
+                "peer silent for {after}: keepalive deadline ({} interval × {} missed + 1)",
+                Millis(k.interval),
+                k.max_missed
+            ),
+            Deadline::GiveUp => {
+                write!(f, "a frame unacknowledged for {after}: reliable-delivery give-up (Reliability::give_up)")
+            }
+        }
+    }
+}
+
+/// A duration as people read it in an error message: `250 ms`, `4 s`, `1.5 s`.
+pub(crate) struct Millis(pub(crate) Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        match ms {
+            0 => write!(f, "{} µs", self.0.as_micros()),
+            1..=999 => write!(f, "{ms} ms"),
+            _ if ms % 1000 == 0 => write!(f, "{} s", ms / 1000),
+            _ => {
+                let secs = format!("{}.{:03}", ms / 1000, ms % 1000);
+                write!(f, "{} s", secs.trim_end_matches('0'))
+            }
         }
     }
 }
@@ -240,5 +305,23 @@ impl SendOptions {
     /// Options with this priority.
     pub fn priority(priority: Priority) -> Self {
         Self { priority, meta: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        for (duration, text) in [
+            (Duration::from_micros(300), "300 µs"),
+            (Duration::from_millis(250), "250 ms"),
+            (Duration::from_secs(4), "4 s"),
+            (Duration::from_millis(1500), "1.5 s"),
+            (Duration::from_millis(10_002), "10.002 s"),
+        ] {
+            assert_eq!(Millis(duration).to_string(), text);
+        }
     }
 }

@@ -27,7 +27,9 @@ use bytes::{Bytes, BytesMut};
 
 pub use config::{Config, Keepalive, Reliability};
 pub use error::{ProtocolError, SendError};
-pub use event::{Body, CloseReason, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions};
+#[cfg(feature = "tokio")] // for the endpoint's call errors
+pub(crate) use event::Millis;
+pub use event::{Body, CloseReason, Deadline, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions};
 
 use crate::frame::{self, CancelReason, Data, Decoder, Frame, GoAwayCode, Head, Hello, Kind, Limits, Route, Xid};
 use credit::RecvCredit;
@@ -765,24 +767,22 @@ impl Session {
             }
         }
         if let Some(reliable) = &mut self.reliable {
-            if reliable.on_timeout(now).is_err() {
-                self.close_with(
-                    CloseReason::TimedOut,
-                    Some((GoAwayCode::TIMEOUT, "frames unacknowledged past the give-up time".into())),
-                );
-                return;
+            if let Err(after) = reliable.on_timeout(now) {
+                return self.time_out(Deadline::GiveUp, after);
             }
         }
         match self.liveness.on_timeout(now) {
             liveness::Due::Nothing => {}
             liveness::Due::Ping(nonce) => self.push_control(Frame::Ping { nonce }),
-            liveness::Due::Dead => {
-                self.close_with(
-                    CloseReason::TimedOut,
-                    Some((GoAwayCode::TIMEOUT, "no traffic within the keepalive deadline".into())),
-                );
-            }
+            liveness::Due::Dead(deadline, after) => self.time_out(deadline, after),
         }
+    }
+
+    /// Closes with GOAWAY TIMEOUT, its text naming the limit that fired like the close reason.
+    fn time_out(&mut self, deadline: Deadline, after: Duration) {
+        let reason = CloseReason::TimedOut { deadline, after };
+        let text = reason.to_string();
+        self.close_with(reason, Some((GoAwayCode::TIMEOUT, text)));
     }
 
     fn release(&mut self, bytes: u64) {

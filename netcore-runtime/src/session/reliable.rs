@@ -119,11 +119,14 @@ impl Reliable {
         }
     }
 
-    /// Marks the frames whose timer expired for retransmission. `Err` when a frame has waited
-    /// longer than the give-up time: the peer does not acknowledge any more.
-    pub(super) fn on_timeout(&mut self, now: Instant) -> Result<(), ()> {
-        if self.slots.iter().any(|s| !s.acked && s.first_sent + self.config.give_up <= now) {
-            return Err(());
+    /// Marks the frames whose timer expired for retransmission. `Err` with how long the oldest
+    /// frame waited when that is the give-up time or more: the peer does not acknowledge any more.
+    pub(super) fn on_timeout(&mut self, now: Instant) -> Result<(), Duration> {
+        let oldest = self.slots.iter().filter(|s| !s.acked).map(|s| s.first_sent).min();
+        if let Some(waited) = oldest.map(|first| now.saturating_duration_since(first)) {
+            if waited >= self.config.give_up {
+                return Err(waited);
+            }
         }
         let timeout = self.timeout();
         let mut expired = false;

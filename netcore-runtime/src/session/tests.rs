@@ -277,7 +277,8 @@ fn an_unknown_version_is_refused() {
 
 #[test]
 fn keepalive_pings_then_gives_up() {
-    let config = Config::stream().with_keepalive(Some(Keepalive { interval: Duration::from_secs(1), max_missed: 2 }));
+    let keepalive = Keepalive { interval: Duration::from_secs(1), max_missed: 2 };
+    let config = Config::stream().with_keepalive(Some(keepalive));
     let mut pair = connected_pair(config.clone(), config);
     pair.advance(Duration::from_millis(1001));
     pair.run();
@@ -288,7 +289,8 @@ fn keepalive_pings_then_gives_up() {
         pair.advance(Duration::from_secs(1));
         pair.run();
     }
-    assert_eq!(closed(&pair.take_a()), Some(&CloseReason::TimedOut));
+    let reason = CloseReason::TimedOut { deadline: Deadline::Keepalive(keepalive), after: Duration::from_secs(3) };
+    assert_eq!(closed(&pair.take_a()), Some(&reason));
 }
 
 #[test]
