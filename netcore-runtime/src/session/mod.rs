@@ -117,6 +117,9 @@ pub struct Session {
     hello_retry: Option<(Instant, Instant)>,
     /// The HELLO with a new nonce that ended this session: the restarted peer's (§9).
     restart_hello: Option<Hello>,
+    /// Whether an exchange was opened, by either side: until then a peer's restart costs nothing
+    /// and its new HELLO is adopted in place (§9 rule 7).
+    exchanged: bool,
     stats: Stats,
 }
 
@@ -154,6 +157,7 @@ impl Session {
             reliable: None,
             hello_retry,
             restart_hello: None,
+            exchanged: false,
             stats: Stats::default(),
             config,
         };
@@ -165,16 +169,21 @@ impl Session {
     /// same link, at once (docs/PROTOCOL.md §9). It has accepted the peer's new HELLO (its
     /// `Connected` event, or its handshake error, is its first event), queued its own HELLO, and
     /// holds the bytes that followed that HELLO; this session's exchanges, chunks and timers are
-    /// gone with it. It keeps this session's configuration and nonce: this side did not restart,
-    /// and a new nonce would look like a restart to the peer, which would answer with a new
-    /// session of its own, forever. `None` if this session did not end by a restart.
+    /// gone with it. It keeps this session's configuration; its nonce is `fresh_nonce` (drawn by
+    /// the caller) when exchanges were opened in this session, which the peer may have seen (a
+    /// stale HELLO accepted first: the live peer is then in session with us and must start anew
+    /// too), and this session's nonce otherwise. `None` if this session did not end by a restart.
     ///
     /// A new `Session` rather than a reset of this one, so that no per-session state can survive
     /// by mistake; the caller moves its own per-session state (pending calls, handlers) over
     /// the same way.
-    pub fn successor(&mut self, now: Instant) -> Option<Session> {
+    pub fn successor(&mut self, now: Instant, fresh_nonce: u64) -> Option<Session> {
         let hello = self.restart_hello.take()?;
-        let mut next = Session::new(self.config.clone(), now);
+        let mut config = self.config.clone();
+        if self.exchanged {
+            config.nonce = Some(fresh_nonce);
+        }
+        let mut next = Session::new(config, now);
         if let Some(policy) = self.inbox.take_stream_policy() {
             next.inbox.set_stream_policy(policy);
         }
@@ -488,6 +497,17 @@ impl Session {
             // Same session, other content: the peer broke the rules.
             return Err(ProtocolError::DuplicateHello);
         }
+        if !self.exchanged && (Hello { nonce: peer.nonce, ..hello.clone() }) == *peer {
+            // §9 rule 7: a restart before any exchange loses nothing: the new HELLO is adopted in
+            // place and answered with ours (the new peer has not heard it). This is also what
+            // stops two sides from restarting each other forever after a stale HELLO: the side
+            // whose successor has exchanged nothing yet adopts instead of starting anew.
+            self.peer = Some(hello.clone());
+            let ours = self.our_hello();
+            self.push_control(Frame::Hello(ours));
+            self.events.push_back((Event::Connected(hello), 0));
+            return Ok(());
+        }
         // §9: another nonce is another session of the peer: it restarted. This session ends at
         // once, with no GOAWAY (the new peer would take it as its own end); `successor` answers.
         self.restart_hello = Some(hello);
@@ -542,6 +562,7 @@ impl Session {
                 self.release(head.payload.len() as u64);
                 return Ok(());
             }
+            self.exchanged = true;
             Exchange::Theirs(key.id)
         } else {
             match self.awaiting.get(&key.id) {
@@ -716,6 +737,7 @@ impl Session {
             match self.outbox.next(&peer, self.config.chunk_size)? {
                 Scheduled::Frame { frame, finished } => {
                     if let Frame::Head(head) = &frame {
+                        self.exchanged |= head.kind.opens_exchange();
                         self.note_opened(head, finished);
                     }
                     if let Some(message) = finished {
