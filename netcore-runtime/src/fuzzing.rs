@@ -53,7 +53,7 @@ pub fn frame_body(data: &[u8]) {
         Frame::Hello(hello) => {
             // The v1 fields are exact; options after them are read leniently (§5.1).
             let mut v1 = Vec::new();
-            encode_body(&Frame::Hello(Hello { reliable: None, ..hello.clone() }), &mut v1);
+            encode_body(&Frame::Hello(Hello { reliable: None, nonce: None, ..hello.clone() }), &mut v1);
             let fields = &v1[..v1.len() - frame::CRC_LEN];
             assert!(data.starts_with(fields), "HELLO {frame:?} re-encodes to other leading fields");
             false

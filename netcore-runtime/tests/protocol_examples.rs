@@ -47,7 +47,13 @@ const SEQ_REQUEST_LOSSY: &str =
 const ACK_BITMAP_LOSSY: &str = "00 08 0a 05 0a 9f 41 74 6f 00";
 const ACK_EMPTY_LOSSY: &str = "00 07 0a 01 e3 ca 31 cc 00";
 
+// §5.1/§9 HELLO of §11.1 with the NONCE option, nonce 0x1122334455667788.
+const HELLO_NONCE_STREAM: &str = "2a 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 02 08 88 77 66 55 44 33 22 11 d6 4c 7d 34";
+const HELLO_NONCE_LOSSY: &str = "00 2b 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 02 08 88 77 66 55 44 33 22 11 d6 4c 7d 34 00";
+
 const ALL: &[&str] = &[
+    HELLO_NONCE_STREAM,
+    HELLO_NONCE_LOSSY,
     HELLO_STREAM,
     HELLO_LOSSY,
     REQUEST_STREAM,
@@ -119,6 +125,7 @@ fn hello() -> Frame {
         fingerprint: 0x0123_4567_89ab_cdef,
         limits: Limits::default(),
         reliable: None,
+        nonce: None,
     })
 }
 
@@ -290,4 +297,17 @@ fn reliable_delivery_frames() {
     // The SEQ body is the HEAD's body with `09 00` before it and its own CRC.
     let seq = unhex(SEQ_REQUEST_LOSSY);
     assert_eq!(seq.len(), unhex(REQUEST_LOSSY).len() + 2);
+}
+
+#[test]
+fn hello_with_a_nonce() {
+    let Frame::Hello(plain) = hello() else { unreachable!() };
+    let with = Frame::Hello(plain.clone().with_nonce(0x1122_3344_5566_7788));
+    check(Framing::Stream, &with, HELLO_NONCE_STREAM);
+    check(Framing::Lossy, &with, HELLO_NONCE_LOSSY);
+    // The option is 10 bytes after the v1 fields: tag 02, length 08, the nonce u64le.
+    assert_eq!(unhex(HELLO_NONCE_STREAM).len(), unhex(HELLO_STREAM).len() + 10);
+    // A receiver that knows no option reads the same v1 HELLO; one that knows it, the nonce.
+    let Frame::Hello(read) = decoded(Framing::Stream, &unhex(HELLO_NONCE_STREAM)) else { unreachable!() };
+    assert_eq!((read.nonce, Hello { nonce: None, ..read.clone() }), (Some(0x1122_3344_5566_7788), plain));
 }

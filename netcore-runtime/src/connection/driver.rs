@@ -81,13 +81,14 @@ where
         next_token: Default::default(),
         state,
         released,
+        reliable: Default::default(),
     });
     let connection = Connection { shared: shared.clone() };
     let (done_tx, done_rx) = mpsc::channel(MAX_HANDLERS);
-    let mut session = Session::new(config, Instant::now().into_std());
-    let routes = dispatch.clone();
-    session.stream_when(move |route| routes.streams(route));
+    let session = new_session(&config, &dispatch);
     let driver = Driver {
+        config,
+        rearm: false,
         session,
         shared,
         dispatch,
@@ -106,6 +107,30 @@ where
     connection
 }
 
+/// A session with a fresh nonce (docs/PROTOCOL.md §9 rule 7), streaming the routes that stream.
+fn new_session(config: &Config, dispatch: &Arc<dyn Dispatch>) -> Session {
+    let config = config.clone().with_nonce(Some(draw_nonce()));
+    let mut session = Session::new(config, Instant::now().into_std());
+    let routes = dispatch.clone();
+    session.stream_when(move |route| routes.streams(route));
+    session
+}
+
+/// A random session nonce. The sans-IO core draws no randomness, so the driver does: std's
+/// `RandomState` is keyed from the operating system's random source once per thread, and the
+/// wall clock, the process id and a counter make two draws differ within a process and between
+/// a process and its restarted self.
+fn draw_nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static DRAWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(DRAWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    hasher.write_u128(since_epoch.as_nanos());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
 struct PendingCall {
     token: u64,
     reply: oneshot::Sender<Result<Reply, CallError>>,
@@ -116,6 +141,11 @@ struct PendingCall {
 type HandlerResult = (u32, Priority, Result<Response, HandlerError>);
 
 struct Driver {
+    /// The configuration each new session starts from (with a nonce of its own).
+    config: Config,
+    /// The session ended and the link waits for the next peer (`Config::wait_for_peer`): once
+    /// its last bytes are out, a new session starts on the same transport.
+    rearm: bool,
     session: Session,
     shared: Arc<Shared>,
     dispatch: Arc<dyn Dispatch>,
@@ -165,7 +195,13 @@ impl Driver {
                 self.report_progress();
             }
             if self.session.is_closed() && output.is_empty() {
-                break;
+                if !std::mem::take(&mut self.rearm) {
+                    break;
+                }
+                // §10: waiting for the peer, the link outlives the session: start the next one.
+                self.session = new_session(&self.config, &self.dispatch);
+                linger = None;
+                continue;
             }
             let deadline = match self.session.is_closed() {
                 true => Some(*linger.get_or_insert_with(|| Instant::now() + LINGER)),
@@ -303,6 +339,11 @@ impl Driver {
     fn handle_event(&mut self, event: Event) {
         match event {
             Event::Connected(hello) => {
+                if matches!(&*self.state.borrow(), LinkState::Open(_)) {
+                    // §9 rule 7: the peer restarted before any exchange; its HELLO was adopted.
+                    self.dispatch.emit(EndpointEvent::PeerRestarted { connection: self.shared.id });
+                }
+                self.shared.reliable.store(self.session.is_reliable(), std::sync::atomic::Ordering::Relaxed);
                 self.state.send_replace(LinkState::Open(hello));
                 self.dispatch.emit(EndpointEvent::Connect { connection: self.connection() });
             }
@@ -331,6 +372,23 @@ impl Driver {
                     handler.abort();
                 }
                 self.dispatch.emit(EndpointEvent::Cancel { connection: self.shared.id, exchange: id, reason });
+            }
+            Event::Closed(CloseReason::PeerRestarted) => {
+                // §9 rule 7: the peer restarted. Everything of the old session fails at once, and
+                // its successor, which already accepted the new HELLO, takes over the transport;
+                // its events (Connected first) follow in this same drain.
+                self.fail_calls(CloseReason::PeerRestarted);
+                self.dispatch.emit(EndpointEvent::PeerRestarted { connection: self.shared.id });
+                if let Some(next) = self.session.successor(Instant::now().into_std(), draw_nonce()) {
+                    self.session = next;
+                    self.state.send_replace(LinkState::Connecting);
+                }
+            }
+            Event::Closed(reason) if self.waits_again(&reason) => {
+                self.fail_calls(reason.clone());
+                self.rearm = true;
+                self.state.send_replace(LinkState::Connecting);
+                self.dispatch.emit(EndpointEvent::PeerLost { connection: self.shared.id, reason });
             }
             Event::Closed(reason) => self.fail_everything(reason),
         }
@@ -451,7 +509,23 @@ impl Driver {
         }
     }
 
+    /// Whether the link waits for the next peer after a session that ended this way (§10): the
+    /// peer went silent, left, or broke the protocol; not when the application closed or the
+    /// transport ended.
+    fn waits_again(&self, reason: &CloseReason) -> bool {
+        let ended_by_peer = !matches!(reason, CloseReason::Local | CloseReason::Disconnected);
+        self.config.wait_for_peer && ended_by_peer && !self.closing
+    }
+
     fn fail_everything(&mut self, reason: CloseReason) {
+        self.fail_calls(reason.clone());
+        self.state.send_replace(LinkState::Closed(reason.clone()));
+        self.dispatch.emit(EndpointEvent::Disconnect { connection: self.shared.id, reason });
+    }
+
+    /// Fails every pending call and one-way message and aborts every handler of the session that
+    /// ended (§10).
+    fn fail_calls(&mut self, reason: CloseReason) {
         for (_, call) in self.pending.drain() {
             let _ = call.reply.send(Err(CallError::Disconnected(reason.clone())));
         }
@@ -463,8 +537,7 @@ impl Driver {
             handler.abort();
         }
         self.streams.clear();
-        self.state.send_replace(LinkState::Closed(reason.clone()));
-        self.dispatch.emit(EndpointEvent::Disconnect { connection: self.shared.id, reason });
+        self.shared.reliable.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn report_progress(&self) {

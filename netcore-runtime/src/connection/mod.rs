@@ -16,6 +16,8 @@ use crate::frame::{CancelReason, Hello, Priority, Route};
 use crate::session::{Body, CloseReason, Progress};
 
 pub(crate) use driver::{spawn, Dispatch};
+#[cfg(feature = "serial")]
+pub use reconnect::keep_serial_connected;
 pub use reconnect::{keep_connected, Reconnecting};
 
 /// Identifies a connection within its endpoint.
@@ -97,6 +99,8 @@ pub(crate) struct Shared {
     state: watch::Receiver<LinkState>,
     /// Becomes true (or its sender is dropped) once the driver has let go of the transport.
     released: watch::Receiver<bool>,
+    /// Whether the open session uses reliable delivery (docs/PROTOCOL.md §16).
+    reliable: std::sync::atomic::AtomicBool,
 }
 
 /// A handle to one connection: call the peer, send it one-way messages, watch or close the link.
@@ -126,6 +130,13 @@ impl Connection {
     /// The link's state now.
     pub fn state(&self) -> LinkState {
         self.shared.state.borrow().clone()
+    }
+
+    /// Whether the open session uses reliable delivery (docs/PROTOCOL.md §16): both sides offered
+    /// it on the lossy framing. `false` while handshaking, and when either side did not offer it
+    /// (the link then works with the plain lossy framing).
+    pub fn is_reliable(&self) -> bool {
+        self.shared.reliable.load(Ordering::Relaxed)
     }
 
     /// Waits for the handshake; the peer's HELLO, or why the link closed first.

@@ -64,9 +64,12 @@ impl Drop for Reconnecting {
 /// fails (the device is absent), tries again after `retry`, until the endpoint shuts down or the
 /// returned handle is dropped.
 ///
-/// For a serial port, `open` is typically
+/// For a serial port, use [`keep_serial_connected`], or `open` is typically
 /// `move || std::future::ready(netcore::transport::serial::open(&path, baud))`, with
-/// [`Config::lossy`] and a keepalive so that a pulled cable (silence, no EOF) is noticed.
+/// [`Endpoint::serial_config`] (the endpoint's configuration for a serial line) and a keepalive so
+/// that a pulled cable (silence, no EOF) is noticed. With [`Config::wait_for_peer`] the
+/// connection outlives a lost or restarted peer, so the port is reopened only when the transport
+/// itself fails (a USB adapter unplugged).
 pub fn keep_connected<F, Fut, IO>(
     endpoint: &Endpoint,
     label: impl Into<String>,
@@ -117,4 +120,14 @@ async fn stopped(events: &mut broadcast::Receiver<EndpointEvent>) {
             _ => {}
         }
     }
+}
+
+/// [`keep_connected`] over the serial port at `path`, with the endpoint's configuration for a
+/// serial line ([`Endpoint::serial_config`]); the port's stale input is discarded at each opening.
+#[cfg(feature = "serial")]
+pub fn keep_serial_connected(endpoint: &Endpoint, path: &str, baud: u32, retry: Duration) -> Reconnecting {
+    let path = path.to_owned();
+    let label = format!("serial {path}");
+    let open = move || std::future::ready(crate::transport::serial::open(&path, baud));
+    keep_connected(endpoint, label, endpoint.serial_config(), retry, open)
 }

@@ -16,10 +16,28 @@ pub enum EndpointEvent {
     Start,
     /// The endpoint is shutting down.
     Stop,
-    /// A connection completed its handshake.
+    /// A peer connected: a connection completed its handshake, the first time or again after
+    /// [`PeerRestarted`](Self::PeerRestarted) or [`PeerLost`](Self::PeerLost).
     Connect {
-        /// The new connection.
+        /// The connection.
         connection: Connection,
+    },
+    /// The peer restarted (a HELLO with a new nonce, docs/PROTOCOL.md §9): the calls pending on
+    /// the connection failed with [`CloseReason::PeerRestarted`] and its handlers were aborted;
+    /// a new session on the same connection answers the new peer, and
+    /// [`Connect`](Self::Connect) follows once it is open.
+    PeerRestarted {
+        /// Which connection.
+        connection: ConnectionId,
+    },
+    /// On a connection that waits for its peer (`Config::wait_for_peer`): the session ended
+    /// (the peer went silent, said GOAWAY or broke the protocol) and the connection now waits for
+    /// the next peer; [`Connect`](Self::Connect) follows when one says HELLO.
+    PeerLost {
+        /// Which connection.
+        connection: ConnectionId,
+        /// Why the session ended.
+        reason: CloseReason,
     },
     /// A connection closed.
     Disconnect {
@@ -73,6 +91,10 @@ pub enum EventKind {
     Stop,
     /// [`EndpointEvent::Connect`]
     Connect,
+    /// [`EndpointEvent::PeerRestarted`]
+    PeerRestarted,
+    /// [`EndpointEvent::PeerLost`]
+    PeerLost,
     /// [`EndpointEvent::Disconnect`]
     Disconnect,
     /// [`EndpointEvent::Request`]
@@ -92,6 +114,8 @@ impl EndpointEvent {
             EndpointEvent::Start => EventKind::Start,
             EndpointEvent::Stop => EventKind::Stop,
             EndpointEvent::Connect { .. } => EventKind::Connect,
+            EndpointEvent::PeerRestarted { .. } => EventKind::PeerRestarted,
+            EndpointEvent::PeerLost { .. } => EventKind::PeerLost,
             EndpointEvent::Disconnect { .. } => EventKind::Disconnect,
             EndpointEvent::Request { .. } => EventKind::Request,
             EndpointEvent::Response { .. } => EventKind::Response,

@@ -271,13 +271,35 @@ impl Endpoint {
         Ok(self.connect(stream, label))
     }
 
-    /// Opens a serial port with the lossy framing and serial defaults ([`Config::lossy`]),
-    /// keeping this endpoint's fingerprint.
+    /// Opens a serial port (discarding what its input held) and connects over it with
+    /// [`serial_config`](Self::serial_config).
     #[cfg(feature = "serial")]
     pub fn connect_serial(&self, path: &str, baud: u32) -> std::io::Result<Connection> {
         let io = crate::transport::serial::open(path, baud)?;
-        let config = Config::lossy().with_fingerprint(self.inner.config.fingerprint);
-        Ok(self.connect_with(io, format!("serial {path}"), config))
+        Ok(self.connect_with(io, format!("serial {path}"), self.serial_config()))
+    }
+
+    /// The configuration of this endpoint's connections ([`EndpointBuilder::config`]).
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The configuration for a serial link: the endpoint's own if it uses the lossy framing;
+    /// otherwise (the default [`Config::stream`] was never meant for a serial line)
+    /// [`Config::lossy`] with the endpoint's fingerprint, reliable delivery, handshake timeout,
+    /// waiting for the peer and spill directory.
+    pub fn serial_config(&self) -> Config {
+        let own = &self.inner.config;
+        if own.framing == crate::frame::Framing::Lossy {
+            return own.clone();
+        }
+        let mut config = Config::lossy()
+            .with_fingerprint(own.fingerprint)
+            .with_reliable(own.reliable.clone())
+            .with_handshake_timeout(own.handshake_timeout);
+        config.wait_for_peer = own.wait_for_peer;
+        config.spill_dir = own.spill_dir.clone();
+        config
     }
 
     /// Accepts TCP connections until [`shutdown`](Self::shutdown); each is served by this

@@ -23,6 +23,7 @@ fn fields_len(frame: &Frame) -> usize {
                 + vlen(h.limits.window)
                 + vlen(h.limits.max_in_flight.into())
                 + if h.reliable.is_some() { 3 } else { 0 }
+                + if h.nonce.is_some() { 10 } else { 0 }
         }
         Frame::Head(h) => {
             let route = match &h.route {
@@ -83,6 +84,10 @@ fn encode_typed(frame: &Frame, out: &mut impl BufMut) {
             if let Some(window) = h.reliable {
                 assert!((1..=MAX_RELIABLE_WINDOW).contains(&window), "reliable windows are 1 to 128 frames");
                 out.put_slice(&[HELLO_OPTION_RELIABLE, 1, window]);
+            }
+            if let Some(nonce) = h.nonce {
+                out.put_slice(&[HELLO_OPTION_NONCE, 8]);
+                out.put_u64_le(nonce);
             }
         }
         Frame::Head(h) => encode_head(h, out),
@@ -324,24 +329,31 @@ fn decode_hello(fields: &[u8]) -> Result<Hello, FrameError> {
         window: varint::get(&mut r)?,
         max_in_flight: varint::get_u32(&mut r)?,
     };
-    Ok(Hello { version_min, version_max, fingerprint, limits, reliable: decode_options(r) })
+    let (reliable, nonce) = decode_options(r);
+    Ok(Hello { version_min, version_max, fingerprint, limits, reliable, nonce })
 }
 
 /// HELLO options after the v1 fields: `tag ‖ varint len ‖ value`, unknown tags skipped (§5.1).
 /// Bytes that do not parse as options are ignored like v1 ignores all trailing bytes.
-fn decode_options(mut r: &[u8]) -> Option<u8> {
-    let mut reliable = None;
+/// Returns the RELIABLE window and the NONCE, each if present.
+fn decode_options(mut r: &[u8]) -> (Option<u8>, Option<u64>) {
+    let (mut reliable, mut nonce) = (None, None);
     while let Some((&tag, rest)) = r.split_first() {
         r = rest;
-        let len = varint::get(&mut r).ok().filter(|&len| len <= r.len() as u64)? as usize;
-        let (value, rest) = r.split_at(len);
+        let Some(len) = varint::get(&mut r).ok().filter(|&len| len <= r.len() as u64) else {
+            return (None, None);
+        };
+        let (value, rest) = r.split_at(len as usize);
         r = rest;
-        if tag == HELLO_OPTION_RELIABLE {
+        match tag {
             // A window of 0 offers nothing; above 128 is read as 128; later bytes are for later.
-            reliable = value.first().filter(|&&w| w > 0).map(|&w| w.min(MAX_RELIABLE_WINDOW));
+            HELLO_OPTION_RELIABLE => reliable = value.first().filter(|&&w| w > 0).map(|&w| w.min(MAX_RELIABLE_WINDOW)),
+            // Fewer than 8 bytes carry no nonce; bytes after the 8 are for later.
+            HELLO_OPTION_NONCE => nonce = value.get(..8).map(|v| u64::from_le_bytes(v.try_into().expect("8 bytes"))),
+            _ => {}
         }
     }
-    reliable
+    (reliable, nonce)
 }
 
 fn decode_head(fields: Bytes) -> Result<Head, FrameError> {

@@ -74,6 +74,7 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
                 fingerprint: 0xdead_beef_0000_0001,
                 limits: limits(),
                 reliable: None,
+                nonce: None,
             }),
         ),
         (
@@ -90,6 +91,7 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
                     max_in_flight: 0,
                 },
                 reliable: Some(128),
+                nonce: Some(u64::MAX),
             }),
         ),
         ("HEAD request, route id, complete", head(Kind::Request, Some(Route::Id(route_id("/echo"))), None, 3, b"abc")),
@@ -244,13 +246,15 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
         },
     );
     let reliable = prop_oneof![Just(None), (1..=128u8).prop_map(Some)];
-    (any::<u8>(), any::<u8>(), any::<u64>(), limits, reliable).prop_map(
-        |(version_min, version_max, fingerprint, limits, reliable)| Hello {
+    let nonce = prop_oneof![Just(None), any::<u64>().prop_map(Some)];
+    (any::<u8>(), any::<u8>(), any::<u64>(), limits, reliable, nonce).prop_map(
+        |(version_min, version_max, fingerprint, limits, reliable, nonce)| Hello {
             version_min,
             version_max,
             fingerprint,
             limits,
             reliable,
+            nonce,
         },
     )
 }

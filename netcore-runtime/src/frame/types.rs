@@ -173,12 +173,21 @@ pub struct Hello {
     /// The receive window, in frames (1 to 128), with which the sender offers reliable delivery
     /// (§16); `None` when it does not. Sent as a HELLO option (§5.1).
     pub reliable: Option<u8>,
+    /// The sender's session nonce (§5.1, §9): a random value drawn for each session, so that a HELLO
+    /// with another nonce on a live link says the peer restarted. `None` for peers that send none.
+    pub nonce: Option<u64>,
 }
 
 impl Hello {
     /// A HELLO with no options.
     pub fn new(version_min: u8, version_max: u8, fingerprint: u64, limits: Limits) -> Self {
-        Self { version_min, version_max, fingerprint, limits, reliable: None }
+        Self { version_min, version_max, fingerprint, limits, reliable: None, nonce: None }
+    }
+
+    /// The same HELLO carrying the session nonce `nonce`.
+    pub fn with_nonce(mut self, nonce: u64) -> Self {
+        self.nonce = Some(nonce);
+        self
     }
 
     /// The same HELLO offering reliable delivery with a receive window of `window` frames.
@@ -388,6 +397,8 @@ pub(super) const DATA_END: u8 = 0x01;
 pub(super) const HELLO_MAGIC: [u8; 2] = *b"NC";
 /// HELLO option tag: reliable delivery offered, with its receive window (§5.1, §16).
 pub(super) const HELLO_OPTION_RELIABLE: u8 = 0x01;
+/// HELLO option tag: the sender's session nonce, `u64le` (§5.1, §9).
+pub(super) const HELLO_OPTION_NONCE: u8 = 0x02;
 /// The largest window of reliable delivery: half the 8-bit sequence space (§16).
 pub const MAX_RELIABLE_WINDOW: u8 = 128;
 

@@ -30,6 +30,15 @@ pub struct Config {
     /// when the peer offers it too; `None` (the default) neither offers nor accepts it. Ignored on
     /// the stream framing.
     pub reliable: Option<Reliability>,
+    /// This session's nonce, sent in the HELLO's NONCE option (docs/PROTOCOL.md §5.1, §9): a random
+    /// value the caller draws for each session it starts (the core draws no randomness). A HELLO
+    /// with another nonce on a live lossy link means the peer restarted. `None` sends no nonce.
+    pub nonce: Option<u64>,
+    /// Wait for the peer indefinitely: no handshake deadline until the first byte arrives, then
+    /// `handshake_timeout` from there (docs/PROTOCOL.md §9, §10). For a board whose host may
+    /// start long after it. Drivers also start a new session on the same link after each one
+    /// that ends by a timeout or the peer's GOAWAY, instead of closing the link.
+    pub wait_for_peer: bool,
 }
 
 /// Reliable delivery on a lossy link (docs/PROTOCOL.md §16): every HEAD, DATA and CANCEL is
@@ -114,6 +123,8 @@ impl Config {
             handshake_timeout: Duration::from_secs(10),
             spill_dir: None,
             reliable: None,
+            nonce: None,
+            wait_for_peer: false,
         }
     }
 
@@ -162,6 +173,25 @@ impl Config {
     /// Offers (and accepts) reliable delivery on the lossy framing, or not (docs/PROTOCOL.md §16).
     pub fn with_reliable(mut self, reliable: Option<Reliability>) -> Self {
         self.reliable = reliable;
+        self
+    }
+
+    /// Sets the session nonce sent in the HELLO (§5.1); drivers draw one per session.
+    pub fn with_nonce(mut self, nonce: Option<u64>) -> Self {
+        self.nonce = nonce;
+        self
+    }
+
+    /// Waits for the peer indefinitely and, in a driver, keeps the link for the next peer after
+    /// each session ends ([`Config::wait_for_peer`](Self#structfield.wait_for_peer)).
+    pub fn wait_for_peer(mut self) -> Self {
+        self.wait_for_peer = true;
+        self
+    }
+
+    /// Sets how long the peer's HELLO may take.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
         self
     }
 

@@ -119,6 +119,10 @@ pub enum CloseReason {
     },
     /// The transport ended ([`Session::handle_eof`](super::Session::handle_eof)).
     Disconnected,
+    /// The peer restarted: a HELLO with a new nonce arrived on the live lossy link (§9). No
+    /// GOAWAY was sent (the peer that would read it is the new one); a new session answering
+    /// that HELLO is [`Session::successor`](super::Session::successor).
+    PeerRestarted,
 }
 
 impl CloseReason {
@@ -136,6 +140,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Protocol(err) => write!(f, "protocol error: {err}"),
             CloseReason::TimedOut { deadline, after } => deadline.describe(*after, f),
             CloseReason::Disconnected => f.write_str("transport disconnected"),
+            CloseReason::PeerRestarted => f.write_str("peer restarted"),
         }
     }
 }

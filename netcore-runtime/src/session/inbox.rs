@@ -108,6 +108,10 @@ impl Inbox {
         Self { partial: HashMap::new(), limits, spill_dir, tolerant, released: 0, stream_policy: None }
     }
 
+    pub(super) fn take_stream_policy(&mut self) -> Option<StreamPolicy> {
+        self.stream_policy.take()
+    }
+
     pub(super) fn set_stream_policy(&mut self, policy: StreamPolicy) {
         self.stream_policy = Some(policy);
     }

@@ -15,8 +15,13 @@ pub(super) enum Due {
 pub(super) struct Liveness {
     /// Set until the handshake completes.
     handshake_deadline: Option<Instant>,
-    /// When the handshake began, to say how long it waited.
+    /// When the handshake deadline started, to say how long it waited.
     started: Instant,
+    /// Waiting for the peer: the handshake deadline starts at the first byte received.
+    handshake_timeout: Option<Duration>,
+    /// Keepalive runs only once the session is open: before that the handshake deadline alone
+    /// applies (§10), so a lossy profile's 1 s × (3 + 1) cannot cut a 10 s handshake short.
+    open: bool,
     keepalive: Option<Keepalive>,
     last_heard: Instant,
     /// PINGs sent since we last heard from the peer.
@@ -25,10 +30,17 @@ pub(super) struct Liveness {
 }
 
 impl Liveness {
-    pub(super) fn new(now: Instant, handshake_timeout: Duration, keepalive: Option<Keepalive>) -> Self {
+    /// With `wait`, no handshake deadline runs until [`received`](Self::received) is called.
+    pub(super) fn new(now: Instant, handshake_timeout: Duration, keepalive: Option<Keepalive>, wait: bool) -> Self {
+        let (handshake_deadline, handshake_timeout) = match wait {
+            true => (None, Some(handshake_timeout)),
+            false => (Some(now + handshake_timeout), None),
+        };
         Self {
-            handshake_deadline: Some(now + handshake_timeout),
+            handshake_deadline,
             started: now,
+            handshake_timeout,
+            open: false,
             keepalive,
             last_heard: now,
             pings: 0,
@@ -36,8 +48,22 @@ impl Liveness {
         }
     }
 
-    pub(super) fn opened(&mut self) {
+    /// Bytes arrived: a waiting handshake's deadline starts now.
+    pub(super) fn received(&mut self, now: Instant) {
+        if let Some(timeout) = self.handshake_timeout.take() {
+            if !self.open {
+                self.handshake_deadline = Some(now + timeout);
+                self.started = now;
+            }
+        }
+    }
+
+    pub(super) fn opened(&mut self, now: Instant) {
         self.handshake_deadline = None;
+        self.handshake_timeout = None;
+        self.open = true;
+        self.last_heard = now;
+        self.pings = 0;
     }
 
     /// Any frame counts as life.
@@ -47,7 +73,7 @@ impl Liveness {
     }
 
     pub(super) fn deadline(&self) -> Option<Instant> {
-        let keepalive = self.keepalive.map(|k| self.last_heard + k.interval * (self.pings + 1));
+        let keepalive = self.keepalive.filter(|_| self.open).map(|k| self.last_heard + k.interval * (self.pings + 1));
         match (self.handshake_deadline, keepalive) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -58,7 +84,7 @@ impl Liveness {
         if self.handshake_deadline.is_some_and(|deadline| now >= deadline) {
             return Due::Dead(Deadline::Handshake, now.saturating_duration_since(self.started));
         }
-        let Some(keepalive) = self.keepalive else { return Due::Nothing };
+        let Some(keepalive) = self.keepalive.filter(|_| self.open) else { return Due::Nothing };
         if now < self.last_heard + keepalive.interval * (self.pings + 1) {
             return Due::Nothing;
         }

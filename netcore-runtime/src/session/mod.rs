@@ -117,6 +117,11 @@ pub struct Session {
     /// With reliable delivery offered: when to send our HELLO again, and until when, while the
     /// peer may not have it (§16.1).
     hello_retry: Option<(Instant, Instant)>,
+    /// The HELLO with a new nonce that ended this session: the restarted peer's (§9).
+    restart_hello: Option<Hello>,
+    /// Whether an exchange was opened, by either side: until then a peer's restart costs nothing
+    /// and its new HELLO is adopted in place (§9 rule 7).
+    exchanged: bool,
     stats: Stats,
 }
 
@@ -136,22 +141,15 @@ impl Session {
         }
         let limits = config.limits;
         let offer = config.reliable.as_ref().filter(|_| tolerant);
-        let hello = Hello {
-            version_min: PROTOCOL_VERSION,
-            version_max: PROTOCOL_VERSION,
-            fingerprint: config.fingerprint,
-            limits,
-            reliable: offer.map(Reliability::window),
-        };
         let hello_retry = offer.map(|r| (now + r.rto_initial, now + config.handshake_timeout));
-        Self {
+        let mut session = Self {
             decoder: Decoder::new(config.framing, limits.max_frame as usize),
             inbox: Inbox::new(limits, config.spill_dir.clone(), tolerant),
             recv_credit: RecvCredit::new(limits.window, limits.inline_limit.min(limits.max_message)),
-            liveness: Liveness::new(now, config.handshake_timeout, config.keepalive),
+            liveness: Liveness::new(now, config.handshake_timeout, config.keepalive, config.wait_for_peer),
             state: State::Handshaking,
             peer: None,
-            control: VecDeque::from([Frame::Hello(hello)]),
+            control: VecDeque::new(),
             outbox: Outbox::default(),
             awaiting: HashMap::new(),
             awaiting_by_message: HashMap::new(),
@@ -160,9 +158,45 @@ impl Session {
             events: VecDeque::new(),
             reliable: None,
             hello_retry,
+            restart_hello: None,
+            exchanged: false,
             stats: Stats::default(),
             config,
+        };
+        session.control.push_back(Frame::Hello(session.our_hello()));
+        session
+    }
+
+    /// After [`CloseReason::PeerRestarted`]: the session that answers the restarted peer, on the
+    /// same link, at once (docs/PROTOCOL.md §9). It has accepted the peer's new HELLO (its
+    /// `Connected` event, or its handshake error, is its first event), queued its own HELLO, and
+    /// holds the bytes that followed that HELLO; this session's exchanges, chunks and timers are
+    /// gone with it. It keeps this session's configuration; its nonce is `fresh_nonce` (drawn by
+    /// the caller) when exchanges were opened in this session, which the peer may have seen (a
+    /// stale HELLO accepted first: the live peer is then in session with us and must start anew
+    /// too), and this session's nonce otherwise. `None` if this session did not end by a restart.
+    ///
+    /// A new `Session` rather than a reset of this one, so that no per-session state can survive
+    /// by mistake; the caller moves its own per-session state (pending calls, handlers) over
+    /// the same way.
+    pub fn successor(&mut self, now: Instant, fresh_nonce: u64) -> Option<Session> {
+        let hello = self.restart_hello.take()?;
+        let mut config = self.config.clone();
+        if self.exchanged {
+            config.nonce = Some(fresh_nonce);
         }
+        let mut next = Session::new(config, now);
+        if let Some(policy) = self.inbox.take_stream_policy() {
+            next.inbox.set_stream_policy(policy);
+        }
+        next.stats.frames_in += 1;
+        next.liveness.heard(now);
+        if let Err(err) = next.handle_hello(hello, now) {
+            next.fail(err);
+        }
+        let rest = std::mem::take(self.decoder.buffer_mut());
+        next.handle_input(now, &rest);
+        Some(next)
     }
 
     /// The HELLO this side sends (§5.1).
@@ -174,7 +208,14 @@ impl Session {
             fingerprint: self.config.fingerprint,
             limits: self.config.limits,
             reliable: offer.map(Reliability::window),
+            nonce: self.config.nonce,
         }
+    }
+
+    /// Whether this side offers reliable delivery (§16.1): configured, on the lossy framing. It is
+    /// in use only if the peer offers it too ([`is_reliable`](Self::is_reliable)).
+    pub fn offers_reliability(&self) -> bool {
+        self.offers_reliable()
     }
 
     /// Whether this side offers reliable delivery: configured, on the lossy framing (§16).
@@ -343,6 +384,9 @@ impl Session {
             return;
         }
         self.stats.bytes_in += bytes.len() as u64;
+        if !bytes.is_empty() {
+            self.liveness.received(now);
+        }
         self.decoder.extend(bytes);
         self.drain_decoder(now);
     }
@@ -360,6 +404,9 @@ impl Session {
             return;
         }
         self.stats.bytes_in += appended as u64;
+        if appended > 0 {
+            self.liveness.received(now);
+        }
         self.drain_decoder(now);
     }
 
@@ -389,12 +436,13 @@ impl Session {
                 Frame::Hello(hello) => self.handle_hello(hello, now),
                 // §3.1: an ignorable extension may come before the HELLO.
                 Frame::Extension { .. } => Ok(()),
+                // §9, §10: on a lossy link, frames before the HELLO may be what a dead session left
+                // in the line (or the open peer's, whose HELLO was lost): dropped, even a GOAWAY.
+                _ if self.config.framing == frame::Framing::Lossy => Ok(()),
                 Frame::GoAway { code, message } => {
                     self.close_with(CloseReason::Peer { code, message }, None);
                     Ok(())
                 }
-                // §16.1: the peer is open but its HELLO was lost; ours is repeated until it answers.
-                _ if self.offers_reliable() => Ok(()),
                 other => Err(ProtocolError::ExpectedHello(other.frame_type().0)),
             };
         }
@@ -425,11 +473,7 @@ impl Session {
     /// A frame on an open connection, taken out of its SEQ if it came in one.
     fn handle_open_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
         match frame {
-            // §16.1: the peer did not get our HELLO and sends its own again: answer with ours.
-            // §16.1: the peer repeats its HELLO until it has ours; our own repetitions answer it
-            // (answering each copy would let two open sides echo HELLOs forever).
-            Frame::Hello(hello) if self.reliable.is_some() && self.peer.as_ref() == Some(&hello) => {}
-            Frame::Hello(_) => return Err(ProtocolError::DuplicateHello),
+            Frame::Hello(hello) => self.handle_another_hello(hello)?,
             Frame::Seq { .. } | Frame::Ack { .. } => return Err(ProtocolError::NotNegotiated(frame.frame_type().0)),
             Frame::Head(head) => self.handle_head(head, now)?,
             Frame::Data(data) => self.handle_data(data, now)?,
@@ -439,6 +483,48 @@ impl Session {
             Frame::Pong { .. } | Frame::Extension { .. } => {}
             Frame::GoAway { code, message } => self.close_with(CloseReason::Peer { code, message }, None),
         }
+        Ok(())
+    }
+
+    /// A HELLO on an open connection (§9 rule 5).
+    fn handle_another_hello(&mut self, hello: Hello) -> Result<(), ProtocolError> {
+        let peer = self.peer.as_ref().expect("open sessions know their peer");
+        if self.config.framing == frame::Framing::Stream {
+            // A stream carries one session: a restarted peer comes on a new connection.
+            return Err(ProtocolError::DuplicateHello);
+        }
+        if *peer == hello {
+            // §9, §16.1: a copy of the HELLO accepted (the peer repeating it, or the line
+            // duplicating it) is harmless, whatever either side offered. Not answered (two open
+            // sides answering each other's copies would echo HELLOs forever), except by a side
+            // that does not use reliable delivery to a peer that offered it: that peer repeats
+            // only until it has our HELLO (§16.1), so ours was lost.
+            if hello.reliable.is_some() && self.reliable.is_none() {
+                let ours = self.our_hello();
+                self.push_control(Frame::Hello(ours));
+            }
+            return Ok(());
+        }
+        if hello.nonce == peer.nonce {
+            // Same session, other content: the peer broke the rules.
+            return Err(ProtocolError::DuplicateHello);
+        }
+        if !self.exchanged && (Hello { nonce: peer.nonce, ..hello.clone() }) == *peer {
+            // §9 rule 7: a restart before any exchange loses nothing: the new HELLO is adopted in
+            // place and answered with ours (the new peer has not heard it). This is also what
+            // stops two sides from restarting each other forever after a stale HELLO: the side
+            // whose successor has exchanged nothing yet adopts instead of starting anew.
+            self.peer = Some(hello.clone());
+            let ours = self.our_hello();
+            self.push_control(Frame::Hello(ours));
+            self.events.push_back((Event::Connected(hello), 0));
+            return Ok(());
+        }
+        // §9: another nonce is another session of the peer: it restarted. This session ends at
+        // once, with no GOAWAY (the new peer would take it as its own end); `successor` answers.
+        self.restart_hello = Some(hello);
+        self.close_with(CloseReason::PeerRestarted, None);
+        self.control.clear();
         Ok(())
     }
 
@@ -465,8 +551,15 @@ impl Session {
             self.hello_retry = Some((now + ours.rto_initial, now + self.config.handshake_timeout));
         }
         self.outbox.credit.open(hello.limits.window);
+        if self.config.framing == frame::Framing::Lossy && !self.control.iter().any(|f| matches!(f, Frame::Hello(_))) {
+            // §9: our HELLO went out before the peer's arrived, maybe before the peer listened
+            // (a board waiting for its host, a peer just restarted): answer it once with ours.
+            // The peer ignores it if it had it (a copy of the HELLO it accepted).
+            let ours = self.our_hello();
+            self.control.push_front(Frame::Hello(ours));
+        }
         self.state = State::Open;
-        self.liveness.opened();
+        self.liveness.opened(now);
         self.peer = Some(hello.clone());
         self.events.push_back((Event::Connected(hello), 0));
         Ok(())
@@ -481,6 +574,7 @@ impl Session {
                 self.release(head.payload.len() as u64);
                 return Ok(());
             }
+            self.exchanged = true;
             Exchange::Theirs(key.id)
         } else {
             match self.awaiting.get(&key.id) {
@@ -655,6 +749,7 @@ impl Session {
             match self.outbox.next(&peer, self.config.chunk_size)? {
                 Scheduled::Frame { frame, finished } => {
                     if let Frame::Head(head) = &frame {
+                        self.exchanged |= head.kind.opens_exchange();
                         self.note_opened(head, finished);
                     }
                     if let Some(message) = finished {

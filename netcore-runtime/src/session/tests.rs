@@ -536,3 +536,201 @@ fn an_answer_that_cannot_be_read_cancels_its_exchange() {
     );
     assert!(pair.a.is_idle() && pair.b.is_idle());
 }
+
+fn lossy(nonce: u64) -> Config {
+    Config::lossy().with_nonce(Some(nonce))
+}
+
+fn reliable_opt(on: bool) -> Option<Reliability> {
+    on.then(Reliability::default)
+}
+
+fn keepalive_opt(on: bool) -> Option<Keepalive> {
+    on.then_some(Keepalive { interval: Duration::from_secs(1), max_missed: 3 })
+}
+
+/// One call each way: `from` asks, the peer answers.
+fn call_works(pair: &mut Pair, a_asks: bool) -> bool {
+    let (asker, answerer) = if a_asks { (&mut pair.a, &mut pair.b) } else { (&mut pair.b, &mut pair.a) };
+    let Ok(call) = asker.request(route("/r"), b"q".to_vec(), SendOptions::default()) else { return false };
+    let _ = answerer;
+    pair.run();
+    let theirs = if a_asks { pair.take_b() } else { pair.take_a() };
+    let Some(request) = messages(theirs).pop() else { return false };
+    let Exchange::Theirs(id) = request.exchange else { return false };
+    let answerer = if a_asks { &mut pair.b } else { &mut pair.a };
+    answerer.respond(id, Ok(b"a".to_vec().into()), SendOptions::default()).unwrap();
+    pair.run();
+    let ours = if a_asks { pair.take_a() } else { pair.take_b() };
+    messages(ours).iter().any(|m| m.exchange == Exchange::Ours(call))
+}
+
+#[test]
+fn every_pair_of_settings_works_or_names_both() {
+    // Reliable on/off × keepalive on/off on each side, both framings. When a offers reliable
+    // delivery b's first HELLO is lost: a repeats its own into an open b, which is harmless
+    // (§9 rule 7), and b answers a copy if it does not offer (§16.1).
+    for framing in [Framing::Stream, Framing::Lossy] {
+        for bits in 0..16u8 {
+            let (ra, rb, ka, kb) = (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0, bits & 8 != 0);
+            let config = |r: bool, k: bool, nonce: u64| {
+                Config::lossy()
+                    .with_framing(framing)
+                    .with_reliable(reliable_opt(r))
+                    .with_keepalive(keepalive_opt(k))
+                    .with_nonce(Some(nonce))
+            };
+            let case = format!("{framing:?} a reliable {ra} keepalive {ka}, b reliable {rb} keepalive {kb}");
+            let mut pair = Pair::new(config(ra, ka, 1), config(rb, kb, 2));
+            if framing == Framing::Lossy && ra {
+                let mut first = true;
+                pair.b_to_a.filter = Some(Box::new(move |bytes: &mut Vec<u8>| {
+                    if std::mem::take(&mut first) {
+                        bytes.clear();
+                    }
+                }));
+            }
+            for _ in 0..30 {
+                pair.run();
+                pair.advance(Duration::from_millis(250));
+            }
+            pair.run();
+            assert!(pair.a.is_open() && pair.b.is_open(), "{case}");
+            let reliable = framing == Framing::Lossy && ra && rb;
+            assert_eq!((pair.a.is_reliable(), pair.b.is_reliable()), (reliable, reliable), "{case}");
+            assert_eq!(pair.a.offers_reliability(), framing == Framing::Lossy && ra, "{case}");
+            let (a, b) = (pair.take_a(), pair.take_b());
+            assert!(closed(&a).is_none() && closed(&b).is_none(), "{case}: {a:?} {b:?}");
+            assert!(call_works(&mut pair, true) && call_works(&mut pair, false), "{case}");
+            // Quiet for a while: pings answered, HELLO repetitions over, nothing closes.
+            for _ in 0..40 {
+                pair.advance(Duration::from_millis(250));
+                pair.run();
+            }
+            assert!(pair.a.is_open() && pair.b.is_open(), "{case}");
+            assert!(call_works(&mut pair, true), "{case}");
+        }
+    }
+}
+
+#[test]
+fn a_hello_copy_is_harmless_and_a_new_nonce_is_a_restart() {
+    let mut pair = connected_pair(lossy(1), lossy(2));
+    // A copy of a's HELLO (the line duplicating it): ignored.
+    let copy = pair.b.peer().unwrap().clone();
+    let mut bytes = BytesMut::new();
+    frame::encode(Framing::Lossy, &Frame::Hello(copy.clone()), &mut bytes);
+    pair.b.handle_input(pair.now, &bytes);
+    assert!(pair.b.is_open() && pair.take_b().is_empty());
+    // The same nonce with other content is a protocol error.
+    let mut fed = connected_pair(lossy(1), lossy(2));
+    let mut bytes = BytesMut::new();
+    frame::encode(Framing::Lossy, &Frame::Hello(Hello { fingerprint: 9, ..copy.clone() }), &mut bytes);
+    fed.b.handle_input(fed.now, &bytes);
+    assert_eq!(closed(&fed.take_b()), Some(&CloseReason::Protocol(ProtocolError::DuplicateHello)));
+    // On the stream framing any second HELLO is a protocol error (a restart is a new connection).
+    let mut stream = connected_pair(Config::stream().with_nonce(Some(1)), Config::stream().with_nonce(Some(2)));
+    let mut bytes = BytesMut::new();
+    frame::encode(Framing::Stream, &Frame::Hello(copy.with_nonce(3)), &mut bytes);
+    stream.b.handle_input(stream.now, &bytes);
+    assert_eq!(closed(&stream.take_b()), Some(&CloseReason::Protocol(ProtocolError::DuplicateHello)));
+}
+
+#[test]
+fn a_restarted_peer_ends_the_session_and_a_successor_answers_it() {
+    let mut pair = connected_pair(lossy(1), lossy(2));
+    // b has a call pending at a, a has one at b.
+    pair.b.request(route("/slow"), b"x".to_vec(), SendOptions::default()).unwrap();
+    pair.a.request(route("/slow"), b"y".to_vec(), SendOptions::default()).unwrap();
+    pair.run();
+    pair.take_a();
+    pair.take_b();
+    // a restarts: a new process, a new nonce; the old one's bytes are gone.
+    pair.a = Session::new(lossy(3), pair.now);
+    pair.step();
+    let events = pair.take_b();
+    assert_eq!(closed(&events), Some(&CloseReason::PeerRestarted), "{events:?}");
+    assert!(pair.b.is_closed());
+    let mut out = BytesMut::new();
+    assert!(!pair.b.poll_transmit(pair.now, &mut out), "no GOAWAY to the new peer");
+    let next = pair.b.successor(pair.now, 4).expect("a successor");
+    assert!(pair.b.successor(pair.now, 5).is_none(), "only one");
+    pair.b = next;
+    assert!(matches!(pair.b.poll_event(), Some(Event::Connected(h)) if h.nonce == Some(3)));
+    pair.run();
+    assert!(pair.a.is_open() && pair.b.is_open());
+    // b's session had exchanges the peer may have seen, so its successor has a new nonce; a,
+    // which has exchanged nothing yet, takes it in place: no restart of its own (no echo).
+    let a_events = pair.take_a();
+    assert!(matches!(&a_events[..], [Event::Connected(h)] if h.nonce == Some(4)), "{a_events:?}");
+    assert!(call_works(&mut pair, true) && call_works(&mut pair, false));
+    for _ in 0..10 {
+        pair.advance(Duration::from_secs(1));
+        pair.run();
+    }
+    assert!(pair.a.is_open() && pair.b.is_open());
+}
+
+#[test]
+fn a_stale_hello_is_replaced_by_the_live_one() {
+    // b's line holds a HELLO of a dead session of a (nonce 1) and a PING of it; the live a
+    // (nonce 5) starts later and has not heard b yet.
+    let now = Instant::now();
+    let mut b = Session::new(lossy(2), now);
+    let mut stale = BytesMut::new();
+    let Frame::Hello(dead) = Frame::Hello(Session::new(lossy(1), now).our_hello()) else { unreachable!() };
+    frame::encode(Framing::Lossy, &Frame::Hello(dead), &mut stale);
+    frame::encode(Framing::Lossy, &Frame::Ping { nonce: 7 }, &mut stale);
+    b.handle_input(now, &stale[3..]); // the first bytes were cleared with the port's input
+    b.handle_input(now, &stale);
+    assert!(b.is_open(), "b cannot tell a stale HELLO from a live one");
+    let mut pair =
+        Pair { a: Session::new(lossy(5), now), b, a_to_b: Default::default(), b_to_a: Default::default(), now };
+    pair.run();
+    // b had exchanged nothing with the stale session: it adopts the live HELLO in place.
+    let events = pair.take_b();
+    assert!(closed(&events).is_none(), "{events:?}");
+    assert!(events.iter().any(|e| matches!(e, Event::Connected(h) if h.nonce == Some(5))), "{events:?}");
+    assert_eq!(pair.b.peer().unwrap().nonce, Some(5));
+    assert!(pair.a.is_open() && pair.b.is_open());
+    assert!(call_works(&mut pair, true) && call_works(&mut pair, false));
+}
+
+#[test]
+fn keepalive_does_not_cut_the_handshake_short_and_waiting_has_no_deadline() {
+    // Lossy profile: keepalive 1 s × (3 + 1); the handshake timeout is 10 s and alone applies.
+    let now = Instant::now();
+    let mut session = Session::new(lossy(1), now);
+    session.handle_timeout(now + Duration::from_secs(5));
+    assert!(!session.is_closed(), "closed after 5 s of a 10 s handshake");
+    session.handle_timeout(now + Duration::from_secs(10));
+    let events: Vec<_> = std::iter::from_fn(|| session.poll_event()).collect();
+    assert!(
+        matches!(closed(&events), Some(CloseReason::TimedOut { deadline: Deadline::Handshake, after }) if *after == Duration::from_secs(10)),
+        "{events:?}"
+    );
+    // Waiting for the peer: no deadline at all until a byte arrives.
+    let mut waiting = Session::new(lossy(1).wait_for_peer(), now);
+    assert_eq!(waiting.poll_timeout(), None);
+    waiting.handle_timeout(now + Duration::from_secs(3600));
+    assert!(!waiting.is_closed());
+    let later = now + Duration::from_secs(3600);
+    waiting.handle_input(later, &[0x55]);
+    assert_eq!(waiting.poll_timeout(), Some(later + Duration::from_secs(10)));
+    // A HELLO an hour late opens it, and it answers with its HELLO again (the first went nowhere).
+    let mut pair = Pair {
+        a: waiting,
+        b: Session::new(lossy(2), later),
+        a_to_b: Default::default(),
+        b_to_a: Default::default(),
+        now: later,
+    };
+    let mut first = true;
+    pair.a_to_b.filter = Some(Box::new(move |bytes: &mut Vec<u8>| {
+        if std::mem::take(&mut first) {
+            bytes.clear(); // the HELLO sent an hour ago, to nobody
+        }
+    }));
+    pair.run();
+    assert!(pair.a.is_open() && pair.b.is_open());
+}

@@ -10,9 +10,13 @@ use super::BlockingIo;
 /// How long a blocked read waits before it checks whether the connection is still wanted.
 const READ_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// Opens the serial device at `path` (for example `/dev/ttyUSB0` or `COM3`) at `baud`, 8N1.
+/// Opens the serial device at `path` (for example `/dev/ttyUSB0` or `COM3`) at `baud`, 8N1, and
+/// discards the input it already holds.
 pub fn open(path: &str, baud: u32) -> io::Result<BlockingIo> {
     let port = serialport::new(path, baud).timeout(READ_TIMEOUT).open().map_err(io::Error::from)?;
+    // What the line holds from before we opened it belongs to a dead session of the peer; the
+    // lossy decoder resynchronises on whatever arrives after (docs/PROTOCOL.md §4.2, §9).
+    port.clear(serialport::ClearBuffer::Input).map_err(io::Error::from)?;
     let reader = port.try_clone().map_err(io::Error::from)?;
     from_port(reader, port)
 }
