@@ -48,4 +48,5 @@ pub use connection::{CallOptions, Connection, ConnectionId, LinkState};
 #[cfg(feature = "tokio")]
 pub use endpoint::{
     Blueprint, CallError, Endpoint, EndpointEvent, ErrorCode, EventKind, HandlerError, Reply, Request, Response,
+    Resumable, ResumeToken,
 };

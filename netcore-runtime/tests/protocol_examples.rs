@@ -1,4 +1,5 @@
-//! The worked examples of docs/PROTOCOL.md §11 and the overhead figures of §12, byte for byte.
+//! The worked examples of docs/PROTOCOL.md §11, §16.6 and §17.5 and the overhead figures of §12,
+//! byte for byte.
 //!
 //! Every frame is built with the public API, encoded, and compared with a hex string that also
 //! appears verbatim in the document (`document_quotes_every_example` checks that), so the
@@ -51,7 +52,18 @@ const ACK_EMPTY_LOSSY: &str = "00 07 0a 01 e3 ca 31 cc 00";
 const HELLO_NONCE_STREAM: &str = "2a 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 02 08 88 77 66 55 44 33 22 11 d6 4c 7d 34";
 const HELLO_NONCE_LOSSY: &str = "00 2b 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 02 08 88 77 66 55 44 33 22 11 d6 4c 7d 34 00";
 
+// §17.5 Resumable uploads: the offset query, its answer, the resumed upload.
+const RESUME_QUERY_STREAM: &str = "45 02 67 00 10 2f 5f 6e 65 74 63 6f 72 65 2f 72 65 73 75 6d 65 2c 01 09 6e 63 2d 72 65 73 75 6d 65 20 30 30 31 31 32 32 33 33 34 34 35 35 36 36 37 37 38 38 39 39 61 61 62 62 63 63 64 64 65 65 66 66 14 14 a7 8f";
+const RESUME_QUERY_LOSSY: &str = "00 03 02 67 43 10 2f 5f 6e 65 74 63 6f 72 65 2f 72 65 73 75 6d 65 2c 01 09 6e 63 2d 72 65 73 75 6d 65 20 30 30 31 31 32 32 33 33 34 34 35 35 36 36 37 37 38 38 39 39 61 61 62 62 63 63 64 64 65 65 66 66 14 14 a7 8f 00";
+const RESUME_ANSWER_STREAM: &str =
+    "21 02 6d 01 19 02 09 6e 63 2d 6f 66 66 73 65 74 01 36 08 6e 63 2d 74 6f 74 61 6c 02 31 30 c9 91 d2 b7";
+const RESUMED_UPLOAD_STREAM: &str = "58 02 67 02 07 2f 75 70 6c 6f 61 64 44 03 09 6e 63 2d 6f 66 66 73 65 74 01 36 09 6e 63 2d 72 65 73 75 6d 65 20 30 30 31 31 32 32 33 33 34 34 35 35 36 36 37 37 38 38 39 39 61 61 62 62 63 63 64 64 65 65 66 66 08 6e 63 2d 74 6f 74 61 6c 02 31 30 36 37 38 39 4c 8e cd 8d";
+
 const ALL: &[&str] = &[
+    RESUME_QUERY_STREAM,
+    RESUME_QUERY_LOSSY,
+    RESUME_ANSWER_STREAM,
+    RESUMED_UPLOAD_STREAM,
     HELLO_NONCE_STREAM,
     HELLO_NONCE_LOSSY,
     HELLO_STREAM,
@@ -310,4 +322,65 @@ fn hello_with_a_nonce() {
     // A receiver that knows no option reads the same v1 HELLO; one that knows it, the nonce.
     let Frame::Hello(read) = decoded(Framing::Stream, &unhex(HELLO_NONCE_STREAM)) else { unreachable!() };
     assert_eq!((read.nonce, Hello { nonce: None, ..read.clone() }), (Some(0x1122_3344_5566_7788), plain));
+}
+
+/// §17.5: the token of the examples.
+const TOKEN: &str = "00112233445566778899aabbccddeeff";
+
+/// §15 metadata: `varint count ‖ (varint len ‖ name ‖ varint len ‖ value)*`, names sorted.
+fn headers(pairs: &[(&str, &str)]) -> Bytes {
+    let mut out = vec![pairs.len() as u8];
+    for (name, value) in pairs {
+        for field in [name, value] {
+            out.push(field.len() as u8);
+            out.extend_from_slice(field.as_bytes());
+        }
+    }
+    out.into()
+}
+
+fn resume_query() -> Frame {
+    Frame::Head(Head {
+        xid: Xid::sender(0),
+        kind: Kind::Request,
+        priority: Priority::NORMAL,
+        route: Some(Route::Name("/_netcore/resume".into())),
+        meta: Some(headers(&[("nc-resume", TOKEN)])),
+        total: 0,
+        payload: Bytes::new(),
+    })
+}
+
+fn resume_answer() -> Frame {
+    Frame::Head(Head {
+        xid: Xid::receiver(0),
+        kind: Kind::Response,
+        priority: Priority::NORMAL,
+        route: None,
+        meta: Some(headers(&[("nc-offset", "6"), ("nc-total", "10")])),
+        total: 0,
+        payload: Bytes::new(),
+    })
+}
+
+fn resumed_upload() -> Frame {
+    Frame::Head(Head {
+        xid: Xid::sender(1),
+        kind: Kind::Request,
+        priority: Priority::NORMAL,
+        route: Some(Route::Name("/upload".into())),
+        meta: Some(headers(&[("nc-offset", "6"), ("nc-resume", TOKEN), ("nc-total", "10")])),
+        total: 4,
+        payload: Bytes::from_static(b"6789"),
+    })
+}
+
+#[test]
+fn resumable_upload_frames() {
+    check(Framing::Stream, &resume_query(), RESUME_QUERY_STREAM);
+    check(Framing::Lossy, &resume_query(), RESUME_QUERY_LOSSY);
+    check(Framing::Stream, &resume_answer(), RESUME_ANSWER_STREAM);
+    check(Framing::Stream, &resumed_upload(), RESUMED_UPLOAD_STREAM);
+    // The token as the endpoint writes it: 32 lowercase hex digits of its 16 bytes.
+    assert_eq!(TOKEN.len(), 32);
 }

@@ -120,7 +120,7 @@ fn new_session(config: &Config, dispatch: &Arc<dyn Dispatch>) -> Session {
 /// `RandomState` is keyed from the operating system's random source once per thread, and the
 /// wall clock, the process id and a counter make two draws differ within a process and between
 /// a process and its restarted self.
-fn draw_nonce() -> u64 {
+pub(crate) fn draw_nonce() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     static DRAWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use crate::endpoint::{CallError, Headers, Reply};
+use crate::endpoint::{CallError, ErrorCode, Headers, Reply, Resumable, ResumeToken};
 use crate::frame::{CancelReason, Hello, Priority, Route};
 use crate::session::{Body, CloseReason, Progress};
 
-pub(crate) use driver::{spawn, Dispatch};
+pub(crate) use driver::{draw_nonce, spawn, Dispatch};
 #[cfg(feature = "serial")]
 pub use reconnect::keep_serial_connected;
 pub use reconnect::{keep_connected, Reconnecting};
@@ -205,6 +205,73 @@ impl Connection {
         };
         guard.reason = None;
         result.unwrap_or_else(|_| Err(CallError::Disconnected(self.closed_reason())))
+    }
+
+    /// Uploads a [`Resumable`] body to a resumable route
+    /// ([`EndpointBuilder::resumable_route`](crate::endpoint::EndpointBuilder::resumable_route)),
+    /// sending only what the receiver lacks (docs/PROTOCOL.md §17). The first attempt sends it
+    /// all; a later one (after [`CallError::Interrupted`], on this connection or a new one) first
+    /// asks the receiver which offset it holds, then sends the rest. An offset the receiver no
+    /// longer holds (expired, replaced) is asked again once, and the upload starts from there.
+    ///
+    /// A cut link or a cancelled exchange fails with [`CallError::Interrupted`], carrying the
+    /// token and the offsets; other errors are the call's own.
+    pub async fn upload(&self, route: &str, body: &Resumable, opts: CallOptions) -> Result<Reply, CallError> {
+        let token = body.token();
+        let mut offset = match body.was_tried() {
+            true => self.resume_offset(token, body.len()).await?,
+            false => 0,
+        };
+        for asked_again in [false, true] {
+            body.start_attempt(offset);
+            let reader = body.open_at(offset).map_err(|e| CallError::Io(format!("cannot read the body: {e}")))?;
+            let mut opts = opts.clone();
+            opts.headers.insert(crate::endpoint::resume::HEADER_TOKEN.into(), token.to_string());
+            opts.headers.insert(crate::endpoint::resume::HEADER_OFFSET.into(), offset.to_string());
+            opts.headers.insert(crate::endpoint::resume::HEADER_TOTAL.into(), body.len().to_string());
+            let progress =
+                opts.progress.get_or_insert_with(|| watch::channel(Progress { done: 0, total: 0 }).0).clone();
+            let len = body.len() - offset;
+            let result = self.call_with(Route::Name(route.into()), Body::Reader { reader, len }, opts).await;
+            match result {
+                Err(CallError::Remote(err)) if err.code == ErrorCode::RESUME && !asked_again => {
+                    offset = self.resume_offset(token, body.len()).await?;
+                }
+                Err(cause @ CallError::Disconnected(_)) | Err(cause @ CallError::Cancelled(_))
+                    if cause != CallError::Cancelled(CancelReason::TOO_LARGE) =>
+                {
+                    let done = progress.borrow().done.min(len);
+                    let (sent, total) = (offset + done, body.len());
+                    return Err(CallError::Interrupted {
+                        token,
+                        confirmed: offset,
+                        sent,
+                        total,
+                        cause: Box::new(cause),
+                    });
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    /// The offset the receiver holds of upload `token` of `total` bytes (§17.2): 0 if it holds
+    /// none, a different total, or does not know resumption.
+    async fn resume_offset(&self, token: ResumeToken, total: u64) -> Result<u64, CallError> {
+        use crate::endpoint::resume::{parse_decimal, HEADER_OFFSET, HEADER_TOKEN, HEADER_TOTAL};
+        let opts = CallOptions::default().header(HEADER_TOKEN, token.to_string());
+        let route = Route::Name(crate::endpoint::RESUME_QUERY_ROUTE.into());
+        let reply = match self.call_with(route, bytes::Bytes::new(), opts).await {
+            Ok(reply) => reply,
+            Err(CallError::Remote(err)) if err.code == ErrorCode::NOT_FOUND => return Ok(0),
+            Err(err) => return Err(err),
+        };
+        let header = |name| reply.headers().get(name).and_then(|v: &String| parse_decimal(v));
+        Ok(match (header(HEADER_OFFSET), header(HEADER_TOTAL)) {
+            (Some(offset), Some(t)) if t == total && offset <= total => offset,
+            _ => 0,
+        })
     }
 
     /// Sends a one-way message; resolves once its last byte is handed to the transport.

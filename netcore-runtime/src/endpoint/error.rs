@@ -26,6 +26,9 @@ impl ErrorCode {
     pub const TIMEOUT: Self = Self(5);
     /// The answer exceeds the requester's `max_message`; the message names both sizes (§8.1).
     pub const TOO_LARGE: Self = Self(6);
+    /// A resumed upload's offset does not match what the receiver holds under its token; the
+    /// message says what it holds (§17.3).
+    pub const RESUME: Self = Self(7);
 }
 
 /// What a handler returns when it fails; sent to the caller as an ERROR message.
@@ -123,12 +126,44 @@ pub enum CallError {
     /// The reply was stored in a file that could not be read.
     #[error("i/o: {0}")]
     Io(String),
+    /// A resumable upload ([`Connection::upload`](crate::Connection::upload)) was cut short: the
+    /// link closed or the exchange was cancelled. The receiver keeps what it received under
+    /// `token` (docs/PROTOCOL.md §17); uploading the same [`Resumable`](super::Resumable) again,
+    /// on this link or a new one, sends only the rest.
+    #[error(
+        "upload {token} interrupted after {sent} of {total} bytes ({cause}); the receiver held at least {confirmed}: \
+         upload the same Resumable again to send the rest"
+    )]
+    Interrupted {
+        /// The upload's resume token.
+        token: super::ResumeToken,
+        /// The offset the receiver confirmed before this attempt: it holds at least this much
+        /// (the next attempt asks it for the exact figure).
+        confirmed: u64,
+        /// Bytes of the body handed to the transport, from its start: at most what it holds.
+        sent: u64,
+        /// The body's whole length.
+        total: u64,
+        /// What cut it: [`CallError::Disconnected`] or [`CallError::Cancelled`].
+        cause: Box<CallError>,
+    },
 }
 
 impl CallError {
     /// Whether the connection is gone (a deadline of the link's, such as keepalive, included).
     pub fn is_disconnected(&self) -> bool {
-        matches!(self, CallError::Disconnected(_))
+        match self {
+            CallError::Interrupted { cause, .. } => cause.is_disconnected(),
+            _ => matches!(self, CallError::Disconnected(_)),
+        }
+    }
+
+    /// The token to resume an interrupted upload with ([`CallError::Interrupted`]).
+    pub fn resume_token(&self) -> Option<super::ResumeToken> {
+        match self {
+            CallError::Interrupted { token, .. } => Some(*token),
+            _ => None,
+        }
     }
 
     /// Whether the call's own timeout expired ([`CallError::TimedOut`]).

@@ -6,6 +6,7 @@ mod cache;
 mod error;
 mod events;
 mod request;
+pub(crate) mod resume;
 mod router;
 mod scheduler;
 mod stream;
@@ -28,6 +29,7 @@ pub use error::{BuildError, CallError, ErrorCode, HandlerError};
 pub use events::{EndpointEvent, EventKind};
 pub(crate) use request::PayloadSlot;
 pub use request::{Extensions, Reply, Request, Response};
+pub use resume::{BadResumeToken, Resumable, ResumeLimits, ResumeToken, RESUME_QUERY_ROUTE};
 pub use router::{handler, Blueprint, RequestInfo, RouteService};
 pub use scheduler::{Scheduler, TaskHandle};
 pub use stream::BodyStream;
@@ -51,6 +53,8 @@ pub struct EndpointBuilder {
     callbacks: Vec<(EventKind, events::Callback)>,
     cache: Option<Cache>,
     max_connections: Option<usize>,
+    /// Partial uploads of resumable routes, created by the first of them.
+    resume: Option<Arc<resume::ResumeStore>>,
 }
 
 impl EndpointBuilder {
@@ -119,6 +123,53 @@ impl EndpointBuilder {
         self
     }
 
+    /// Adds a route for large uploads that survive the link (docs/PROTOCOL.md §17): its payload is
+    /// written to a file as it arrives and handed to `f` whole, as [`Payload::File`](crate::Payload::File),
+    /// once complete. A request sent with [`Connection::upload`](crate::Connection::upload) that is
+    /// cut short (a replug, a restart, a cancelled exchange) leaves its partial file with the
+    /// endpoint under the upload's resume token, and the next attempt, on any connection, sends
+    /// only the rest. Partial uploads are bounded by [`resume_limits`](Self::resume_limits).
+    ///
+    /// ```
+    /// use netcore_runtime::{Endpoint, Response};
+    ///
+    /// let endpoint = Endpoint::builder()
+    ///     .resumable_route("/log/upload", |req| async move {
+    ///         let len = req.payload().len()?;
+    ///         Ok(Response::text(format!("stored {len} bytes")))
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(endpoint);
+    /// ```
+    pub fn resumable_route<F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
+    {
+        let store = self.resume.get_or_insert_with(Default::default).clone();
+        let service = router::streaming_handler(move |request, body| {
+            let (store, f) = (store.clone(), f.clone());
+            async move { f(resume::receive(store, request, body).await?).await }
+        });
+        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: true });
+        self
+    }
+
+    /// Bounds the partial uploads kept for resumption (default [`ResumeLimits::default`]: 8
+    /// uploads, 4 GiB, 15 minutes). Beyond the count or the bytes a new upload is refused with
+    /// [`ErrorCode::UNAVAILABLE`], naming the limit; a partial upload idle for `keep_for` is deleted.
+    pub fn resume_limits(mut self, limits: ResumeLimits) -> Self {
+        self.resume.get_or_insert_with(Default::default).set_limits(limits);
+        self
+    }
+
+    /// Where partial uploads are stored (default: the system's temporary directory).
+    pub fn resume_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.resume.get_or_insert_with(Default::default).set_dir(dir.into());
+        self
+    }
+
     /// Registers a blueprint's routes under its prefix.
     pub fn blueprint(mut self, blueprint: Blueprint) -> Self {
         self.routes.extend(blueprint.into_routes());
@@ -179,7 +230,12 @@ impl EndpointBuilder {
     }
 
     /// Checks the routes (no duplicates, no route-id collisions) and makes the endpoint.
-    pub fn build(self) -> Result<Endpoint, BuildError> {
+    pub fn build(mut self) -> Result<Endpoint, BuildError> {
+        if let Some(store) = self.resume.clone() {
+            // §17.2: the offset query of resumable uploads.
+            let query = handler(move |request| resume::query(store.clone(), request));
+            self.routes.push(RouteDef { name: RESUME_QUERY_ROUTE.to_owned(), service: query, streaming: false });
+        }
         let router = Router::new(self.routes, self.default, &self.layers, self.before, self.after, self.on_error)?;
         let stop = CancellationToken::new();
         Ok(Endpoint {

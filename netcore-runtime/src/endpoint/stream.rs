@@ -83,6 +83,15 @@ impl BodyStream {
         Ok(self.received - start)
     }
 
+    /// A chunk already received and not yet read, without waiting: an interrupted resumable
+    /// upload stores these too, since they arrived intact (docs/PROTOCOL.md §17.3).
+    pub(crate) fn try_chunk(&mut self) -> Option<Bytes> {
+        let chunk = self.chunks.try_recv().ok()?;
+        self.received += chunk.len() as u64;
+        self.give_back(chunk.len());
+        Some(chunk)
+    }
+
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         if self.finished {
             return Poll::Ready(Ok(None));
