@@ -310,3 +310,20 @@ async fn a_host_process_killed_on_a_pty_is_replaced() {
     assert_eq!(reply, b"2");
     drop(slave);
 }
+
+#[tokio::test(start_paused = true)]
+async fn mismatched_framings_fail_at_once_naming_both() {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let lossy = board(Config::lossy()).connect(a, "lossy");
+    let stream = host(Config::stream()).connect(b, "stream");
+    let started = Instant::now();
+    for (conn, side) in [(&lossy, "lossy"), (&stream, "stream")] {
+        let err = timeout(LIMIT, conn.ready()).await.unwrap().unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("Config::lossy"), "{side}: {text}");
+        if side == "lossy" {
+            assert!(text.contains("Config::stream"), "{side}: {text}");
+        }
+    }
+    assert!(started.elapsed() < Duration::from_millis(100), "{:?}", started.elapsed());
+}

@@ -53,6 +53,14 @@ pub enum FrameError {
     /// what the lossy framing's delimiter looks like to a stream receiver.
     #[error("length prefix announces a body of {len} bytes, below the minimum of 5{hint}", len = .0, hint = lossy_hint(*.0))]
     ShortLength(u64),
+    /// A lossy receiver found a whole stream-framed HELLO (a length prefix, then an intact HELLO
+    /// body) where a lossy frame should start: the two sides use different framings (§4).
+    #[error(
+        "the peer sends the stream framing (Config::stream: length-prefixed frames) but this side uses \
+         the lossy framing (Config::lossy: 0x00-delimited COBS): a stream-framed HELLO arrived; \
+         configure both ends alike"
+    )]
+    StreamFraming,
 }
 
 fn lossy_hint(len: u64) -> &'static str {

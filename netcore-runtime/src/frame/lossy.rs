@@ -65,6 +65,33 @@ fn cobs_decode(src: &[u8]) -> Result<Bytes, FrameError> {
     Ok(out.into())
 }
 
+/// What the bytes at the start of a run say about a stream-framed HELLO (§4, §4.1, §5.1).
+enum StreamHello {
+    /// `varint(len) ‖ 01 4e 43 …`: `len` bytes whose CRC is correct.
+    Whole,
+    /// That prefix, with fewer than `len` (at most `max`) bytes yet.
+    Partial,
+    /// Anything else, a lossy frame included: its first byte is a COBS code, whose run holds
+    /// at least as many bytes as the code read as a length, over which the CRC fails.
+    No,
+}
+
+fn stream_hello(run: &[u8], max: usize) -> StreamHello {
+    let mut rest = run;
+    let Ok(len) = crate::varint::get(&mut rest) else { return StreamHello::No };
+    if !rest.starts_with(&[0x01, 0x4e, 0x43]) || len < 9 || len > max as u64 {
+        return StreamHello::No;
+    }
+    if len > rest.len() as u64 {
+        return StreamHello::Partial;
+    }
+    let (body, crc) = rest[..len as usize].split_at(len as usize - 4);
+    match crc32fast::hash(body).to_le_bytes() == crc {
+        true => StreamHello::Whole,
+        false => StreamHello::No,
+    }
+}
+
 /// Finds frames between zero delimiters, skipping anything damaged.
 #[derive(Debug)]
 pub struct LossyDecoder {
@@ -75,6 +102,9 @@ pub struct LossyDecoder {
     max_body: usize,
     /// Inside an oversized frame: drop everything up to the next delimiter.
     skipping: bool,
+    /// The bytes since a run that began like a stream-framed HELLO, until they show whether it
+    /// was one (at most `max_encoded` of them).
+    suspect: Option<Vec<u8>>,
     discarded: u64,
 }
 
@@ -87,6 +117,7 @@ impl LossyDecoder {
             max_encoded: max_encoded_len(max_body),
             max_body,
             skipping: false,
+            suspect: None,
             discarded: 0,
         }
     }
@@ -115,12 +146,31 @@ impl LossyDecoder {
     /// Decoding resumes after an error.
     pub fn decode(&mut self) -> Result<Option<Frame>, FrameError> {
         loop {
+            // §4: a peer on the stream framing starts with a length-prefixed HELLO.
+            let suspect = match stream_hello(&self.input, self.max_encoded) {
+                StreamHello::Whole => return Err(self.stream_framing()),
+                StreamHello::Partial => self.suspect.is_none(),
+                StreamHello::No => false,
+            };
             let Some(pos) = self.input[self.scanned..].iter().position(|&b| b == 0) else {
                 return self.await_delimiter();
             };
             let end = self.scanned + pos;
             let encoded = self.input.split_to(end + 1);
             self.scanned = 0;
+            if suspect {
+                self.suspect = Some(Vec::new());
+            }
+            if let Some(copy) = &mut self.suspect {
+                // The run is decoded as usual (damage costs one frame); its copy decides later
+                // whether it began a stream-framed HELLO.
+                copy.extend_from_slice(&encoded);
+                match stream_hello(copy, self.max_encoded) {
+                    StreamHello::Whole => return Err(self.stream_framing()),
+                    StreamHello::Partial => {}
+                    StreamHello::No => self.suspect = None,
+                }
+            }
             let encoded = &encoded[..end];
             if std::mem::take(&mut self.skipping) {
                 self.discarded += encoded.len() as u64;
@@ -141,7 +191,22 @@ impl LossyDecoder {
         }
     }
 
+    /// The peer uses the stream framing: nothing it sends will decode (§4).
+    fn stream_framing(&mut self) -> FrameError {
+        self.discarded += self.input.len() as u64;
+        self.input.clear();
+        self.scanned = 0;
+        self.suspect = None;
+        FrameError::StreamFraming
+    }
+
     fn await_delimiter(&mut self) -> Result<Option<Frame>, FrameError> {
+        if let Some(copy) = &self.suspect {
+            let bytes = [&copy[..], &self.input[..]].concat();
+            if let StreamHello::Whole = stream_hello(&bytes, self.max_encoded) {
+                return Err(self.stream_framing());
+            }
+        }
         self.scanned = self.input.len();
         if self.input.len() <= self.max_encoded {
             return Ok(None);
@@ -215,5 +280,39 @@ mod tests {
     #[test]
     fn cobs_rejects_overrun() {
         assert_eq!(cobs_decode(&[0x05, 1, 2]), Err(FrameError::BadCobs));
+    }
+}
+#[cfg(test)]
+mod stream_hello_tests {
+    use super::*;
+    use crate::frame::{Framing, Hello, Limits};
+
+    #[test]
+    fn a_stream_hello_is_recognised() {
+        let mut out = BytesMut::new();
+        crate::frame::encode(
+            Framing::Stream,
+            &Frame::Hello(Hello::new(1, 1, 0, Limits::default()).with_nonce(7)),
+            &mut out,
+        );
+        let mut decoder = LossyDecoder::new(1024);
+        decoder.extend(&out[..10]);
+        assert_eq!(decoder.decode(), Err(FrameError::BadCobs), "a damaged lossy frame, for all we know yet");
+        decoder.extend(&out[10..]);
+        let mut got = decoder.decode();
+        while got.as_ref().is_err_and(FrameError::is_damage) {
+            got = decoder.decode();
+        }
+        assert_eq!(got, Err(FrameError::StreamFraming));
+        // A lossy HELLO, even with zeros in it, is no such thing.
+        let mut lossy = BytesMut::new();
+        crate::frame::encode(
+            Framing::Lossy,
+            &Frame::Hello(Hello::new(1, 1, 0, Limits::default()).with_nonce(7)),
+            &mut lossy,
+        );
+        let mut decoder = LossyDecoder::new(1024);
+        decoder.extend(&lossy);
+        assert!(matches!(decoder.decode(), Ok(Some(Frame::Hello(_)))));
     }
 }
