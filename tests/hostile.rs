@@ -2,18 +2,79 @@
 //! loopback TCP. The descriptor cases run a server in a child process under a lowered
 //! `RLIMIT_NOFILE` (util-linux `prlimit`), so they are fast and leave this process alone.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream as StdTcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use netcore::endpoint::Response;
 use netcore::frame::stream::StreamDecoder;
-use netcore::frame::{Frame, GoAwayCode};
+use netcore::frame::{CancelReason, Frame, GoAwayCode, Head, Hello, Kind, Limits, Priority, Route, Xid};
 use netcore::{Config, Endpoint};
 
 fn echo_server() -> netcore::endpoint::EndpointBuilder {
     Endpoint::builder().route("/echo", |req| async move { Ok(Response::bytes(req.bytes()?)) })
+}
+
+// ---- A raw peer that speaks frames by hand ----
+
+/// A TCP peer that writes frames of its choosing: it has sent its HELLO.
+struct RawPeer {
+    stream: StdTcpStream,
+    next_id: u32,
+}
+
+impl RawPeer {
+    fn connect(addr: std::net::SocketAddr) -> Self {
+        let stream = StdTcpStream::connect(addr).unwrap();
+        let mut peer = Self { stream, next_id: 0 };
+        peer.send(&Frame::Hello(Hello::new(1, 1, 0, Limits::default())));
+        peer
+    }
+
+    fn send(&mut self, frame: &Frame) {
+        let mut out = BytesMut::new();
+        netcore::frame::stream::encode(frame, &mut out);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// Opens a request to `route` claiming `total` bytes, sending only its first `first`.
+    fn head(&mut self, route: &str, total: u64, first: usize) {
+        let head = Head {
+            xid: Xid::sender(self.next_id),
+            kind: Kind::Request,
+            priority: Priority::NORMAL,
+            route: Some(Route::Name(route.into())),
+            meta: None,
+            total,
+            payload: Bytes::from(vec![0u8; first]),
+        };
+        self.next_id += 1;
+        self.send(&Frame::Head(head));
+    }
+
+    /// The frames received within `wait`.
+    fn frames_within(&mut self, wait: Duration) -> Vec<Frame> {
+        self.stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let (mut wire, deadline) = (Vec::new(), Instant::now() + wait);
+        let mut buf = [0u8; 64 * 1024];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => wire.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+        let mut decoder = StreamDecoder::new(1 << 20);
+        decoder.extend(&wire);
+        std::iter::from_fn(|| decoder.decode().ok().flatten()).collect()
+    }
+}
+
+fn cancels(frames: &[Frame], reason: CancelReason) -> usize {
+    frames.iter().filter(|f| matches!(f, Frame::Cancel { reason: r, .. } if *r == reason)).count()
 }
 
 async fn serve(endpoint: &Endpoint) -> std::net::SocketAddr {
@@ -174,4 +235,51 @@ async fn the_accept_loop_survives_running_out_of_descriptors() {
     let after = server.open_descriptors();
     assert!(after <= before + 2, "{after} descriptors open after the flood, {before} before it");
     eprintln!("descriptors: {before} at start, {peak} at the peak, {after} after; served again after {recovered:?}");
+}
+
+// ---- Issue 11.4: spill files under one budget per endpoint ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spill_files_stay_within_the_endpoint_budget() {
+    let server = ChildServer::start(256);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], server.port).into();
+    let before = server.open_descriptors();
+    // 16 connections × 64 HEADs, each claiming 1 MiB (above inline_limit: one spill file each).
+    let (attackers, refused) = tokio::task::spawn_blocking(move || {
+        let mut attackers: Vec<RawPeer> = (0..16).map(|_| RawPeer::connect(addr)).collect();
+        for peer in &mut attackers {
+            for _ in 0..64 {
+                peer.head("/echo", 1 << 20, 1);
+            }
+        }
+        let refused: usize = attackers
+            .iter_mut()
+            .map(|peer| cancels(&peer.frames_within(Duration::from_millis(300)), CancelReason::STORAGE_FULL))
+            .sum();
+        (attackers, refused)
+    })
+    .await
+    .unwrap();
+    let held = server.open_descriptors();
+    // The default budget: 64 files in all, whatever the number of connections.
+    assert_eq!(refused, 16 * 64 - 64, "HEADs beyond the 64-file budget are refused with CANCEL STORAGE_FULL");
+    assert!(held <= before + 16 + 64 + 2, "{held} descriptors with the budget full, {before} before");
+    // The endpoint still serves: small calls as ever; a large one is refused, with the reason named.
+    let client = Endpoint::builder().build().unwrap();
+    let conn = client.connect_tcp(addr).await.unwrap();
+    assert_eq!(&conn.call("/echo", b"small".to_vec()).await.unwrap().bytes().unwrap()[..], b"small");
+    let err = conn.call("/echo", vec![1u8; 1 << 20]).await.unwrap_err();
+    assert_eq!(err, netcore::endpoint::CallError::Cancelled(CancelReason::STORAGE_FULL));
+    assert!(err.to_string().contains("spill budget for large messages is full"), "{err}");
+    // Once the attackers are gone, their reservations are given back.
+    drop(attackers);
+    let started = Instant::now();
+    loop {
+        match conn.call("/echo", vec![2u8; 1 << 20]).await {
+            Ok(reply) => break assert_eq!(reply.bytes().unwrap().len(), 1 << 20),
+            Err(err) => assert!(started.elapsed() < Duration::from_secs(10), "budget never freed: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("descriptors: {before} at start, {held} with the spill budget full; {refused} HEADs refused");
 }

@@ -100,7 +100,7 @@ pub enum CallError {
     #[error("remote error: {0}")]
     Remote(HandlerError),
     /// The exchange was cancelled, by the peer or because it could not be delivered.
-    #[error("call cancelled (reason {})", .0 .0)]
+    #[error("call cancelled ({})", cancel_text(*.0))]
     Cancelled(CancelReason),
     /// No reply within the call's timeout ([`CallOptions::timeout`](crate::CallOptions::timeout),
     /// or a typed method's `timeout_ms`); the exchange was cancelled on both sides.
@@ -134,6 +134,14 @@ impl CallError {
     /// Whether the call's own timeout expired ([`CallError::TimedOut`]).
     pub fn is_timeout(&self) -> bool {
         matches!(self, CallError::TimedOut { .. })
+    }
+}
+
+/// `reason 7: the receiver's spill budget for large messages is full`.
+fn cancel_text(reason: CancelReason) -> String {
+    match reason.describe() {
+        Some(text) => format!("reason {}: {text}", reason.0),
+        None => format!("reason {}", reason.0),
     }
 }
 

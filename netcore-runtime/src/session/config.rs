@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::SpillBudget;
 use crate::frame::{Framing, Limits};
 
 /// How a [`Session`](super::Session) behaves: its framing, what it accepts and how it sends.
@@ -26,6 +27,12 @@ pub struct Config {
     /// Where messages above `limits.inline_limit` are stored while they arrive; `None` is the
     /// system's temporary directory.
     pub spill_dir: Option<PathBuf>,
+    /// Most spill files and bytes partly received messages may hold (docs/PROTOCOL.md §8.4);
+    /// default [`SpillBudget::default`], 64 files and 1 GiB: a laptop's disk and descriptor
+    /// table survive it, and it stays far below the descriptors kept for connections. A clone of
+    /// this `Config` shares the budget, so every connection of an endpoint draws from one. A large
+    /// message beyond it is refused at its HEAD with CANCEL STORAGE_FULL.
+    pub spill_budget: SpillBudget,
     /// Reliable delivery on the lossy framing (docs/PROTOCOL.md §16), offered in the HELLO and used
     /// when the peer offers it too; `None` (the default) neither offers nor accepts it. Ignored on
     /// the stream framing.
@@ -122,6 +129,7 @@ impl Config {
             stall_timeout: Some(Duration::from_secs(10)),
             handshake_timeout: Duration::from_secs(10),
             spill_dir: None,
+            spill_budget: SpillBudget::default(),
             reliable: None,
             nonce: None,
             wait_for_peer: false,
@@ -192,6 +200,13 @@ impl Config {
     /// Sets how long the peer's HELLO may take.
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Bounds the spill files of large incoming messages to `max_files` files and `max_bytes`
+    /// bytes at once, over every session configured from this `Config` or a clone of it.
+    pub fn with_spill_budget(mut self, max_files: u32, max_bytes: u64) -> Self {
+        self.spill_budget = SpillBudget::new(max_files, max_bytes);
         self
     }
 

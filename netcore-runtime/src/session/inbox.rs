@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tempfile::NamedTempFile;
 
 use super::event::{Exchange, Incoming, Payload};
+use super::spill::{SpillBudget, SpillTicket};
 use super::{Key, ProtocolError};
 use crate::frame::{CancelReason, Data, Head, Kind, Limits, Priority, Route};
 
@@ -52,7 +53,8 @@ struct Partial {
 
 enum Store {
     Memory(Vec<u8>),
-    File(NamedTempFile),
+    /// With its share of the spill budget, given back when the file is dropped or handed over.
+    File(NamedTempFile, SpillTicket),
     /// Handed to the application as it arrives.
     Stream,
 }
@@ -70,7 +72,7 @@ impl Store {
                 buf.extend_from_slice(bytes);
                 Ok(0)
             }
-            Store::File(file) => {
+            Store::File(file, _) => {
                 file.as_file_mut().write_all(bytes)?;
                 Ok(bytes.len() as u64)
             }
@@ -96,6 +98,7 @@ pub(super) struct Inbox {
     partial: HashMap<Key, Partial>,
     limits: Limits,
     spill_dir: Option<PathBuf>,
+    spill_budget: SpillBudget,
     /// Tolerate loss and duplication (lossy framing) instead of failing (§6).
     tolerant: bool,
     /// Credit released by the last call; the session collects it.
@@ -104,8 +107,8 @@ pub(super) struct Inbox {
 }
 
 impl Inbox {
-    pub(super) fn new(limits: Limits, spill_dir: Option<PathBuf>, tolerant: bool) -> Self {
-        Self { partial: HashMap::new(), limits, spill_dir, tolerant, released: 0, stream_policy: None }
+    pub(super) fn new(limits: Limits, spill_dir: Option<PathBuf>, spill_budget: SpillBudget, tolerant: bool) -> Self {
+        Self { partial: HashMap::new(), limits, spill_dir, spill_budget, tolerant, released: 0, stream_policy: None }
     }
 
     pub(super) fn take_stream_policy(&mut self) -> Option<StreamPolicy> {
@@ -175,9 +178,14 @@ impl Inbox {
         } else if head.total <= self.limits.inline_limit {
             Store::Memory(Vec::with_capacity(head.payload.len()))
         } else {
+            // §8.4: the whole announced total is reserved before a file exists, so no claim can
+            // take more descriptors or disk than the budget shared by the endpoint's connections.
+            let Some(ticket) = self.spill_budget.reserve(head.total) else {
+                return Ok(self.reject(key, len, CancelReason::STORAGE_FULL));
+            };
             let dir = self.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
             match NamedTempFile::with_prefix_in(".netcore-rx-", dir) {
-                Ok(file) => Store::File(file),
+                Ok(file) => Store::File(file, ticket),
                 Err(_) => return Ok(self.reject(key, len, CancelReason::IO)),
             }
         };
@@ -253,7 +261,8 @@ impl Inbox {
         let partial = self.partial.remove(&key).expect("present");
         let (payload, held) = match partial.store {
             Store::Memory(buf) => (Payload::Memory(buf.into()), partial.total),
-            Store::File(mut file) => match file.as_file_mut().flush() {
+            // The ticket goes with the store: a complete file is the application's.
+            Store::File(mut file, _ticket) => match file.as_file_mut().flush() {
                 Ok(()) => (Payload::File(file), 0),
                 Err(_) => return Ok(Arrival::Rejected { key, reason: CancelReason::IO, seen: false }),
             },

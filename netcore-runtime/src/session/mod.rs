@@ -19,6 +19,7 @@ mod inbox;
 mod liveness;
 mod outbox;
 mod reliable;
+mod spill;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -30,6 +31,7 @@ pub use error::{ProtocolError, SendError};
 #[cfg(feature = "tokio")] // for the endpoint's call errors
 pub(crate) use event::Millis;
 pub use event::{Body, CloseReason, Deadline, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions};
+pub use spill::{SpillBudget, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FILES};
 
 use crate::frame::{self, CancelReason, Data, Decoder, Frame, GoAwayCode, Head, Hello, Kind, Limits, Route, Xid};
 use credit::RecvCredit;
@@ -144,7 +146,7 @@ impl Session {
         let hello_retry = offer.map(|r| (now + r.rto_initial, now + config.handshake_timeout));
         let mut session = Self {
             decoder: Decoder::new(config.framing, limits.max_frame as usize),
-            inbox: Inbox::new(limits, config.spill_dir.clone(), tolerant),
+            inbox: Inbox::new(limits, config.spill_dir.clone(), config.spill_budget.clone(), tolerant),
             recv_credit: RecvCredit::new(limits.window, limits.inline_limit.min(limits.max_message)),
             liveness: Liveness::new(now, config.handshake_timeout, config.keepalive, config.wait_for_peer),
             state: State::Handshaking,
