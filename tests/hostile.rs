@@ -283,3 +283,63 @@ async fn spill_files_stay_within_the_endpoint_budget() {
     }
     eprintln!("descriptors: {before} at start, {held} with the spill budget full; {refused} HEADs refused");
 }
+
+// ---- Issue 11.5: a decoding route's limit applies at the HEAD ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decoding_routes_refuse_oversized_requests_at_their_head() {
+    let config = Config::stream();
+    let budget = config.spill_budget.clone();
+    let typed = netcore::typed::route(std::sync::Arc::new(()), |_, (n,): (u32,)| async move { Ok(n + 1) });
+    let server = echo_server()
+        .config(config)
+        .route_service("/typed", typed)
+        .route("/json", |req| async move { Response::json(&req.json::<Vec<u32>>()?.len()) })
+        .decode_limit("/json", 1 << 20)
+        .build()
+        .unwrap();
+    let addr = serve(&server).await;
+    // A raw peer claims 1 GiB for each and sends one byte: answered at once, nothing stored.
+    let frames = tokio::task::spawn_blocking(move || {
+        let mut peer = RawPeer::connect(addr);
+        peer.head("/typed", 1 << 30, 1);
+        peer.head("/json", 1 << 30, 1);
+        let frames = peer.frames_within(Duration::from_millis(500));
+        (frames, budget.in_use())
+    })
+    .await
+    .unwrap();
+    let (frames, spilled) = frames;
+    assert_eq!(spilled, (0, 0), "nothing was stored for the refused requests");
+    let errors: Vec<String> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Head(head) if head.kind == Kind::Error => {
+                assert_eq!(u16::from_le_bytes([head.payload[0], head.payload[1]]), 6, "ERROR TOO_LARGE");
+                Some(String::from_utf8_lossy(&head.payload[2..]).into_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "request to /typed of 1073741824 bytes exceeds the route's decode limit of 16777216 bytes",
+            "request to /json of 1073741824 bytes exceeds the route's decode limit of 1048576 bytes",
+        ]
+    );
+    // A real client gets the same answer as a typed error, long before its 20 MiB could be sent,
+    // and the endpoint serves on.
+    let client = Endpoint::builder().build().unwrap();
+    let conn = client.connect_tcp(addr).await.unwrap();
+    let started = Instant::now();
+    let err = conn.call("/json", vec![b' '; 20 << 20]).await.unwrap_err();
+    let netcore::endpoint::CallError::Remote(err) = err else { panic!("{err}") };
+    assert_eq!(err.code, netcore::endpoint::ErrorCode::TOO_LARGE);
+    assert!(err.message.contains("/json of 20971520 bytes"), "{}", err.message);
+    let refused_after = started.elapsed();
+    let reply = conn.call("/json", b"[1,2,3]".to_vec()).await.unwrap();
+    assert_eq!(reply.json::<usize>().unwrap(), 3);
+    assert_eq!(&conn.call("/echo", b"still".to_vec()).await.unwrap().bytes().unwrap()[..], b"still");
+    eprintln!("a 20 MiB request to a 1 MiB route refused after {refused_after:?}");
+}

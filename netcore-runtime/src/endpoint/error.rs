@@ -24,7 +24,8 @@ impl ErrorCode {
     pub const UNAVAILABLE: Self = Self(4);
     /// The handler ran out of time.
     pub const TIMEOUT: Self = Self(5);
-    /// The answer exceeds the requester's `max_message`; the message names both sizes (§8.1).
+    /// The answer exceeds the requester's `max_message`, or the request its route's decode limit;
+    /// the message names both sizes (§8.1, §8.4).
     pub const TOO_LARGE: Self = Self(6);
 }
 
@@ -161,4 +162,7 @@ pub enum BuildError {
     /// Two route names hash to the same route id (docs/PROTOCOL.md §5.2); rename one.
     #[error("routes {0:?} and {1:?} have the same route id {2:#010x}; rename one")]
     RouteIdCollision(String, String, u32),
+    /// A setting names a route that is not registered.
+    #[error("no route {0:?} is registered")]
+    UnknownRoute(String),
 }

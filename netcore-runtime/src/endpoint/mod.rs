@@ -28,7 +28,7 @@ pub use error::{BuildError, CallError, ErrorCode, HandlerError};
 pub use events::{EndpointEvent, EventKind};
 pub(crate) use request::PayloadSlot;
 pub use request::{Extensions, Reply, Request, Response};
-pub use router::{handler, Blueprint, RequestInfo, RouteService};
+pub use router::{handler, Blueprint, IntoRouteService, RequestInfo, RouteService};
 pub use scheduler::{Scheduler, TaskHandle};
 pub use stream::BodyStream;
 pub use wire::Headers;
@@ -51,6 +51,7 @@ pub struct EndpointBuilder {
     callbacks: Vec<(EventKind, events::Callback)>,
     cache: Option<Cache>,
     max_connections: Option<usize>,
+    decode_limits: Vec<(String, u64)>,
 }
 
 impl EndpointBuilder {
@@ -84,9 +85,21 @@ impl EndpointBuilder {
         self.route_service(name, handler(f))
     }
 
-    /// Adds a route handled by a service.
-    pub fn route_service(mut self, name: &str, service: RouteService) -> Self {
-        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: false });
+    /// Adds a route handled by a service: a [`RouteService`], or a typed route (generated code),
+    /// which refuses requests above the codec's decode limit at their first frame.
+    pub fn route_service(mut self, name: &str, service: impl IntoRouteService) -> Self {
+        let (service, max_payload) = service.into_route_service();
+        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: false, max_payload });
+        self
+    }
+
+    /// Refuses requests to `route` (registered before or after this call) that announce more
+    /// than `max_bytes`, at their first frame and before a byte of them is stored, with ERROR
+    /// TOO_LARGE naming the route, the size and the limit (docs/PROTOCOL.md §8.4). For routes
+    /// that read their payload whole, such as JSON routes; typed routes have
+    /// [`codec::DECODE_LIMIT`](crate::codec::DECODE_LIMIT) (16 MiB) unless set here.
+    pub fn decode_limit(mut self, route: &str, max_bytes: u64) -> Self {
+        self.decode_limits.push((route.to_owned(), max_bytes));
         self
     }
 
@@ -115,7 +128,8 @@ impl EndpointBuilder {
         F: Fn(Request, BodyStream) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
     {
-        self.routes.push(RouteDef { name: name.to_owned(), service: router::streaming_handler(f), streaming: true });
+        let service = router::streaming_handler(f);
+        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: true, max_payload: None });
         self
     }
 
@@ -179,7 +193,13 @@ impl EndpointBuilder {
     }
 
     /// Checks the routes (no duplicates, no route-id collisions) and makes the endpoint.
-    pub fn build(self) -> Result<Endpoint, BuildError> {
+    pub fn build(mut self) -> Result<Endpoint, BuildError> {
+        for (name, limit) in &self.decode_limits {
+            match self.routes.iter_mut().find(|route| route.name == *name) {
+                Some(route) => route.max_payload = Some(*limit),
+                None => return Err(BuildError::UnknownRoute(name.clone())),
+            }
+        }
         let router = Router::new(self.routes, self.default, &self.layers, self.before, self.after, self.on_error)?;
         let stop = CancellationToken::new();
         Ok(Endpoint {
@@ -412,6 +432,10 @@ impl Dispatch for Inner {
 
     fn streams(&self, route: &Route) -> bool {
         self.router.streams(route)
+    }
+
+    fn max_payload(&self, route: &Route) -> Option<u64> {
+        self.router.max_payload(route)
     }
 
     fn handle(

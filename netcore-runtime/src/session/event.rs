@@ -219,6 +219,21 @@ pub enum Event {
     },
     /// The last byte of an outgoing message was handed to the transport.
     Sent(MessageId),
+    /// The peer's request `id` announces more than its route's limit
+    /// ([`Session::limit_when`](super::Session::limit_when)); nothing of it was stored. Answer it
+    /// with [`Session::respond`](super::Session::respond), typically an error naming the limit.
+    Oversized {
+        /// The peer's exchange id.
+        id: u32,
+        /// The route it was sent to.
+        route: Route,
+        /// Its announced total.
+        total: u64,
+        /// The route's limit.
+        limit: u64,
+        /// Its priority, for the answer.
+        priority: Priority,
+    },
     /// An exchange was abandoned, by the peer or because its message could not be delivered.
     Cancelled {
         /// Which.

@@ -30,6 +30,9 @@ pub(super) enum Arrival {
     Begin { message: Incoming, first: Bytes, end: bool },
     /// The next bytes of a streamed message.
     Chunk { exchange: Exchange, bytes: Bytes, end: bool },
+    /// A request or one-way message whose announced total exceeds its route's size limit (a
+    /// [`SizePolicy`]): nothing of it is stored, its later DATA is dropped as unknown.
+    Oversized { key: Key, head: Head, limit: u64 },
     /// The message was dropped; the peer must be told with a CANCEL. `seen`: the application
     /// was already given its start (a streamed message) and must be told too.
     Rejected { key: Key, reason: CancelReason, seen: bool },
@@ -37,6 +40,10 @@ pub(super) enum Arrival {
 
 /// Which incoming requests and one-way messages are streamed, by route.
 pub type StreamPolicy = Box<dyn Fn(&Route) -> bool + Send>;
+
+/// The largest payload a route takes, if it has a limit of its own (a route that decodes its
+/// payload whole: typed, JSON or codec routes).
+pub type SizePolicy = Box<dyn Fn(&Route) -> Option<u64> + Send>;
 
 struct Partial {
     exchange: Exchange,
@@ -104,11 +111,21 @@ pub(super) struct Inbox {
     /// Credit released by the last call; the session collects it.
     released: u64,
     stream_policy: Option<StreamPolicy>,
+    size_policy: Option<SizePolicy>,
 }
 
 impl Inbox {
     pub(super) fn new(limits: Limits, spill_dir: Option<PathBuf>, spill_budget: SpillBudget, tolerant: bool) -> Self {
-        Self { partial: HashMap::new(), limits, spill_dir, spill_budget, tolerant, released: 0, stream_policy: None }
+        Self {
+            partial: HashMap::new(),
+            limits,
+            spill_dir,
+            spill_budget,
+            tolerant,
+            released: 0,
+            stream_policy: None,
+            size_policy: None,
+        }
     }
 
     pub(super) fn take_stream_policy(&mut self) -> Option<StreamPolicy> {
@@ -117,6 +134,22 @@ impl Inbox {
 
     pub(super) fn set_stream_policy(&mut self, policy: StreamPolicy) {
         self.stream_policy = Some(policy);
+    }
+
+    pub(super) fn take_size_policy(&mut self) -> Option<SizePolicy> {
+        self.size_policy.take()
+    }
+
+    pub(super) fn set_size_policy(&mut self, policy: SizePolicy) {
+        self.size_policy = Some(policy);
+    }
+
+    /// The size limit of this message's route, if it opens an exchange and its route has one.
+    fn route_limit(&self, head: &Head) -> Option<u64> {
+        match (&self.size_policy, &head.route) {
+            (Some(policy), Some(route)) if head.kind.opens_exchange() => policy(route),
+            _ => None,
+        }
     }
 
     /// Whether the application chose to stream this message (requests and one-way messages only).
@@ -155,6 +188,11 @@ impl Inbox {
         }
         if head.total > self.limits.max_message {
             return Ok(self.reject(key, len, CancelReason::TOO_LARGE));
+        }
+        if let Some(limit) = self.route_limit(&head).filter(|limit| head.total > *limit) {
+            // §8.4: refused at its HEAD, before a byte is stored; the application answers.
+            self.released += len;
+            return Ok(Arrival::Oversized { key, head, limit });
         }
         let streamed = self.streams(&head);
         if head.is_complete() {

@@ -35,8 +35,8 @@ pub use spill::{SpillBudget, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FILES};
 
 use crate::frame::{self, CancelReason, Data, Decoder, Frame, GoAwayCode, Head, Hello, Kind, Limits, Route, Xid};
 use credit::RecvCredit;
-pub use inbox::StreamPolicy;
 use inbox::{Arrival, Inbox};
+pub use inbox::{SizePolicy, StreamPolicy};
 use liveness::Liveness;
 use outbox::{Outbox, Scheduled};
 use reliable::Reliable;
@@ -190,6 +190,9 @@ impl Session {
         let mut next = Session::new(config, now);
         if let Some(policy) = self.inbox.take_stream_policy() {
             next.inbox.set_stream_policy(policy);
+        }
+        if let Some(policy) = self.inbox.take_size_policy() {
+            next.inbox.set_size_policy(policy);
         }
         next.stats.frames_in += 1;
         next.liveness.heard(now);
@@ -637,6 +640,18 @@ impl Session {
             Arrival::Chunk { exchange, bytes, end } => {
                 self.events.push_back((Event::Chunk { exchange, bytes, end }, 0))
             }
+            Arrival::Oversized { key, head, limit } => match head.kind {
+                Kind::Request => {
+                    // The requester is answered (an ERROR naming the limit), not cancelled: it
+                    // then calls off the rest of its request itself (§6).
+                    self.unanswered.insert(key.id);
+                    let route = head.route.unwrap_or(Route::Id(0));
+                    let event =
+                        Event::Oversized { id: key.id, route, total: head.total, limit, priority: head.priority };
+                    self.events.push_back((event, 0));
+                }
+                _ => self.push_control(Frame::Cancel { xid: key.to_xid(), reason: CancelReason::TOO_LARGE }),
+            },
             Arrival::Rejected { key, reason, seen } => {
                 self.push_control(Frame::Cancel { xid: key.to_xid(), reason });
                 if key.ours {
@@ -794,6 +809,16 @@ impl Session {
     /// its peer down (§5.5). Replies to our own requests are never streamed.
     pub fn stream_when(&mut self, policy: impl Fn(&Route) -> bool + Send + 'static) {
         self.inbox.set_stream_policy(Box::new(policy));
+    }
+
+    /// Refuses incoming requests and one-way messages whose announced total exceeds the limit
+    /// `policy` gives for their route, at their HEAD, before a byte of them is stored: a
+    /// request is reported as an [`Event::Oversized`] for the application to answer (the
+    /// endpoint answers ERROR TOO_LARGE naming the route, the size and the limit), a one-way
+    /// message is cancelled with CANCEL TOO_LARGE. Routes with `None` have no limit of their own
+    /// (docs/PROTOCOL.md §8.4).
+    pub fn limit_when(&mut self, policy: impl Fn(&Route) -> Option<u64> + Send + 'static) {
+        self.inbox.set_size_policy(Box::new(policy));
     }
 
     /// The application is done with `bytes` bytes of streamed chunks: their flow-control credit
