@@ -343,3 +343,80 @@ async fn decoding_routes_refuse_oversized_requests_at_their_head() {
     assert_eq!(&conn.call("/echo", b"still".to_vec()).await.unwrap().bytes().unwrap()[..], b"still");
     eprintln!("a 20 MiB request to a 1 MiB route refused after {refused_after:?}");
 }
+
+// ---- Issue 11.6: everything expires ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_dribbling_and_stalled_peers_expire_and_live_idle_peers_stay() {
+    let keepalive = netcore::session::Keepalive { interval: Duration::from_secs(1), max_missed: 3 };
+    let config = Config::stream()
+        .with_keepalive(Some(keepalive))
+        .with_stall_timeout(Some(Duration::from_secs(1)))
+        .with_frame_timeout(Some(Duration::from_secs(1)));
+    let budget = config.spill_budget.clone();
+    let server = echo_server().config(config).build().unwrap();
+    let addr = serve(&server).await;
+    // A live client that makes no call for longer than the keepalive deadline.
+    let client = Endpoint::builder().build().unwrap();
+    let idle = client.connect_tcp(addr).await.unwrap();
+    idle.ready().await.unwrap();
+    let attacks = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        // Dribbled: a frame's length prefix says 60 000 bytes; one byte per 50 ms follows.
+        let mut dribbler = RawPeer::connect(addr);
+        dribbler.stream.write_all(&[0xe0, 0xd4, 0x03]).unwrap(); // varint 60 000
+        let dribble = std::thread::spawn(move || {
+            let mut sent = 0;
+            while dribbler.stream.write_all(&[0]).is_ok() && started.elapsed() < Duration::from_secs(8) {
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (sent, started.elapsed())
+        });
+        // Stalled: a 1 MiB request (a spill file) whose rest never comes; and a silent peer.
+        let mut staller = RawPeer::connect(addr);
+        staller.head("/echo", 1 << 20, 100);
+        let stalled = staller.frames_within(Duration::from_millis(2500));
+        let spilled_after_stall = budget.in_use();
+        let silent = RawPeer::connect(addr);
+        let silent_frames = frames_until_close(silent.stream);
+        let silent_after = started.elapsed();
+        (dribble.join().unwrap(), stalled, spilled_after_stall, silent_frames, silent_after)
+    });
+    let ((dribbled, dribble_cut), stalled, spilled, silent, silent_after) = attacks.await.unwrap();
+    // The dribbler is cut off after about the frame deadline (its writes start failing).
+    assert!(dribbled < 60 && dribble_cut < Duration::from_secs(4), "{dribbled} bytes over {dribble_cut:?}");
+    // The stalled message is cancelled and its spill file given back.
+    assert_eq!(cancels(&stalled, CancelReason::TIMED_OUT), 1, "{stalled:?}");
+    assert_eq!(spilled, (0, 0));
+    // The silent peer is let go by keepalive: (3 + 1) × 1 s.
+    let Some(Frame::GoAway { code, message }) = silent.last() else { panic!("{silent:?}") };
+    assert_eq!(*code, GoAwayCode::TIMEOUT);
+    assert!(message.contains("keepalive"), "{message}");
+    assert!(silent_after < Duration::from_secs(8), "{silent_after:?}");
+    // The live idle client answered the PINGs all along and is still served.
+    assert_eq!(&idle.call("/echo", b"alive".to_vec()).await.unwrap().bytes().unwrap()[..], b"alive");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.connections().len() > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.connections().len(), 1, "only the live client is left");
+    eprintln!("dribbler cut after {dribble_cut:?} ({dribbled} bytes), silent peer after {silent_after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dribbled_frame_is_cut_off_with_goaway_timeout_naming_the_frame_deadline() {
+    let config = Config::stream().with_frame_timeout(Some(Duration::from_millis(500)));
+    let server = echo_server().config(config).build().unwrap();
+    let addr = serve(&server).await;
+    let frames = tokio::task::spawn_blocking(move || {
+        let mut peer = RawPeer::connect(addr);
+        peer.stream.write_all(&[0xe0, 0xd4, 0x03, 0]).unwrap();
+        frames_until_close(peer.stream)
+    })
+    .await
+    .unwrap();
+    let Some(Frame::GoAway { code, message }) = frames.last() else { panic!("{frames:?}") };
+    assert_eq!(*code, GoAwayCode::TIMEOUT);
+    assert!(message.contains("frame deadline (Config::frame_timeout)"), "{message}");
+}

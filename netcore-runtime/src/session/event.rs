@@ -155,6 +155,9 @@ pub enum Deadline {
     Keepalive(Keepalive),
     /// A sequenced frame went unacknowledged for [`Reliability::give_up`](super::Reliability::give_up).
     GiveUp,
+    /// A frame started arriving and was not complete within
+    /// [`Config::frame_timeout`](super::Config::frame_timeout) (stream framing).
+    Frame,
 }
 
 impl Deadline {
@@ -173,6 +176,9 @@ impl Deadline {
             ),
             Deadline::GiveUp => {
                 write!(f, "a frame unacknowledged for {after}: reliable-delivery give-up (Reliability::give_up)")
+            }
+            Deadline::Frame => {
+                write!(f, "a frame still incomplete after {after}: frame deadline (Config::frame_timeout)")
             }
         }
     }

@@ -340,11 +340,18 @@ impl Inbox {
         self.partial.values().map(|p| p.touched + timeout).min()
     }
 
-    /// Drops the partial messages stalled for `timeout` at `now` (their tails were lost).
-    pub(super) fn expire_stalled(&mut self, now: Instant, timeout: Duration) -> Vec<Arrival> {
+    /// Drops the partial messages stalled for `timeout` at `now`, to be cancelled with `reason`.
+    pub(super) fn expire_stalled(&mut self, now: Instant, timeout: Duration, reason: CancelReason) -> Vec<Arrival> {
         let stalled: Vec<Key> =
             self.partial.iter().filter(|(_, p)| p.touched + timeout <= now).map(|(k, _)| *k).collect();
-        stalled.into_iter().map(|key| self.reject(key, 0, CancelReason::DAMAGED)).collect()
+        stalled.into_iter().map(|key| self.reject(key, 0, reason)).collect()
+    }
+
+    /// Restarts every partial message's stall clock (the peer waits for us, not we for it).
+    pub(super) fn touch_all(&mut self, now: Instant) {
+        for partial in self.partial.values_mut() {
+            partial.touched = now;
+        }
     }
 
     /// Bytes received of a partial message and its total.
