@@ -41,7 +41,7 @@ mod varint;
 pub mod fuzzing;
 
 pub use frame::{route_id, CancelReason, Framing, GoAwayCode, Kind, Limits, Priority, Route};
-pub use session::{Body, Config, Event, Payload, Session};
+pub use session::{Body, Config, Event, Payload, Session, SpillBudget};
 
 #[cfg(feature = "tokio")]
 pub use connection::{CallOptions, Connection, ConnectionId, LinkState};

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::codec;
 use crate::connection::{CallOptions, Connection};
-use crate::endpoint::{handler, CallError, HandlerError, Request, Response, RouteService};
+use crate::endpoint::{handler, CallError, HandlerError, IntoRouteService, Request, Response, RouteService};
 use crate::frame::{Priority, Route};
 
 /// Calls route `route`, named `name`, with `args` (a tuple of the method's arguments) and
@@ -44,8 +44,19 @@ where
     connection.notify_with(Route::Id(route), body, opts).await
 }
 
+/// A typed route: a service that decodes its payload whole, so requests above
+/// [`codec::DECODE_LIMIT`] are refused at their first frame, before a byte is stored
+/// (docs/PROTOCOL.md §8.4).
+pub struct TypedRoute(RouteService);
+
+impl IntoRouteService for TypedRoute {
+    fn into_route_service(self) -> (RouteService, Option<u64>) {
+        (self.0, Some(codec::DECODE_LIMIT as u64))
+    }
+}
+
 /// A route that decodes the arguments tuple `A`, runs `f` on the service, and encodes its result.
-pub fn route<S, A, R, F, Fut>(service: Arc<S>, f: F) -> RouteService
+pub fn route<S, A, R, F, Fut>(service: Arc<S>, f: F) -> TypedRoute
 where
     S: Send + Sync + 'static,
     A: DeserializeOwned + Send + 'static,
@@ -53,14 +64,14 @@ where
     F: Fn(Arc<S>, A) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
 {
-    handler(move |request: Request| {
+    TypedRoute(handler(move |request: Request| {
         let (service, f) = (service.clone(), f.clone());
         async move {
             let args: A = request.decode()?;
             let result = f(service, args).await?;
             Response::encode(&result)
         }
-    })
+    }))
 }
 
 /// Fails to compile, at the type, for a type that cannot go on the wire.

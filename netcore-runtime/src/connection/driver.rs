@@ -31,6 +31,8 @@ pub(crate) trait Dispatch: Send + Sync + 'static {
     fn route_name(&self, route: &Route) -> Arc<str>;
     /// Whether requests to this route are streamed to their handler.
     fn streams(&self, route: &Route) -> bool;
+    /// The largest payload this route takes, if it decodes its payload whole (§8.4).
+    fn max_payload(&self, route: &Route) -> Option<u64>;
     /// Runs the handler chain for a request or one-way message.
     fn handle(
         self: Arc<Self>,
@@ -107,12 +109,15 @@ where
     connection
 }
 
-/// A session with a fresh nonce (docs/PROTOCOL.md §9 rule 7), streaming the routes that stream.
+/// A session with a fresh nonce (docs/PROTOCOL.md §9 rule 7), streaming the routes that stream
+/// and refusing at their HEAD requests over their route's decode limit (§8.4).
 fn new_session(config: &Config, dispatch: &Arc<dyn Dispatch>) -> Session {
     let config = config.clone().with_nonce(Some(draw_nonce()));
     let mut session = Session::new(config, Instant::now().into_std());
     let routes = dispatch.clone();
     session.stream_when(move |route| routes.streams(route));
+    let routes = dispatch.clone();
+    session.limit_when(move |route| routes.max_payload(route));
     session
 }
 
@@ -356,6 +361,12 @@ impl Driver {
                 if let Some(done) = self.notifies.remove(&id) {
                     let _ = done.send(Ok(()));
                 }
+            }
+            Event::Oversized { id, route, total, limit, priority } => {
+                let route = self.dispatch.route_name(&route);
+                let message =
+                    format!("request to {route} of {total} bytes exceeds the route's decode limit of {limit} bytes");
+                self.answer(id, priority, Err(HandlerError::new(ErrorCode::TOO_LARGE, message)));
             }
             Event::Cancelled { exchange: Exchange::Ours(id), reason } => {
                 if let Some(call) = self.pending.remove(&id) {

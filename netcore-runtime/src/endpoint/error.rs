@@ -24,7 +24,8 @@ impl ErrorCode {
     pub const UNAVAILABLE: Self = Self(4);
     /// The handler ran out of time.
     pub const TIMEOUT: Self = Self(5);
-    /// The answer exceeds the requester's `max_message`; the message names both sizes (§8.1).
+    /// The answer exceeds the requester's `max_message`, or the request its route's decode limit;
+    /// the message names both sizes (§8.1, §8.4).
     pub const TOO_LARGE: Self = Self(6);
     /// A resumed upload's offset does not match what the receiver holds under its token; the
     /// message says what it holds (§17.3).
@@ -103,7 +104,7 @@ pub enum CallError {
     #[error("remote error: {0}")]
     Remote(HandlerError),
     /// The exchange was cancelled, by the peer or because it could not be delivered.
-    #[error("call cancelled (reason {})", .0 .0)]
+    #[error("call cancelled ({})", cancel_text(*.0))]
     Cancelled(CancelReason),
     /// No reply within the call's timeout ([`CallOptions::timeout`](crate::CallOptions::timeout),
     /// or a typed method's `timeout_ms`); the exchange was cancelled on both sides.
@@ -172,6 +173,14 @@ impl CallError {
     }
 }
 
+/// `reason 7: the receiver's spill budget for large messages is full`.
+fn cancel_text(reason: CancelReason) -> String {
+    match reason.describe() {
+        Some(text) => format!("reason {}: {text}", reason.0),
+        None => format!("reason {}", reason.0),
+    }
+}
+
 impl From<CodecError> for CallError {
     fn from(err: CodecError) -> Self {
         CallError::Codec(err.to_string())
@@ -188,4 +197,7 @@ pub enum BuildError {
     /// Two route names hash to the same route id (docs/PROTOCOL.md §5.2); rename one.
     #[error("routes {0:?} and {1:?} have the same route id {2:#010x}; rename one")]
     RouteIdCollision(String, String, u32),
+    /// A setting names a route that is not registered.
+    #[error("no route {0:?} is registered")]
+    UnknownRoute(String),
 }

@@ -30,7 +30,7 @@ pub use events::{EndpointEvent, EventKind};
 pub(crate) use request::PayloadSlot;
 pub use request::{Extensions, Reply, Request, Response};
 pub use resume::{BadResumeToken, Resumable, ResumeLimits, ResumeToken, RESUME_QUERY_ROUTE};
-pub use router::{handler, Blueprint, RequestInfo, RouteService};
+pub use router::{handler, Blueprint, IntoRouteService, RequestInfo, RouteService};
 pub use scheduler::{Scheduler, TaskHandle};
 pub use stream::BodyStream;
 pub use wire::Headers;
@@ -55,6 +55,7 @@ pub struct EndpointBuilder {
     max_connections: Option<usize>,
     /// Partial uploads of resumable routes, created by the first of them.
     resume: Option<Arc<resume::ResumeStore>>,
+    decode_limits: Vec<(String, u64)>,
 }
 
 impl EndpointBuilder {
@@ -88,9 +89,21 @@ impl EndpointBuilder {
         self.route_service(name, handler(f))
     }
 
-    /// Adds a route handled by a service.
-    pub fn route_service(mut self, name: &str, service: RouteService) -> Self {
-        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: false });
+    /// Adds a route handled by a service: a [`RouteService`], or a typed route (generated code),
+    /// which refuses requests above the codec's decode limit at their first frame.
+    pub fn route_service(mut self, name: &str, service: impl IntoRouteService) -> Self {
+        let (service, max_payload) = service.into_route_service();
+        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: false, max_payload });
+        self
+    }
+
+    /// Refuses requests to `route` (registered before or after this call) that announce more
+    /// than `max_bytes`, at their first frame and before a byte of them is stored, with ERROR
+    /// TOO_LARGE naming the route, the size and the limit (docs/PROTOCOL.md §8.4). For routes
+    /// that read their payload whole, such as JSON routes; typed routes have
+    /// [`codec::DECODE_LIMIT`](crate::codec::DECODE_LIMIT) (16 MiB) unless set here.
+    pub fn decode_limit(mut self, route: &str, max_bytes: u64) -> Self {
+        self.decode_limits.push((route.to_owned(), max_bytes));
         self
     }
 
@@ -119,7 +132,8 @@ impl EndpointBuilder {
         F: Fn(Request, BodyStream) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
     {
-        self.routes.push(RouteDef { name: name.to_owned(), service: router::streaming_handler(f), streaming: true });
+        let service = router::streaming_handler(f);
+        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: true, max_payload: None });
         self
     }
 
@@ -152,7 +166,7 @@ impl EndpointBuilder {
             let (store, f) = (store.clone(), f.clone());
             async move { f(resume::receive(store, request, body).await?).await }
         });
-        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: true });
+        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: true, max_payload: None });
         self
     }
 
@@ -234,7 +248,14 @@ impl EndpointBuilder {
         if let Some(store) = self.resume.clone() {
             // §17.2: the offset query of resumable uploads.
             let query = handler(move |request| resume::query(store.clone(), request));
-            self.routes.push(RouteDef { name: RESUME_QUERY_ROUTE.to_owned(), service: query, streaming: false });
+            let name = RESUME_QUERY_ROUTE.to_owned();
+            self.routes.push(RouteDef { name, service: query, streaming: false, max_payload: None });
+        }
+        for (name, limit) in &self.decode_limits {
+            match self.routes.iter_mut().find(|route| route.name == *name) {
+                Some(route) => route.max_payload = Some(*limit),
+                None => return Err(BuildError::UnknownRoute(name.clone())),
+            }
         }
         let router = Router::new(self.routes, self.default, &self.layers, self.before, self.after, self.on_error)?;
         let stop = CancellationToken::new();
@@ -468,6 +489,10 @@ impl Dispatch for Inner {
 
     fn streams(&self, route: &Route) -> bool {
         self.router.streams(route)
+    }
+
+    fn max_payload(&self, route: &Route) -> Option<u64> {
+        self.router.max_payload(route)
     }
 
     fn handle(

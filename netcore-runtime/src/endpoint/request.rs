@@ -133,14 +133,31 @@ impl Request {
         String::from_utf8(self.bytes()?.to_vec()).map_err(|_| HandlerError::bad_request("payload is not UTF-8"))
     }
 
-    /// The payload decoded from JSON.
+    /// The payload decoded from JSON. A payload above [`codec::DECODE_LIMIT`] (16 MiB) is
+    /// refused with ERROR TOO_LARGE before it is read (§8.4).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        self.check_decode_limit()?;
         serde_json::from_slice(&self.bytes()?).map_err(|e| HandlerError::bad_request(e.to_string()))
     }
 
-    /// The payload decoded with the netcore codec (bincode; see [`codec`](crate::codec)).
+    /// The payload decoded with the netcore codec (bincode; see [`codec`](crate::codec)). A
+    /// payload above [`codec::DECODE_LIMIT`] (16 MiB) is refused with ERROR TOO_LARGE before it is
+    /// read (§8.4).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        self.check_decode_limit()?;
         Ok(codec::decode(&self.bytes()?)?)
+    }
+
+    /// A payload that could never decode is not read at all.
+    fn check_decode_limit(&self) -> Result<(), HandlerError> {
+        let limit = codec::DECODE_LIMIT as u64;
+        match self.payload().len() {
+            Ok(len) if len > limit => Err(HandlerError::new(
+                super::ErrorCode::TOO_LARGE,
+                format!("request to {} of {len} bytes exceeds the decode limit of {limit} bytes", self.route),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -177,8 +194,19 @@ impl Drop for PayloadSlot {
 pub(crate) fn payload_bytes(payload: &Payload) -> std::io::Result<Bytes> {
     match payload {
         Payload::Memory(bytes) => Ok(bytes.clone()),
-        Payload::File(file) => std::fs::read(file.path()).map(Bytes::from),
+        Payload::File(file) => off_the_runtime(|| std::fs::read(file.path())).map(Bytes::from),
         Payload::Streamed { .. } => payload.to_vec().map(Bytes::from),
+    }
+}
+
+/// Runs blocking file I/O without stalling the other tasks of a runtime worker: on a
+/// multi-threaded runtime the worker hands its tasks to another thread first
+/// (`block_in_place`); elsewhere (a current-thread runtime, no runtime) it simply runs.
+fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

@@ -53,12 +53,30 @@ where
     })
 }
 
-/// A route as registered: its full name, its service, and whether its payloads are streamed.
+/// A route as registered: its full name, its service, whether its payloads are streamed, and the
+/// largest payload it takes (routes that decode it whole).
 #[derive(Clone)]
 pub(crate) struct RouteDef {
     pub(crate) name: String,
     pub(crate) service: RouteService,
     pub(crate) streaming: bool,
+    pub(crate) max_payload: Option<u64>,
+}
+
+/// What [`Blueprint::route_service`] and
+/// [`EndpointBuilder::route_service`](super::EndpointBuilder::route_service) take: a service,
+/// and the largest payload it takes if it decodes payloads whole (a typed route's
+/// [`codec::DECODE_LIMIT`](crate::codec::DECODE_LIMIT)): larger requests are refused at their
+/// first frame (docs/PROTOCOL.md §8.4).
+pub trait IntoRouteService {
+    /// The service and its payload limit.
+    fn into_route_service(self) -> (RouteService, Option<u64>);
+}
+
+impl IntoRouteService for RouteService {
+    fn into_route_service(self) -> (RouteService, Option<u64>) {
+        (self, None)
+    }
 }
 
 /// Wraps a tower layer so it can be applied to every route.
@@ -101,9 +119,11 @@ impl Blueprint {
         self.route_service(name, handler(f))
     }
 
-    /// Adds a route handled by a service.
-    pub fn route_service(mut self, name: &str, service: RouteService) -> Self {
-        self.routes.push(RouteDef { name: format!("{}{}", self.prefix, name), service, streaming: false });
+    /// Adds a route handled by a service (see [`IntoRouteService`]).
+    pub fn route_service(mut self, name: &str, service: impl IntoRouteService) -> Self {
+        let (service, max_payload) = service.into_route_service();
+        let name = format!("{}{}", self.prefix, name);
+        self.routes.push(RouteDef { name, service, streaming: false, max_payload });
         self
     }
 
@@ -115,7 +135,7 @@ impl Blueprint {
         Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
     {
         let name = format!("{}{}", self.prefix, name);
-        self.routes.push(RouteDef { name, service: streaming_handler(f), streaming: true });
+        self.routes.push(RouteDef { name, service: streaming_handler(f), streaming: true, max_payload: None });
         self
     }
 
@@ -145,6 +165,7 @@ struct Entry {
     name: Arc<str>,
     service: RouteService,
     streaming: bool,
+    max_payload: Option<u64>,
 }
 
 /// The frozen routing table and handler chain of an endpoint.
@@ -166,7 +187,7 @@ impl Router {
         on_error: Option<ErrorHandler>,
     ) -> Result<Self, BuildError> {
         let mut table: HashMap<u32, Entry> = HashMap::new();
-        for RouteDef { name, service, streaming } in routes {
+        for RouteDef { name, service, streaming, max_payload } in routes {
             let id = route_id(&name);
             if let Some(existing) = table.get(&id) {
                 return Err(if *existing.name == *name {
@@ -175,7 +196,7 @@ impl Router {
                     BuildError::RouteIdCollision(existing.name.to_string(), name, id)
                 });
             }
-            table.insert(id, Entry { name: name.into(), service: apply(layers, service), streaming });
+            table.insert(id, Entry { name: name.into(), service: apply(layers, service), streaming, max_payload });
         }
         let default = default.map(|service| apply(layers, service));
         Ok(Self { routes: table, default, before, after, on_error })
@@ -204,6 +225,11 @@ impl Router {
     /// Whether requests to `route` are streamed to their handler.
     pub(crate) fn streams(&self, route: &Route) -> bool {
         self.entry(route).is_some_and(|entry| entry.streaming)
+    }
+
+    /// The largest payload `route` takes, if it has a limit (§8.4).
+    pub(crate) fn max_payload(&self, route: &Route) -> Option<u64> {
+        self.entry(route).and_then(|entry| entry.max_payload)
     }
 
     /// Runs the handler chain for one request.

@@ -284,6 +284,23 @@ impl CancelReason {
     pub const SHUTTING_DOWN: Self = Self(5);
     /// The payload could not be read (sender) or stored (receiver).
     pub const IO: Self = Self(6);
+    /// The receiver's storage budget for large messages is full (§8.4).
+    pub const STORAGE_FULL: Self = Self(7);
+
+    /// What the reason means, for error messages; `None` for a code this version does not know.
+    pub fn describe(self) -> Option<&'static str> {
+        Some(match self {
+            Self::CANCELLED => "cancelled",
+            Self::TIMED_OUT => "timed out",
+            Self::TOO_LARGE => "the message exceeds the receiver's limits",
+            Self::DAMAGED => "the message was damaged in transit",
+            Self::REFUSED => "the receiver had too many messages in flight",
+            Self::SHUTTING_DOWN => "the receiver is shutting down",
+            Self::IO => "the payload could not be read or stored",
+            Self::STORAGE_FULL => "the receiver's spill budget for large messages is full",
+            _ => return None,
+        })
+    }
 }
 
 /// Why a connection is being closed (§5.7). Unknown codes are kept as they are.

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::SpillBudget;
 use crate::frame::{Framing, Limits};
 
 /// How a [`Session`](super::Session) behaves: its framing, what it accepts and how it sends.
@@ -15,17 +16,37 @@ pub struct Config {
     pub limits: Limits,
     /// Hash of the service declarations; 0 for an untyped endpoint (§9).
     pub fingerprint: u64,
-    /// Liveness probing; `None` disables it.
+    /// Liveness probing, which is also the idle timeout: a connection that carries no frame for
+    /// `(max_missed + 1) × interval` closes with GOAWAY TIMEOUT (docs/PROTOCOL.md §10), while a
+    /// live idle peer answers the PINGs and stays. Default on the stream framing 30 s × 3 (a dead
+    /// or silent TCP peer is let go after 2 min; nothing on TCP expires by itself), on the lossy
+    /// profile 1 s × 3. `None` disables it: then nothing ends a silent connection.
     pub keepalive: Option<Keepalive>,
-    /// On the lossy framing without reliable delivery: how long a partly received message may
-    /// go without a new chunk before it is dropped as damaged (its tail was lost), freeing its
-    /// slot and storage. `None` keeps it until the connection closes.
+    /// How long a partly received message may go without a new chunk before it is dropped,
+    /// freeing its `max_in_flight` slot, memory and spill file, and the peer is told with CANCEL
+    /// (DAMAGED on the lossy framing without reliable delivery, where its tail was lost;
+    /// TIMED_OUT elsewhere). Default 30 s on the stream framing, 10 s on the lossy profile; under
+    /// reliable delivery at least [`Reliability::give_up`]. The clock does not run while the
+    /// peer may be waiting for credit we hold (§8.2). `None` keeps
+    /// partial messages until the connection closes.
     pub stall_timeout: Option<Duration>,
-    /// How long the peer's HELLO may take.
+    /// How long a frame may take to arrive once its first byte has (stream framing): a peer
+    /// dribbling a 64 KiB frame a byte at a time holds its buffer and escapes keepalive, since no
+    /// frame completes. Beyond it the session closes with GOAWAY TIMEOUT naming this deadline.
+    /// Default 30 s (a 64 KiB frame at 20 kbit/s); `None` disables it. Unused on the lossy
+    /// framing, where an unfinished run ends at the next delimiter.
+    pub frame_timeout: Option<Duration>,
+    /// How long the peer's HELLO may take (default 10 s).
     pub handshake_timeout: Duration,
     /// Where messages above `limits.inline_limit` are stored while they arrive; `None` is the
     /// system's temporary directory.
     pub spill_dir: Option<PathBuf>,
+    /// Most spill files and bytes partly received messages may hold (docs/PROTOCOL.md §8.4);
+    /// default [`SpillBudget::default`], 64 files and 1 GiB: a laptop's disk and descriptor
+    /// table survive it, and it stays far below the descriptors kept for connections. A clone of
+    /// this `Config` shares the budget, so every connection of an endpoint draws from one. A large
+    /// message beyond it is refused at its HEAD with CANCEL STORAGE_FULL.
+    pub spill_budget: SpillBudget,
     /// Reliable delivery on the lossy framing (docs/PROTOCOL.md §16), offered in the HELLO and used
     /// when the peer offers it too; `None` (the default) neither offers nor accepts it. Ignored on
     /// the stream framing.
@@ -118,10 +139,12 @@ impl Config {
             chunk_size: 16 * 1024,
             limits: Limits::default(),
             fingerprint: 0,
-            keepalive: None,
-            stall_timeout: Some(Duration::from_secs(10)),
+            keepalive: Some(Keepalive { interval: Duration::from_secs(30), max_missed: 3 }),
+            stall_timeout: Some(Duration::from_secs(30)),
+            frame_timeout: Some(Duration::from_secs(30)),
             handshake_timeout: Duration::from_secs(10),
             spill_dir: None,
+            spill_budget: SpillBudget::default(),
             reliable: None,
             nonce: None,
             wait_for_peer: false,
@@ -136,6 +159,7 @@ impl Config {
             chunk_size: 256,
             limits: Limits { max_frame: 1024, window: 0, ..Limits::default() },
             keepalive: Some(Keepalive { interval: Duration::from_secs(1), max_missed: 3 }),
+            stall_timeout: Some(Duration::from_secs(10)),
             ..Self::stream()
         }
     }
@@ -189,9 +213,28 @@ impl Config {
         self
     }
 
+    /// Sets or disables the stall timeout of partly received messages.
+    pub fn with_stall_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
+    /// Sets or disables the deadline for a frame to finish arriving once started.
+    pub fn with_frame_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.frame_timeout = timeout;
+        self
+    }
+
     /// Sets how long the peer's HELLO may take.
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Bounds the spill files of large incoming messages to `max_files` files and `max_bytes`
+    /// bytes at once, over every session configured from this `Config` or a clone of it.
+    pub fn with_spill_budget(mut self, max_files: u32, max_bytes: u64) -> Self {
+        self.spill_budget = SpillBudget::new(max_files, max_bytes);
         self
     }
 

@@ -155,6 +155,9 @@ pub enum Deadline {
     Keepalive(Keepalive),
     /// A sequenced frame went unacknowledged for [`Reliability::give_up`](super::Reliability::give_up).
     GiveUp,
+    /// A frame started arriving and was not complete within
+    /// [`Config::frame_timeout`](super::Config::frame_timeout) (stream framing).
+    Frame,
 }
 
 impl Deadline {
@@ -173,6 +176,9 @@ impl Deadline {
             ),
             Deadline::GiveUp => {
                 write!(f, "a frame unacknowledged for {after}: reliable-delivery give-up (Reliability::give_up)")
+            }
+            Deadline::Frame => {
+                write!(f, "a frame still incomplete after {after}: frame deadline (Config::frame_timeout)")
             }
         }
     }
@@ -219,6 +225,21 @@ pub enum Event {
     },
     /// The last byte of an outgoing message was handed to the transport.
     Sent(MessageId),
+    /// The peer's request `id` announces more than its route's limit
+    /// ([`Session::limit_when`](super::Session::limit_when)); nothing of it was stored. Answer it
+    /// with [`Session::respond`](super::Session::respond), typically an error naming the limit.
+    Oversized {
+        /// The peer's exchange id.
+        id: u32,
+        /// The route it was sent to.
+        route: Route,
+        /// Its announced total.
+        total: u64,
+        /// The route's limit.
+        limit: u64,
+        /// Its priority, for the answer.
+        priority: Priority,
+    },
     /// An exchange was abandoned, by the peer or because its message could not be delivered.
     Cancelled {
         /// Which.

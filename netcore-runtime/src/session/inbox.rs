@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tempfile::NamedTempFile;
 
 use super::event::{Exchange, Incoming, Payload};
+use super::spill::{SpillBudget, SpillTicket};
 use super::{Key, ProtocolError};
 use crate::frame::{CancelReason, Data, Head, Kind, Limits, Priority, Route};
 
@@ -29,6 +30,9 @@ pub(super) enum Arrival {
     Begin { message: Incoming, first: Bytes, end: bool },
     /// The next bytes of a streamed message.
     Chunk { exchange: Exchange, bytes: Bytes, end: bool },
+    /// A request or one-way message whose announced total exceeds its route's size limit (a
+    /// [`SizePolicy`]): nothing of it is stored, its later DATA is dropped as unknown.
+    Oversized { key: Key, head: Head, limit: u64 },
     /// The message was dropped; the peer must be told with a CANCEL. `seen`: the application
     /// was already given its start (a streamed message) and must be told too.
     Rejected { key: Key, reason: CancelReason, seen: bool },
@@ -36,6 +40,10 @@ pub(super) enum Arrival {
 
 /// Which incoming requests and one-way messages are streamed, by route.
 pub type StreamPolicy = Box<dyn Fn(&Route) -> bool + Send>;
+
+/// The largest payload a route takes, if it has a limit of its own (a route that decodes its
+/// payload whole: typed, JSON or codec routes).
+pub type SizePolicy = Box<dyn Fn(&Route) -> Option<u64> + Send>;
 
 struct Partial {
     exchange: Exchange,
@@ -52,7 +60,8 @@ struct Partial {
 
 enum Store {
     Memory(Vec<u8>),
-    File(NamedTempFile),
+    /// With its share of the spill budget, given back when the file is dropped or handed over.
+    File(NamedTempFile, SpillTicket),
     /// Handed to the application as it arrives.
     Stream,
 }
@@ -70,7 +79,7 @@ impl Store {
                 buf.extend_from_slice(bytes);
                 Ok(0)
             }
-            Store::File(file) => {
+            Store::File(file, _) => {
                 file.as_file_mut().write_all(bytes)?;
                 Ok(bytes.len() as u64)
             }
@@ -96,16 +105,27 @@ pub(super) struct Inbox {
     partial: HashMap<Key, Partial>,
     limits: Limits,
     spill_dir: Option<PathBuf>,
+    spill_budget: SpillBudget,
     /// Tolerate loss and duplication (lossy framing) instead of failing (§6).
     tolerant: bool,
     /// Credit released by the last call; the session collects it.
     released: u64,
     stream_policy: Option<StreamPolicy>,
+    size_policy: Option<SizePolicy>,
 }
 
 impl Inbox {
-    pub(super) fn new(limits: Limits, spill_dir: Option<PathBuf>, tolerant: bool) -> Self {
-        Self { partial: HashMap::new(), limits, spill_dir, tolerant, released: 0, stream_policy: None }
+    pub(super) fn new(limits: Limits, spill_dir: Option<PathBuf>, spill_budget: SpillBudget, tolerant: bool) -> Self {
+        Self {
+            partial: HashMap::new(),
+            limits,
+            spill_dir,
+            spill_budget,
+            tolerant,
+            released: 0,
+            stream_policy: None,
+            size_policy: None,
+        }
     }
 
     pub(super) fn take_stream_policy(&mut self) -> Option<StreamPolicy> {
@@ -114,6 +134,22 @@ impl Inbox {
 
     pub(super) fn set_stream_policy(&mut self, policy: StreamPolicy) {
         self.stream_policy = Some(policy);
+    }
+
+    pub(super) fn take_size_policy(&mut self) -> Option<SizePolicy> {
+        self.size_policy.take()
+    }
+
+    pub(super) fn set_size_policy(&mut self, policy: SizePolicy) {
+        self.size_policy = Some(policy);
+    }
+
+    /// The size limit of this message's route, if it opens an exchange and its route has one.
+    fn route_limit(&self, head: &Head) -> Option<u64> {
+        match (&self.size_policy, &head.route) {
+            (Some(policy), Some(route)) if head.kind.opens_exchange() => policy(route),
+            _ => None,
+        }
     }
 
     /// Whether the application chose to stream this message (requests and one-way messages only).
@@ -153,6 +189,11 @@ impl Inbox {
         if head.total > self.limits.max_message {
             return Ok(self.reject(key, len, CancelReason::TOO_LARGE));
         }
+        if let Some(limit) = self.route_limit(&head).filter(|limit| head.total > *limit) {
+            // §8.4: refused at its HEAD, before a byte is stored; the application answers.
+            self.released += len;
+            return Ok(Arrival::Oversized { key, head, limit });
+        }
         let streamed = self.streams(&head);
         if head.is_complete() {
             return Ok(match streamed {
@@ -175,9 +216,14 @@ impl Inbox {
         } else if head.total <= self.limits.inline_limit {
             Store::Memory(Vec::with_capacity(head.payload.len()))
         } else {
+            // §8.4: the whole announced total is reserved before a file exists, so no claim can
+            // take more descriptors or disk than the budget shared by the endpoint's connections.
+            let Some(ticket) = self.spill_budget.reserve(head.total) else {
+                return Ok(self.reject(key, len, CancelReason::STORAGE_FULL));
+            };
             let dir = self.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
             match NamedTempFile::with_prefix_in(".netcore-rx-", dir) {
-                Ok(file) => Store::File(file),
+                Ok(file) => Store::File(file, ticket),
                 Err(_) => return Ok(self.reject(key, len, CancelReason::IO)),
             }
         };
@@ -253,7 +299,8 @@ impl Inbox {
         let partial = self.partial.remove(&key).expect("present");
         let (payload, held) = match partial.store {
             Store::Memory(buf) => (Payload::Memory(buf.into()), partial.total),
-            Store::File(mut file) => match file.as_file_mut().flush() {
+            // The ticket goes with the store: a complete file is the application's.
+            Store::File(mut file, _ticket) => match file.as_file_mut().flush() {
                 Ok(()) => (Payload::File(file), 0),
                 Err(_) => return Ok(Arrival::Rejected { key, reason: CancelReason::IO, seen: false }),
             },
@@ -293,11 +340,18 @@ impl Inbox {
         self.partial.values().map(|p| p.touched + timeout).min()
     }
 
-    /// Drops the partial messages stalled for `timeout` at `now` (their tails were lost).
-    pub(super) fn expire_stalled(&mut self, now: Instant, timeout: Duration) -> Vec<Arrival> {
+    /// Drops the partial messages stalled for `timeout` at `now`, to be cancelled with `reason`.
+    pub(super) fn expire_stalled(&mut self, now: Instant, timeout: Duration, reason: CancelReason) -> Vec<Arrival> {
         let stalled: Vec<Key> =
             self.partial.iter().filter(|(_, p)| p.touched + timeout <= now).map(|(k, _)| *k).collect();
-        stalled.into_iter().map(|key| self.reject(key, 0, CancelReason::DAMAGED)).collect()
+        stalled.into_iter().map(|key| self.reject(key, 0, reason)).collect()
+    }
+
+    /// Restarts every partial message's stall clock (the peer waits for us, not we for it).
+    pub(super) fn touch_all(&mut self, now: Instant) {
+        for partial in self.partial.values_mut() {
+            partial.touched = now;
+        }
     }
 
     /// Bytes received of a partial message and its total.

@@ -19,6 +19,7 @@ mod inbox;
 mod liveness;
 mod outbox;
 mod reliable;
+mod spill;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -30,11 +31,12 @@ pub use error::{ProtocolError, SendError};
 #[cfg(feature = "tokio")] // for the endpoint's call errors
 pub(crate) use event::Millis;
 pub use event::{Body, CloseReason, Deadline, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions};
+pub use spill::{SpillBudget, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FILES};
 
 use crate::frame::{self, CancelReason, Data, Decoder, Frame, GoAwayCode, Head, Hello, Kind, Limits, Route, Xid};
 use credit::RecvCredit;
-pub use inbox::StreamPolicy;
 use inbox::{Arrival, Inbox};
+pub use inbox::{SizePolicy, StreamPolicy};
 use liveness::Liveness;
 use outbox::{Outbox, Scheduled};
 use reliable::Reliable;
@@ -122,6 +124,8 @@ pub struct Session {
     /// Whether an exchange was opened, by either side: until then a peer's restart costs nothing
     /// and its new HELLO is adopted in place (§9 rule 7).
     exchanged: bool,
+    /// Since when the bytes of an unfinished frame have been waiting for the rest (§10).
+    frame_started: Option<Instant>,
     stats: Stats,
 }
 
@@ -144,7 +148,7 @@ impl Session {
         let hello_retry = offer.map(|r| (now + r.rto_initial, now + config.handshake_timeout));
         let mut session = Self {
             decoder: Decoder::new(config.framing, limits.max_frame as usize),
-            inbox: Inbox::new(limits, config.spill_dir.clone(), tolerant),
+            inbox: Inbox::new(limits, config.spill_dir.clone(), config.spill_budget.clone(), tolerant),
             recv_credit: RecvCredit::new(limits.window, limits.inline_limit.min(limits.max_message)),
             liveness: Liveness::new(now, config.handshake_timeout, config.keepalive, config.wait_for_peer),
             state: State::Handshaking,
@@ -160,6 +164,7 @@ impl Session {
             hello_retry,
             restart_hello: None,
             exchanged: false,
+            frame_started: None,
             stats: Stats::default(),
             config,
         };
@@ -188,6 +193,9 @@ impl Session {
         let mut next = Session::new(config, now);
         if let Some(policy) = self.inbox.take_stream_policy() {
             next.inbox.set_stream_policy(policy);
+        }
+        if let Some(policy) = self.inbox.take_size_policy() {
+            next.inbox.set_size_policy(policy);
         }
         next.stats.frames_in += 1;
         next.liveness.heard(now);
@@ -415,6 +423,7 @@ impl Session {
             match self.decoder.decode() {
                 Ok(None) => break,
                 Ok(Some(frame)) => {
+                    self.frame_started = None;
                     self.stats.frames_in += 1;
                     self.liveness.heard(now);
                     if let Err(err) = self.handle_frame(frame, now) {
@@ -427,6 +436,16 @@ impl Session {
                 }
                 Err(err) => self.fail(err.into()),
             }
+        }
+        // §10: the frame deadline runs from the first byte of a frame not yet complete.
+        if self.decoder.buffered() == 0 {
+            self.frame_started = None;
+        } else if self.frame_started.is_none() {
+            self.frame_started = Some(now);
+        }
+        if self.credit_blocked() {
+            // The peer may be waiting for credit we hold: its partial messages are not stalled.
+            self.inbox.touch_all(now);
         }
     }
 
@@ -635,6 +654,18 @@ impl Session {
             Arrival::Chunk { exchange, bytes, end } => {
                 self.events.push_back((Event::Chunk { exchange, bytes, end }, 0))
             }
+            Arrival::Oversized { key, head, limit } => match head.kind {
+                Kind::Request => {
+                    // The requester is answered (an ERROR naming the limit), not cancelled: it
+                    // then calls off the rest of its request itself (§6).
+                    self.unanswered.insert(key.id);
+                    let route = head.route.unwrap_or(Route::Id(0));
+                    let event =
+                        Event::Oversized { id: key.id, route, total: head.total, limit, priority: head.priority };
+                    self.events.push_back((event, 0));
+                }
+                _ => self.push_control(Frame::Cancel { xid: key.to_xid(), reason: CancelReason::TOO_LARGE }),
+            },
             Arrival::Rejected { key, reason, seen } => {
                 self.push_control(Frame::Cancel { xid: key.to_xid(), reason });
                 if key.ours {
@@ -794,6 +825,16 @@ impl Session {
         self.inbox.set_stream_policy(Box::new(policy));
     }
 
+    /// Refuses incoming requests and one-way messages whose announced total exceeds the limit
+    /// `policy` gives for their route, at their HEAD, before a byte of them is stored: a
+    /// request is reported as an [`Event::Oversized`] for the application to answer (the
+    /// endpoint answers ERROR TOO_LARGE naming the route, the size and the limit), a one-way
+    /// message is cancelled with CANCEL TOO_LARGE. Routes with `None` have no limit of their own
+    /// (docs/PROTOCOL.md §8.4).
+    pub fn limit_when(&mut self, policy: impl Fn(&Route) -> Option<u64> + Send + 'static) {
+        self.inbox.set_size_policy(Box::new(policy));
+    }
+
     /// The application is done with `bytes` bytes of streamed chunks: their flow-control credit
     /// goes back to the peer. Every chunk's length must be returned once, whether it was read,
     /// discarded, or belonged to a message cancelled meanwhile.
@@ -826,17 +867,43 @@ impl Session {
             self.reliable.as_ref().and_then(Reliable::deadline),
             self.hello_retry.map(|(at, _)| at),
             self.stall_timeout().and_then(|timeout| self.inbox.stall_deadline(timeout)),
+            self.frame_deadline(),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// The stall timeout in force: only on the lossy framing without reliable delivery, where a
-    /// lost tail would otherwise hold a partial message until the connection closes.
+    /// The stall timeout, on every framing: a lost tail (lossy framing) or a peer that stops
+    /// sending (any framing) would otherwise hold a partial message until the connection closes.
+    /// Under reliable delivery a chunk may be late by as long as its sender keeps retrying, so
+    /// the timeout is at least the give-up time (§16.3).
     fn stall_timeout(&self) -> Option<Duration> {
-        let unreliable_lossy = self.config.framing == frame::Framing::Lossy && self.reliable.is_none();
-        self.config.stall_timeout.filter(|_| unreliable_lossy)
+        let give_up = self.reliable.as_ref().and(self.config.reliable.as_ref()).map(|r| r.give_up);
+        self.config.stall_timeout.map(|timeout| give_up.map_or(timeout, |give_up| timeout.max(give_up)))
+    }
+
+    /// Why a stalled message is cancelled: on the lossy framing without reliable delivery its tail
+    /// was lost (DAMAGED, §8.2); elsewhere the peer stopped sending it (TIMED_OUT).
+    fn stall_reason(&self) -> CancelReason {
+        match self.config.framing == frame::Framing::Lossy && self.reliable.is_none() {
+            true => CancelReason::DAMAGED,
+            false => CancelReason::TIMED_OUT,
+        }
+    }
+
+    /// Whether the peer may be out of credit because of bytes we hold: then its partial messages
+    /// wait for us, not the other way round, and their stall clocks restart (§8.2).
+    fn credit_blocked(&self) -> bool {
+        let window = self.config.limits.window;
+        window > 0 && self.recv_credit.held() + u64::from(self.config.limits.max_frame) >= window
+    }
+
+    /// When the frame being received must be complete (stream framing only: on the lossy
+    /// framing an unfinished run costs at most `max_frame` bytes and ends at the next delimiter).
+    fn frame_deadline(&self) -> Option<Instant> {
+        let timeout = self.config.frame_timeout.filter(|_| self.config.framing == frame::Framing::Stream)?;
+        Some(self.frame_started? + timeout)
     }
 
     /// Runs the timers due at `now`: keepalive pings, retransmissions, stalled partial messages,
@@ -845,8 +912,16 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
+        if let Some(at) = self.frame_deadline().filter(|at| *at <= now) {
+            let started = at - self.config.frame_timeout.unwrap_or_default();
+            return self.time_out(Deadline::Frame, now.saturating_duration_since(started));
+        }
         if let Some(timeout) = self.stall_timeout() {
-            for arrival in self.inbox.expire_stalled(now, timeout) {
+            if self.credit_blocked() {
+                self.inbox.touch_all(now);
+            }
+            let reason = self.stall_reason();
+            for arrival in self.inbox.expire_stalled(now, timeout, reason) {
                 self.handle_arrival(arrival);
             }
         }
