@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -102,6 +102,8 @@ where
         handlers: HashMap::new(),
         streams: HashMap::new(),
         handler_slots: Arc::new(Semaphore::new(MAX_HANDLERS)),
+        slot_blocked: false,
+        deferred: Default::default(),
         done_tx,
         closing: false,
     };
@@ -145,6 +147,28 @@ struct PendingCall {
 /// A finished handler: the exchange, the request's priority and what the handler returned.
 type HandlerResult = (u32, Priority, Result<Response, HandlerError>);
 
+/// A request ready for its handler: deferred while the send budget is full (§8.5).
+struct Prepared {
+    exchange: u32,
+    wants_reply: bool,
+    priority: Priority,
+    request: Request,
+    header_error: Option<HandlerError>,
+}
+
+/// A running handler's slot: however the handler ends (answered, failed, aborted by a CANCEL),
+/// freeing it wakes the driver, which may have events waiting for a slot.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.wake.notify_one();
+    }
+}
+
 struct Driver {
     /// The configuration each new session starts from (with a nonce of its own).
     config: Config,
@@ -167,6 +191,13 @@ struct Driver {
     /// Streamed payloads being fed to their handlers, by exchange id.
     streams: HashMap<u32, mpsc::UnboundedSender<bytes::Bytes>>,
     handler_slots: Arc<Semaphore>,
+    /// The last drain stopped at a request for want of a handler slot: the socket is not read
+    /// until one frees, so the session's queue holds at most one read's worth of frames.
+    slot_blocked: bool,
+    /// Requests received while the send budget was full (`Config::send_budget`, §8.5), in
+    /// order; their handlers start as it drains. At most `max_in_flight`, which the session
+    /// enforces by refusing the excess.
+    deferred: std::collections::VecDeque<Prepared>,
     done_tx: mpsc::Sender<HandlerResult>,
     /// A graceful close was asked for: refuse new calls, close when idle.
     closing: bool,
@@ -222,7 +253,7 @@ impl Driver {
                         self.session.handle_eof();
                     }
                 },
-                read = read_into(&mut reader, self.session.input_buffer()), if reading => match read {
+                read = read_into(&mut reader, self.session.input_buffer()), if reading && !self.slot_blocked => match read {
                     Ok(n) if n > 0 => {
                         self.session.handle_buffered(Instant::now().into_std(), n);
                         self.report_progress();
@@ -327,16 +358,47 @@ impl Driver {
     /// all handler slots are taken; a streamed payload's chunks never wait for a slot, since the
     /// handlers holding the slots may be the ones reading them.
     /// Whether it fed chunks to a streamed payload's reader.
+    ///
+    /// While the send budget is full (§8.5) a request is prepared but its handler deferred: the
+    /// events behind it go on, since the budget drains only as the peer reads and grants
+    /// credit, which must never wait for a handler.
     fn drain_events(&mut self) -> bool {
         let mut fed = false;
+        self.slot_blocked = false;
+        let mut at = 0;
+        while at < self.deferred.len() {
+            if self.session.send_budget_full(self.deferred[at].priority) {
+                at += 1;
+                continue;
+            }
+            if self.handler_slots.available_permits() == 0 {
+                self.slot_blocked = true;
+                return fed;
+            }
+            let prepared = self.deferred.remove(at).expect("in range");
+            self.run_handler(prepared);
+        }
         loop {
-            let starts_handler = matches!(self.session.peek_event(), Some(Event::Message(m)) if matches!(m.exchange, Exchange::Theirs(_)));
-            if starts_handler && self.handler_slots.available_permits() == 0 {
+            let next = match self.session.peek_event() {
+                Some(Event::Message(m)) if matches!(m.exchange, Exchange::Theirs(_)) => Some((m.kind, m.priority)),
+                _ => None,
+            };
+            let defer = matches!(next, Some((Kind::Request, priority)) if self.session.send_budget_full(priority));
+            if next.is_some() && !defer && self.handler_slots.available_permits() == 0 {
+                self.slot_blocked = true;
                 break;
             }
             let Some(event) = self.session.poll_event() else { break };
-            fed |= matches!(event, Event::Chunk { .. });
-            self.handle_event(event);
+            match event {
+                Event::Message(message @ Incoming { exchange: Exchange::Theirs(exchange), .. }) if defer => {
+                    let prepared = self.prepare(exchange, message);
+                    self.deferred.push_back(prepared);
+                }
+                event => {
+                    fed |= matches!(event, Event::Chunk { .. });
+                    self.handle_event(event);
+                }
+            }
         }
         fed
     }
@@ -379,6 +441,7 @@ impl Driver {
             }
             Event::Cancelled { exchange: Exchange::Theirs(id), reason } => {
                 self.streams.remove(&id);
+                self.deferred.retain(|prepared| prepared.exchange != id);
                 if let Some(handler) = self.handlers.remove(&id) {
                     handler.abort();
                 }
@@ -434,6 +497,12 @@ impl Driver {
     }
 
     fn start_handler(&mut self, exchange: u32, message: Incoming) {
+        let prepared = self.prepare(exchange, message);
+        self.run_handler(prepared);
+    }
+
+    /// The request a handler gets; a streamed payload's chunks are fed to it from now on.
+    fn prepare(&mut self, exchange: u32, message: Incoming) -> Prepared {
         let wants_reply = message.kind == Kind::Request;
         let priority = message.priority;
         let route = message.route.unwrap_or(Route::Id(0));
@@ -460,6 +529,11 @@ impl Driver {
             Ok(headers) => (Request { headers, ..request }, None),
             Err(err) => (request, Some(HandlerError::bad_request(err))),
         };
+        Prepared { exchange, wants_reply, priority, request, header_error }
+    }
+
+    fn run_handler(&mut self, prepared: Prepared) {
+        let Prepared { exchange, wants_reply, priority, request, header_error } = prepared;
         let slot = self.handler_slots.clone().try_acquire_owned().expect("drain_events checked a slot is free");
         let handler = match header_error {
             Some(err) => Box::pin(std::future::ready(Err(err))),
@@ -475,15 +549,14 @@ impl Driver {
             }
             return;
         }
-        let (done, shared) = (self.done_tx.clone(), self.shared.clone());
+        let done = self.done_tx.clone();
+        // Events may be waiting for the slot: freeing it, even by an abort, wakes the driver.
+        let slot = Slot { _permit: slot, shared: self.shared.clone() };
         let task = tokio::spawn(async move {
             let result = handler.await.unwrap_or_else(panicked);
             drop(slot);
             if wants_reply {
                 let _ = done.send((exchange, priority, result)).await;
-            } else {
-                // Events may be waiting for the slot just freed: the driver must look again.
-                shared.wake.notify_one();
             }
         });
         if wants_reply {
@@ -547,6 +620,7 @@ impl Driver {
         for (_, handler) in self.handlers.drain() {
             handler.abort();
         }
+        self.deferred.clear();
         self.streams.clear();
         self.shared.reliable.store(false, std::sync::atomic::Ordering::Relaxed);
     }

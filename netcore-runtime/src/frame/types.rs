@@ -322,6 +322,9 @@ impl GoAwayCode {
     pub const FLOW_CONTROL: Self = Self(5);
     /// No traffic within the keepalive deadline.
     pub const TIMEOUT: Self = Self(6);
+    /// The peer sent work that does nothing faster than this side's budget for it (§8.5):
+    /// requests it cancelled before they were answered, or frames that need no answer.
+    pub const ABUSE: Self = Self(7);
 }
 
 /// One decoded frame.

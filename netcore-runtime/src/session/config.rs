@@ -60,6 +60,28 @@ pub struct Config {
     /// start long after it. Drivers also start a new session on the same link after each one
     /// that ends by a timeout or the peer's GOAWAY, instead of closing the link.
     pub wait_for_peer: bool,
+    /// Payload bytes held in memory by queued messages (answers and calls) before a driver stops
+    /// starting new request handlers on this connection (docs/PROTOCOL.md §8.5); a message holds
+    /// its whole in-memory payload until its last byte is sent. Default 4 MiB: eight default
+    /// windows, so a peer that reads keeps the link busy from the queue alone, while one that
+    /// never reads, or grants a window too small to make progress, costs at most this (plus the
+    /// answers of handlers already running, at most `max_in_flight` of them).
+    pub send_budget: u64,
+    /// The window over which `max_resets` and `max_noise` are counted (§8.5). Default 1 s.
+    pub abuse_window: Duration,
+    /// Requests the peer may cancel before they are answered, per `abuse_window`, before the
+    /// session closes with GOAWAY ABUSE (§8.5; the "rapid reset" attack, CVE-2023-44487). Default
+    /// 1024: a well-behaved client cancels on a timeout or a dropped call, at most
+    /// `max_in_flight` (64) calls per timeout, so this is one every ms for a second; the attack
+    /// runs at hundreds of thousands per second.
+    pub max_resets: u32,
+    /// Frames that need no answer (CREDIT, PING, PONG, CANCEL, extensions, DATA or answers for
+    /// unknown or finished exchanges) the peer may send per
+    /// `abuse_window` before the session closes with GOAWAY ABUSE (§8.5), on top of one for each
+    /// HEAD or DATA this side sent (the peer's CREDITs answer them) and 32 for each CANCEL it sent
+    /// (a window of default chunks may be on its way). Default 10 000: keepalive, credit and
+    /// cancels of a busy link stay far below it, while a flood runs at millions per second.
+    pub max_noise: u32,
 }
 
 /// Reliable delivery on a lossy link (docs/PROTOCOL.md §16): every HEAD, DATA and CANCEL is
@@ -148,6 +170,10 @@ impl Config {
             reliable: None,
             nonce: None,
             wait_for_peer: false,
+            send_budget: 4 << 20,
+            abuse_window: Duration::from_secs(1),
+            max_resets: 1024,
+            max_noise: 10_000,
         }
     }
 
@@ -222,6 +248,19 @@ impl Config {
     /// Sets or disables the deadline for a frame to finish arriving once started.
     pub fn with_frame_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.frame_timeout = timeout;
+        self
+    }
+
+    /// Sets the send budget in payload bytes ([`Config::send_budget`](Self#structfield.send_budget)).
+    pub fn with_send_budget(mut self, bytes: u64) -> Self {
+        self.send_budget = bytes;
+        self
+    }
+
+    /// Sets how many cancelled requests and frames needing no answer the peer may send per
+    /// window before GOAWAY ABUSE (§8.5).
+    pub fn with_abuse_limits(mut self, window: Duration, max_resets: u32, max_noise: u32) -> Self {
+        (self.abuse_window, self.max_resets, self.max_noise) = (window, max_resets, max_noise);
         self
     }
 

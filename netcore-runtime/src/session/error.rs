@@ -75,6 +75,23 @@ pub enum ProtocolError {
     /// The peer sends control traffic faster than it reads our answers.
     #[error("control frame queue overflow: the peer does not read")]
     ControlFlood,
+    /// The peer cancelled more of its requests before they were answered than `Config::max_resets`
+    /// allows per window (§8.5).
+    #[error("peer cancelled {count} requests before their answer within {window:?} (Config::max_resets)")]
+    Resets {
+        /// Cancelled in the window so far.
+        count: u32,
+        /// The window.
+        window: std::time::Duration,
+    },
+    /// The peer sent more frames needing no answer than `Config::max_noise` allows per window (§8.5).
+    #[error("peer sent {count} frames needing no answer within {window:?} (Config::max_noise)")]
+    Noise {
+        /// Such frames in the window so far.
+        count: u32,
+        /// The window.
+        window: std::time::Duration,
+    },
     /// The peer's limits cannot work (for instance a frame too small for any header).
     #[error("unusable peer limit: {0}")]
     PeerLimits(&'static str),
@@ -103,6 +120,7 @@ impl ProtocolError {
             ProtocolError::Version { .. } => GoAwayCode::VERSION,
             ProtocolError::Fingerprint { .. } => GoAwayCode::FINGERPRINT,
             ProtocolError::FlowControl { .. } => GoAwayCode::FLOW_CONTROL,
+            ProtocolError::Resets { .. } | ProtocolError::Noise { .. } => GoAwayCode::ABUSE,
             ProtocolError::ControlFlood | ProtocolError::Frame(FrameError::TooLarge { .. }) => GoAwayCode::LIMIT,
             _ => GoAwayCode::PROTOCOL,
         }

@@ -359,6 +359,11 @@ impl Inbox {
         self.partial.get(&key).map(|p| (p.received, p.total))
     }
 
+    /// Whether `key` is a message being reassembled (or streamed).
+    pub(super) fn contains(&self, key: Key) -> bool {
+        self.partial.contains_key(&key)
+    }
+
     /// Number of messages being reassembled.
     pub(super) fn len(&self) -> usize {
         self.partial.len()

@@ -11,6 +11,7 @@
 //! Every method takes the current time from the caller; nothing here reads a clock or does I/O
 //! other than writing the spill files of large incoming messages and reading [`Body::Reader`]s.
 
+mod abuse;
 mod config;
 mod credit;
 mod error;
@@ -33,7 +34,10 @@ pub(crate) use event::Millis;
 pub use event::{Body, CloseReason, Deadline, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions};
 pub use spill::{SpillBudget, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FILES};
 
-use crate::frame::{self, CancelReason, Data, Decoder, Frame, GoAwayCode, Head, Hello, Kind, Limits, Route, Xid};
+use crate::frame::{
+    self, CancelReason, Data, Decoder, Frame, GoAwayCode, Head, Hello, Kind, Limits, Priority, Route, Xid,
+};
+use abuse::Budget;
 use credit::RecvCredit;
 use inbox::{Arrival, Inbox};
 pub use inbox::{SizePolicy, StreamPolicy};
@@ -46,6 +50,10 @@ pub const PROTOCOL_VERSION: u8 = 1;
 
 /// Control frames queued beyond this mean the peer provokes answers faster than it reads them.
 const CONTROL_QUEUE_LIMIT: usize = 4096;
+
+/// What each CANCEL we send adds to the peer's noise allowance (§8.5): the chunks of the exchange
+/// already on their way, a default window (512 KiB) of 16 KiB chunks.
+const CANCEL_EARNS: u64 = 32;
 
 /// An exchange from this side's point of view: its id and whether we opened it (§6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,6 +117,13 @@ pub struct Session {
     awaiting_by_message: HashMap<MessageId, u32>,
     /// Requests of the peer delivered to the application and not yet answered.
     unanswered: HashSet<u32>,
+    /// Those of `unanswered` whose `Event::Message` the application has not taken yet: a CANCEL
+    /// withdraws them from the queue, so no handler ever starts for them.
+    undelivered: HashSet<u32>,
+    /// Requests the peer cancelled before their answer (§8.5, `Config::max_resets`).
+    resets: Budget,
+    /// Frames of the peer that need no answer (§8.5, `Config::max_noise`).
+    noise: Budget,
     /// Id the peer's next opening HEAD must carry (§6).
     next_theirs: u32,
     /// Events with the credit released when the application takes them.
@@ -158,6 +173,9 @@ impl Session {
             awaiting: HashMap::new(),
             awaiting_by_message: HashMap::new(),
             unanswered: HashSet::new(),
+            undelivered: HashSet::new(),
+            resets: Budget::new(config.max_resets, config.abuse_window),
+            noise: Budget::new(config.max_noise, config.abuse_window),
             next_theirs: 0,
             events: VecDeque::new(),
             reliable: None,
@@ -266,6 +284,22 @@ impl Session {
         self.stats
     }
 
+    /// Payload bytes held in memory by queued outgoing messages, answers and calls, whole until
+    /// each one's last byte is sent: what [`Config::send_budget`] is compared with (§8.5).
+    pub fn queued_bytes(&self) -> u64 {
+        self.outbox.queued_bytes(0)
+    }
+
+    /// Whether a request at `priority` must wait for the send budget (§8.5): a driver then starts
+    /// no handler for it until this turns false. True when [`queued_bytes`](Self::queued_bytes)
+    /// reached [`Config::send_budget`] and an eighth of it is queued at `priority` or above, so
+    /// an urgent request still overtakes a budget filled by bulk answers (§7), and the queue
+    /// stays below twice the budget (plus the answers of handlers already running).
+    pub fn send_budget_full(&self, priority: Priority) -> bool {
+        let budget = self.config.send_budget;
+        self.outbox.queued_bytes(0) >= budget && self.outbox.queued_bytes(priority.level()) >= budget.div_ceil(8)
+    }
+
     /// Payload bytes received and not yet released to the peer's credit.
     pub fn held_bytes(&self) -> u64 {
         self.recv_credit.held()
@@ -336,10 +370,7 @@ impl Session {
         let key = match exchange {
             Exchange::Ours(message) => {
                 let queued = self.outbox.cancel(message);
-                let awaited = self.awaiting_by_message.remove(&message).map(|id| {
-                    self.awaiting.remove(&id);
-                    Key { id, ours: true }
-                });
+                let awaited = self.unawait_message(message).map(|id| Key { id, ours: true });
                 // The peer knows the exchange once its HEAD went out.
                 match queued.flatten().or(awaited) {
                     Some(key) => key,
@@ -359,7 +390,24 @@ impl Session {
         self.inbox.cancel(key);
         self.release_inbox_credit();
         self.push_control(Frame::Cancel { xid: key.to_xid(), reason });
+        // §8.5: chunks of it may be on their way; dropping them is not the peer's noise.
+        self.noise.earn(CANCEL_EARNS);
         true
+    }
+
+    /// Forgets that we await the answer of exchange `id`; the peer no longer counts it (§8.1).
+    fn unawait(&mut self, id: u32) -> Option<MessageId> {
+        let message = self.awaiting.remove(&id)?;
+        self.awaiting_by_message.remove(&message);
+        self.outbox.settle_request();
+        Some(message)
+    }
+
+    /// [`unawait`](Self::unawait) by message; returns the exchange id.
+    fn unawait_message(&mut self, message: MessageId) -> Option<u32> {
+        let id = *self.awaiting_by_message.get(&message)?;
+        self.unawait(id);
+        Some(id)
     }
 
     /// Bytes sent of an outgoing message, while it is being sent.
@@ -496,10 +544,19 @@ impl Session {
             Frame::Seq { .. } | Frame::Ack { .. } => return Err(ProtocolError::NotNegotiated(frame.frame_type().0)),
             Frame::Head(head) => self.handle_head(head, now)?,
             Frame::Data(data) => self.handle_data(data, now)?,
-            Frame::Cancel { xid, reason } => self.handle_cancel(Key::from_xid(xid), reason),
-            Frame::Credit { limit } => self.outbox.credit.raise(limit),
-            Frame::Ping { nonce } => self.push_control(Frame::Pong { nonce }),
-            Frame::Pong { .. } | Frame::Extension { .. } => {}
+            Frame::Cancel { xid, reason } => {
+                self.count_noise(now)?;
+                self.handle_cancel(Key::from_xid(xid), reason, now)
+            }
+            Frame::Credit { limit } => {
+                self.count_noise(now)?;
+                self.outbox.raise_credit(limit)
+            }
+            Frame::Ping { nonce } => {
+                self.count_noise(now)?;
+                self.push_control(Frame::Pong { nonce })
+            }
+            Frame::Pong { .. } | Frame::Extension { .. } => self.count_noise(now)?,
             Frame::GoAway { code, message } => self.close_with(CloseReason::Peer { code, message }, None),
         }
         Ok(())
@@ -594,12 +651,20 @@ impl Session {
                 return Ok(());
             }
             self.exchanged = true;
+            // §8.1: every request counts until it is answered, every message while partial.
+            let counted = head.kind == Kind::Request || !head.is_complete();
+            if counted && self.peer_in_flight() >= self.config.limits.max_in_flight as usize {
+                self.release(head.payload.len() as u64);
+                self.push_control(Frame::Cancel { xid: key.to_xid(), reason: CancelReason::REFUSED });
+                return Ok(());
+            }
             Exchange::Theirs(key.id)
         } else {
             match self.awaiting.get(&key.id) {
                 Some(message) => Exchange::Ours(*message),
                 // §6: a late or unknown answer is dropped, never delivered to another caller.
                 None => {
+                    self.count_noise(now)?;
                     self.release(head.payload.len() as u64);
                     return Ok(());
                 }
@@ -608,6 +673,19 @@ impl Session {
         let arrival = self.inbox.head(key, exchange, head, now)?;
         self.handle_arrival(arrival);
         Ok(())
+    }
+
+    /// What the peer has in flight toward our `max_in_flight` (§8.1): its requests not yet
+    /// answered, and every message being reassembled. At most `max_in_flight` of each, so
+    /// counting the overlap (streamed requests) costs no more than that.
+    fn peer_in_flight(&self) -> usize {
+        let complete = self.unanswered.iter().filter(|id| !self.inbox.contains(Key { id: **id, ours: false })).count();
+        self.inbox.len() + complete
+    }
+
+    /// Counts a frame that needs no answer against `Config::max_noise` (§8.5).
+    fn count_noise(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        self.noise.spend(now).map_err(|count| ProtocolError::Noise { count, window: self.noise.window() })
     }
 
     /// Checks an opening HEAD's id against the sequence (§6); `false` for a duplicate to ignore.
@@ -634,6 +712,10 @@ impl Session {
     fn handle_data(&mut self, data: Data, now: Instant) -> Result<(), ProtocolError> {
         self.recv_credit.receive(data.payload.len())?;
         let key = Key::from_xid(data.xid);
+        if !self.inbox.contains(key) {
+            // Unknown, cancelled or finished: dropped by the inbox, counted here (§8.5).
+            self.count_noise(now)?;
+        }
         let arrival = self.inbox.data(key, data, now)?;
         self.handle_arrival(arrival);
         Ok(())
@@ -669,8 +751,7 @@ impl Session {
             Arrival::Rejected { key, reason, seen } => {
                 self.push_control(Frame::Cancel { xid: key.to_xid(), reason });
                 if key.ours {
-                    if let Some(message) = self.awaiting.remove(&key.id) {
-                        self.awaiting_by_message.remove(&message);
+                    if let Some(message) = self.unawait(key.id) {
                         self.events.push_back((Event::Cancelled { exchange: Exchange::Ours(message), reason }, 0));
                     }
                 } else if seen {
@@ -686,8 +767,7 @@ impl Session {
     fn deliver(&mut self, message: Incoming, held: u64) {
         match message.exchange {
             Exchange::Ours(handle) => {
-                if let Some(id) = self.awaiting_by_message.remove(&handle) {
-                    self.awaiting.remove(&id);
+                if let Some(id) = self.unawait_message(handle) {
                     // Answered before our request's last byte went (§6): stop sending the rest.
                     if self.outbox.cancel(handle).is_some() {
                         let xid = Key { id, ours: true }.to_xid();
@@ -697,25 +777,56 @@ impl Session {
             }
             Exchange::Theirs(id) if message.kind == Kind::Request => {
                 self.unanswered.insert(id);
+                self.undelivered.insert(id);
             }
             Exchange::Theirs(_) => {}
         }
         self.events.push_back((Event::Message(message), held));
     }
 
-    fn handle_cancel(&mut self, key: Key, reason: CancelReason) {
+    /// Removes the queued events of the peer's request `id` (its `Event::Message`, and the
+    /// `Event::Chunk`s of a streamed one), returning their credit.
+    fn withdraw(&mut self, id: u32) {
+        let mut freed = 0;
+        self.events.retain(|(event, held)| match event {
+            Event::Message(m) if m.exchange == Exchange::Theirs(id) => {
+                freed += held;
+                false
+            }
+            Event::Chunk { exchange: Exchange::Theirs(theirs), bytes, .. } if *theirs == id => {
+                freed += bytes.len() as u64;
+                false
+            }
+            _ => true,
+        });
+        if freed > 0 {
+            self.release(freed);
+        }
+    }
+
+    fn handle_cancel(&mut self, key: Key, reason: CancelReason, now: Instant) {
         let sending = self.outbox.cancel_exchange(key);
         let streamed = self.inbox.is_streamed(key);
         self.inbox.cancel(key);
         self.release_inbox_credit();
         let exchange = if key.ours {
-            let awaited = self.awaiting.remove(&key.id);
-            if let Some(message) = awaited {
-                self.awaiting_by_message.remove(&message);
-            }
+            let awaited = self.unawait(key.id);
             awaited.or(sending).map(Exchange::Ours)
         } else {
-            let known = self.unanswered.remove(&key.id) | sending.is_some() | streamed;
+            let unanswered = self.unanswered.remove(&key.id);
+            if unanswered {
+                // §8.5: a request cancelled before its answer is work done for nothing.
+                if let Err(count) = self.resets.spend(now) {
+                    let window = self.resets.window();
+                    return self.fail(ProtocolError::Resets { count, window });
+                }
+                if self.undelivered.remove(&key.id) {
+                    // Its handler never started: withdraw it; the application never hears of it.
+                    self.withdraw(key.id);
+                    return;
+                }
+            }
+            let known = unanswered | sending.is_some() | streamed;
             known.then_some(Exchange::Theirs(key.id))
         };
         if let Some(exchange) = exchange {
@@ -779,6 +890,8 @@ impl Session {
         loop {
             match self.outbox.next(&peer, self.config.chunk_size)? {
                 Scheduled::Frame { frame, finished } => {
+                    // §8.5: the peer's CREDIT answers our payload.
+                    self.noise.earn(1);
                     if let Frame::Head(head) = &frame {
                         self.exchanged |= head.kind.opens_exchange();
                         self.note_opened(head, finished);
@@ -793,9 +906,7 @@ impl Session {
                         Some(Key { id: theirs, ours: false }) => Exchange::Theirs(theirs),
                         _ => Exchange::Ours(id),
                     };
-                    if let Some(id) = self.awaiting_by_message.remove(&id) {
-                        self.awaiting.remove(&id);
-                    }
+                    self.unawait_message(id);
                     self.events.push_back((Event::Cancelled { exchange, reason }, 0));
                     if let Some(key) = key {
                         return Some(Frame::Cancel { xid: key.to_xid(), reason });
@@ -851,6 +962,9 @@ impl Session {
     /// The next event, in order. Taking a message releases its flow-control credit.
     pub fn poll_event(&mut self) -> Option<Event> {
         let (event, held) = self.events.pop_front()?;
+        if let Event::Message(Incoming { exchange: Exchange::Theirs(id), .. }) = &event {
+            self.undelivered.remove(id);
+        }
         if held > 0 {
             self.release(held);
         }
@@ -1003,6 +1117,7 @@ impl Session {
         self.awaiting.clear();
         self.awaiting_by_message.clear();
         self.unanswered.clear();
+        self.undelivered.clear();
         self.events.push_back((Event::Closed(reason), 0));
     }
 }
@@ -1025,6 +1140,8 @@ fn check_peer_limits(limits: &Limits) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod stream_tests;
 #[cfg(test)]

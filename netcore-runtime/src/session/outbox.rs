@@ -2,8 +2,12 @@
 //!
 //! Strict priority between the eight levels, round robin within a level: the scheduler pops the
 //! first message of the most urgent level that can send, emits one chunk and re-queues it at the
-//! back. Invariant: a message id is in exactly one level queue iff it is in `messages`, i.e. it
-//! still has a HEAD or payload bytes to send.
+//! back. Invariant: a message id is in exactly one level queue or one park iff it is in
+//! `messages`, i.e. it still has a HEAD or payload bytes to send; it is in a park iff its last
+//! attempt found it lacking credit (`parked_credit`) or a `max_in_flight` slot (`parked_slot`),
+//! and nothing has freed either since. A message that cannot send thus leaves the rotation until
+//! what it lacks arrives, so a call to [`Outbox::next`] costs one attempt per message that may
+//! send, not per message queued (a peer that never grants credit costs nothing per frame).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
@@ -72,10 +76,17 @@ fn cut_to_credit(wanted: u64, free: u64, window: u64) -> (u64, bool) {
     (free, free < least)
 }
 
+/// What a message that cannot send now lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lack {
+    Credit,
+    Slot,
+}
+
 /// Outcome of trying one message.
 enum Attempt {
     Sent(Frame, bool),
-    Blocked,
+    Blocked(Lack),
     Failed(CancelReason),
 }
 
@@ -83,6 +94,10 @@ enum Attempt {
 pub(super) struct Outbox {
     messages: HashMap<MessageId, Outgoing>,
     levels: [VecDeque<MessageId>; Priority::LEVELS],
+    /// Messages out of the rotation until credit arrives, by level, in the order they blocked.
+    parked_credit: [VecDeque<MessageId>; Priority::LEVELS],
+    /// Messages out of the rotation until a `max_in_flight` slot frees, by level.
+    parked_slot: [VecDeque<MessageId>; Priority::LEVELS],
     /// Messages whose exchange is known, by exchange.
     by_key: HashMap<Key, MessageId>,
     next_message: u64,
@@ -90,7 +105,17 @@ pub(super) struct Outbox {
     next_exchange: u32,
     /// Messages whose HEAD is sent and whose last byte is not: the peer is reassembling them.
     in_flight: u32,
+    /// Exchanges the peer counts against its `max_in_flight` for opening HEADs (§8.1): our
+    /// requests from their HEAD until the session settles them (answered, cancelled, failed),
+    /// and our other messages while partly sent.
+    open: u32,
+    /// Payload bytes held in memory by queued messages (`Body::Bytes`), whole until the message
+    /// leaves, by priority level: what the send budget counts (§8.5).
+    queued: [u64; Priority::LEVELS],
     pub(super) credit: SendCredit,
+    /// Messages tried by [`next`](Self::next), for the tests of its cost.
+    #[cfg(test)]
+    pub(super) attempts: u64,
 }
 
 impl Outbox {
@@ -108,6 +133,7 @@ impl Outbox {
         let (source, total) = match body {
             Body::Bytes(bytes) => {
                 let len = bytes.len() as u64;
+                self.queued[usize::from(opts.priority.level())] += len;
                 (Source::Bytes(bytes), len)
             }
             Body::Reader { reader, len } => (Source::Reader(reader), len),
@@ -136,10 +162,14 @@ impl Outbox {
     /// Picks and builds the next chunk to send, if any message can send now.
     pub(super) fn next(&mut self, peer: &Limits, chunk_size: usize) -> Option<Scheduled> {
         for level in (0..Priority::LEVELS).rev() {
-            for _ in 0..self.levels[level].len() {
-                let id = self.levels[level].pop_front().expect("counted");
+            while let Some(id) = self.levels[level].pop_front() {
+                #[cfg(test)]
+                {
+                    self.attempts += 1;
+                }
                 match self.attempt(id, peer, chunk_size) {
-                    Attempt::Blocked => self.levels[level].push_back(id),
+                    Attempt::Blocked(Lack::Credit) => self.parked_credit[level].push_back(id),
+                    Attempt::Blocked(Lack::Slot) => self.parked_slot[level].push_back(id),
                     Attempt::Sent(frame, more) => {
                         if more {
                             self.levels[level].push_back(id);
@@ -158,8 +188,43 @@ impl Outbox {
         None
     }
 
+    /// Credit may have become free: every message waiting for it rejoins its level's rotation.
+    fn unpark_credit(&mut self) {
+        for (level, parked) in self.levels.iter_mut().zip(&mut self.parked_credit) {
+            level.append(parked);
+        }
+    }
+
+    /// A `max_in_flight` slot freed: every message waiting for one rejoins its level's rotation.
+    fn unpark_slot(&mut self) {
+        for (level, parked) in self.levels.iter_mut().zip(&mut self.parked_slot) {
+            level.append(parked);
+        }
+    }
+
+    /// Applies the peer's CREDIT (§5.5).
+    pub(super) fn raise_credit(&mut self, limit: u64) {
+        let before = self.credit.available();
+        self.credit.raise(limit);
+        if self.credit.available() > before {
+            self.unpark_credit();
+        }
+    }
+
+    /// One of our requests is settled (answered, cancelled, failed): the peer no longer counts it.
+    pub(super) fn settle_request(&mut self) {
+        self.open -= 1;
+        self.unpark_slot();
+    }
+
+    /// Bytes held in memory by queued messages at `level` or more urgent (§8.5).
+    pub(super) fn queued_bytes(&self, level: u8) -> u64 {
+        self.queued[usize::from(level)..].iter().sum()
+    }
+
     fn attempt(&mut self, id: MessageId, peer: &Limits, chunk_size: usize) -> Attempt {
         let in_flight_full = self.in_flight >= peer.max_in_flight;
+        let open_full = self.open >= peer.max_in_flight;
         let message = self.messages.get_mut(&id).expect("queued messages exist");
         if message.head_sent {
             return Self::attempt_data(message, &mut self.credit, peer, chunk_size);
@@ -191,9 +256,16 @@ impl Outbox {
             false => cut_to_credit(message.total.min(room), free, peer.window),
         };
         let single = first == message.total;
-        if (!single && in_flight_full) || blocked {
+        // §8.1: the peer counts every request until it answers it, and every other message while
+        // partly received; answers only against the second, so they never wait for requests.
+        let slot_full = match message.kind {
+            Kind::Request => open_full,
+            kind if kind.opens_exchange() => !single && open_full,
+            _ => !single && in_flight_full,
+        };
+        if slot_full || blocked {
             (message.route, message.meta) = (head.route.take(), head.meta.take());
-            return Attempt::Blocked;
+            return Attempt::Blocked(if slot_full { Lack::Slot } else { Lack::Credit });
         }
         head.payload = match message.source.read(0, first as usize) {
             Ok(bytes) => bytes,
@@ -215,6 +287,9 @@ impl Outbox {
             message.in_flight = true;
             self.in_flight += 1;
         }
+        if message.kind == Kind::Request || !single {
+            self.open += 1;
+        }
         Attempt::Sent(Frame::Head(head), !single)
     }
 
@@ -231,7 +306,7 @@ impl Outbox {
             let blocked;
             (len, blocked) = cut_to_credit(len, credit.available(), peer.window);
             if blocked {
-                return Attempt::Blocked;
+                return Attempt::Blocked(Lack::Credit);
             }
         }
         let payload = match message.source.read(message.sent, len as usize) {
@@ -250,11 +325,20 @@ impl Outbox {
     fn forget(&mut self, id: MessageId) -> Option<Key> {
         let message = self.messages.remove(&id)?;
         let unsent = message.total - message.sent;
-        if message.reserved {
+        if let Source::Bytes(_) = message.source {
+            self.queued[usize::from(message.priority.level())] -= message.total;
+        }
+        if message.reserved && unsent > 0 {
             self.credit.unreserve(unsent);
+            self.unpark_credit();
         }
         if message.in_flight {
             self.in_flight -= 1;
+            if message.kind != Kind::Request {
+                // A request's slot is the session's to settle, when its answer is in.
+                self.open -= 1;
+            }
+            self.unpark_slot();
         }
         if let Some(key) = message.key {
             self.by_key.remove(&key);
@@ -266,7 +350,9 @@ impl Outbox {
     /// Cancels a queued message. `Some(key)` if the peer knows of its exchange.
     pub(super) fn cancel(&mut self, id: MessageId) -> Option<Option<Key>> {
         let level = usize::from(self.messages.get(&id)?.priority.level());
-        self.levels[level].retain(|queued| *queued != id);
+        for queue in [&mut self.levels[level], &mut self.parked_credit[level], &mut self.parked_slot[level]] {
+            queue.retain(|queued| *queued != id);
+        }
         Some(self.forget(id))
     }
 
@@ -294,9 +380,11 @@ impl Outbox {
 
     /// Drops everything (the session closed).
     pub(super) fn clear(&mut self) -> Vec<MessageId> {
-        self.levels.iter_mut().for_each(VecDeque::clear);
+        self.levels.iter_mut().chain(&mut self.parked_credit).chain(&mut self.parked_slot).for_each(VecDeque::clear);
         self.by_key.clear();
         self.in_flight = 0;
+        self.open = 0;
+        self.queued = Default::default();
         self.messages.drain().map(|(id, _)| id).collect()
     }
 }
