@@ -38,13 +38,19 @@ fn keepalive(interval_ms: u64, max_missed: u32) -> Option<Keepalive> {
     Some(Keepalive { interval: Duration::from_millis(interval_ms), max_missed })
 }
 
-/// Waits (in paused time: instantly unless something is still running) until `endpoint` has no
-/// connection left, i.e. every driver task ended.
-async fn drivers_gone(endpoint: &Endpoint) -> bool {
+/// Waits (in paused time: instantly unless something is still running) until the drivers of
+/// `links` have let go of their transports (`closed()` returns only then) and `endpoint` lists
+/// no connection.
+async fn drivers_gone(endpoint: &Endpoint, links: &[&Connection]) -> bool {
     tokio::time::timeout(Duration::from_secs(600), async {
+        for link in links {
+            link.closed().await;
+        }
         while !endpoint.connections().is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The transports are released just before the tasks return: let them return.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     })
     .await
     .is_ok()
@@ -62,7 +68,7 @@ async fn eof_at_every_byte_of_the_replies_fails_pending_calls() {
         let _guard = SeedGuard::new("eof at byte", cut);
         let (a, b) = tokio::io::duplex(1 << 16);
         let srv = server(config.clone());
-        srv.connect(b, "server");
+        let served = srv.connect(b, "server");
         let cli = client(config.clone());
         let conn = cli.connect(FaultyIo::new(a, FaultPlan::new(0).with_truncate_after(cut)), "client");
         let started = Instant::now();
@@ -79,8 +85,8 @@ async fn eof_at_every_byte_of_the_replies_fails_pending_calls() {
                 }
             }
         }
-        assert!(drivers_gone(&cli).await, "the client's driver ended");
-        assert!(drivers_gone(&srv).await, "the server's driver ended");
+        assert!(drivers_gone(&cli, &[&conn]).await, "the client's driver ended");
+        assert!(drivers_gone(&srv, &[&served]).await, "the server's driver ended");
     }
     eprintln!(
         "EOF at each of {total} byte positions: {} calls answered, {} failed as disconnected",
@@ -111,7 +117,7 @@ async fn a_flooding_peer_is_closed_and_others_are_unaffected() {
     good.ready().await.unwrap();
 
     let (mut hostile, victim) = tokio::io::duplex(4096);
-    srv.connect(victim, "flooded");
+    let flooded = srv.connect(victim, "flooded");
     let mut wire = BytesMut::new();
     frame::encode(Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire);
     for nonce in 0..20_000 {
@@ -120,7 +126,6 @@ async fn a_flooding_peer_is_closed_and_others_are_unaffected() {
     // Write the flood without ever reading the pongs; the server stops reading us once it has
     // closed, so the write may not finish.
     let _ = tokio::time::timeout(Duration::from_secs(5), hostile.write_all(&wire)).await;
-    let flooded = srv.connections().into_iter().find(|c| c.id() != good.id()).expect("still listed while it lingers");
     assert_eq!(flooded.closed().await, CloseReason::Protocol(ProtocolError::ControlFlood));
     tokio::time::timeout(Duration::from_secs(60), async {
         while srv.connections().len() > 1 {
@@ -175,7 +180,7 @@ async fn a_peer_that_never_reads_is_timed_out_and_released() {
     assert!(matches!(reason, CloseReason::TimedOut { deadline: Deadline::Keepalive(_), .. }), "{reason}");
     let detected = started.elapsed();
     assert!(call.await.unwrap().unwrap_err().is_disconnected());
-    assert!(drivers_gone(&cli).await, "the driver gives up writing to a peer that never reads");
+    assert!(drivers_gone(&cli, &[&conn]).await, "the driver gives up writing to a peer that never reads");
     eprintln!("a peer that never reads: closed after {detected:?}, driver released after {:?}", started.elapsed());
     assert!(started.elapsed() <= Duration::from_secs(15));
 }
@@ -207,7 +212,7 @@ async fn a_byte_every_ten_seconds_fails_calls_on_time() {
     let reason = conn.closed().await;
     assert!(matches!(reason, CloseReason::TimedOut { deadline: Deadline::Keepalive(_), .. }), "{reason}");
     assert!(started.elapsed() <= Duration::from_secs(5), "closed after {:?}", started.elapsed());
-    assert!(drivers_gone(&cli).await);
+    assert!(drivers_gone(&cli, &[&conn]).await);
     dripper.abort();
 }
 
@@ -325,7 +330,7 @@ async fn a_pulled_serial_cable_is_detected_and_the_port_reconnects() {
     // (max_missed + 1) intervals of silence, measured from the last frame heard.
     assert!(detected <= interval * 4 + Duration::from_millis(50), "detected after {detected:?}");
     eprintln!("silent serial peer (keepalive {interval:?} x 3 missed): call failed after {detected:?}");
-    assert!(drivers_gone(&host).await);
+    assert!(drivers_gone(&host, &[&conn]).await);
     cable.replug();
 
     // The port comes back: connect again on the same endpoints.
@@ -387,7 +392,7 @@ async fn keep_connected_reopens_the_port_when_it_comes_back() {
     assert!(reconnected <= Duration::from_millis(300));
     // Shutting the endpoint down stops the reconnection loop.
     host.shutdown().await;
-    assert!(drivers_gone(&host).await);
+    assert!(drivers_gone(&host, &[&conn, &again]).await);
 }
 
 // Reliable delivery (docs/PROTOCOL.md §16) through the driver: calls over a noisy line both ways.
@@ -464,7 +469,7 @@ async fn disconnect_once(seed: u64, dir: &std::path::Path, answered: &AtomicUsiz
     } else {
         (Box::new(a), Box::new(FaultyIo::new(b, plan)))
     };
-    srv.connect(b, "server");
+    let served = srv.connect(b, "server");
     let conn = cli.connect(a, "client");
     let mut calls = Vec::new();
     for n in 0..1 + rng.below(4) {
@@ -484,7 +489,7 @@ async fn disconnect_once(seed: u64, dir: &std::path::Path, answered: &AtomicUsiz
     }
     // Whatever survived is closed now, like an application that gives up.
     tokio::time::timeout(Duration::from_secs(60), conn.close()).await.expect("close completes");
-    assert!(drivers_gone(&cli).await && drivers_gone(&srv).await, "a driver outlived its link");
+    assert!(drivers_gone(&cli, &[&conn]).await && drivers_gone(&srv, &[&served]).await, "a driver outlived its link");
 }
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}

@@ -139,6 +139,11 @@ impl Connection {
         self.shared.reliable.load(Ordering::Relaxed)
     }
 
+    /// Whether the link is closed (its task may still be writing its last bytes).
+    pub fn is_closed(&self) -> bool {
+        matches!(*self.shared.state.borrow(), LinkState::Closed(_))
+    }
+
     /// Waits for the handshake; the peer's HELLO, or why the link closed first.
     pub async fn ready(&self) -> Result<Hello, CallError> {
         let mut state = self.shared.state.clone();

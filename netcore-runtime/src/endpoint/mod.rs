@@ -449,11 +449,16 @@ impl Endpoint {
         }
     }
 
-    /// The open connections.
+    /// The connections not closed yet (connecting or open), by id. A closed one is never listed,
+    /// even while its task still writes its last bytes ([`Connection::closed`] waits for those);
+    /// it still counts toward [`EndpointBuilder::max_connections`] until then, since it holds
+    /// its descriptor.
     pub fn connections(&self) -> Vec<Connection> {
-        let mut all: Vec<_> = self.inner.connections.lock().expect("never poisoned").values().cloned().collect();
-        all.sort_by_key(Connection::id);
-        all
+        let registry = self.inner.connections.lock().expect("never poisoned");
+        let mut open: Vec<_> = registry.values().filter(|c| !c.is_closed()).cloned().collect();
+        drop(registry);
+        open.sort_by_key(Connection::id);
+        open
     }
 
     /// The task scheduler; its tasks stop at shutdown.
