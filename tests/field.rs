@@ -5,6 +5,8 @@
 //! host "process" is an endpoint on a fresh end spliced onto the line; killing it cuts the splice
 //! (the board sees silence, as on a serial line). Two tests run real child processes on a
 //! pseudo-terminal pair, killed with SIGKILL and started again 100 times: the host, then the board.
+//! Over TCP, a "process" is an endpoint on a runtime of its own, killed by dropping the runtime:
+//! a server restarted on its port, reconnected to by `keep_connected`, and a restarted client.
 
 use std::time::Duration;
 
@@ -267,11 +269,10 @@ const FIRST_EXCHANGE_AIRTIME: Duration = Duration::from_micros(134 * 10 * 1_000_
 
 /// An endpoint of one process instance of the pty tests: `/who` answers its instance number,
 /// `/echo` echoes (the tag a peer's call carries), `/never` never answers, `/sink` takes anything.
-#[cfg(unix)]
-fn instance_endpoint(instance: &str) -> Endpoint {
+fn instance_endpoint(instance: &str, config: Config) -> Endpoint {
     let tag = instance.to_owned();
     Endpoint::builder()
-        .config(waiting())
+        .config(config)
         .route("/who", move |_req| std::future::ready(Ok(Response::text(tag.clone()))))
         .route("/echo", |req| async move { Ok(Response::bytes(req.bytes()?)) })
         .route("/sink", |req| async move { Ok(Response::text(req.bytes()?.len().to_string())) })
@@ -297,7 +298,7 @@ async fn field_pty_process() {
     };
     let Ok(path) = path else { return };
     let instance = std::env::var("NETCORE_FIELD_INSTANCE").unwrap();
-    let endpoint = instance_endpoint(&instance);
+    let endpoint = instance_endpoint(&instance, waiting());
     let opened = std::time::Instant::now();
     let conn = endpoint.connect_serial(&path, 115_200).unwrap();
     let peer = conn.ready().await.unwrap();
@@ -375,10 +376,8 @@ fn pty() -> (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 }
 
 /// A reproducible pseudo-random sequence (xorshift64) for the moments of the kills.
-#[cfg(unix)]
 struct Moments(u64);
 
-#[cfg(unix)]
 impl Moments {
     fn below(&mut self, max: Duration) -> Duration {
         self.0 ^= self.0 << 13;
@@ -388,7 +387,6 @@ impl Moments {
     }
 }
 
-#[cfg(unix)]
 fn max_and_median(mut latencies: Vec<Duration>) -> (Duration, Duration) {
     latencies.sort();
     (*latencies.last().unwrap(), latencies[latencies.len() / 2])
@@ -410,7 +408,7 @@ fn watch_protocol(endpoint: &Endpoint) -> tokio::task::JoinHandle<()> {
 #[tokio::test]
 async fn a_host_process_killed_on_a_pty_is_replaced() {
     let (io, path, slave) = pty();
-    let b = instance_endpoint("board");
+    let b = instance_endpoint("board", waiting());
     let mut events = b.events();
     let protocol = watch_protocol(&b);
     let conn = b.connect_with(io, "pty board", waiting());
@@ -468,7 +466,7 @@ async fn a_host_process_killed_on_a_pty_is_replaced() {
 #[tokio::test]
 async fn a_board_process_restarted_mid_call_is_replaced() {
     let (io, path, slave) = pty();
-    let h = instance_endpoint("host");
+    let h = instance_endpoint("host", waiting());
     // When each new board's HELLO was taken: the PeerRestarted event, stamped as it comes.
     let (restarted, mut restarts) = mpsc::unbounded_channel();
     let mut events = h.events();
@@ -539,4 +537,150 @@ async fn mismatched_framings_fail_at_once_naming_both() {
         }
     }
     assert!(started.elapsed() < Duration::from_millis(100), "{:?}", started.elapsed());
+}
+
+/// A process of its own for the TCP restart tests: an endpoint on a runtime of its own, whose
+/// tasks (drivers, accept loop) and sockets all go at once when it is killed, as with a process
+/// killed with SIGKILL: no GOAWAY, the kernel closes the sockets.
+struct TcpProcess {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl TcpProcess {
+    fn new() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        Self { runtime: Some(runtime) }
+    }
+
+    /// Runs `work` on this process's runtime.
+    async fn run<T: Send + 'static>(&self, work: impl std::future::Future<Output = T> + Send + 'static) -> T {
+        self.runtime.as_ref().unwrap().spawn(work).await.unwrap()
+    }
+
+    /// A server answering `/who` with `instance`, listening on `addr` (port 0: any).
+    async fn serve(instance: u64, addr: std::net::SocketAddr) -> (TcpProcess, std::net::SocketAddr) {
+        let process = TcpProcess::new();
+        let addr = process
+            .run(async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                // The port of a killed server is taken again at once.
+                socket.set_reuseaddr(true).unwrap();
+                socket.bind(addr).unwrap();
+                let listener = socket.listen(64).unwrap();
+                let addr = listener.local_addr().unwrap();
+                let server = instance_endpoint(&instance.to_string(), Config::stream());
+                tokio::spawn(async move { server.serve_tcp(listener).await });
+                addr
+            })
+            .await;
+        (process, addr)
+    }
+
+    /// SIGKILL: every task dropped, every socket closed, nothing sent.
+    async fn kill(mut self) {
+        let runtime = self.runtime.take().unwrap();
+        tokio::task::spawn_blocking(move || drop(runtime)).await.unwrap();
+    }
+}
+
+/// How many times the TCP restart tests restart the server or the client.
+const TCP_RESTARTS: u64 = 20;
+
+/// How long a pending call may take to fail once the peer's process is gone: the socket closes at
+/// once, so anything near a keepalive deadline means the closing went unnoticed.
+const AT_ONCE: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn a_tcp_server_restarted_on_its_port_is_reconnected_to() {
+    let (mut server, addr) = TcpProcess::serve(0, "127.0.0.1:0".parse().unwrap()).await;
+    let client = instance_endpoint("client", Config::stream());
+    let link =
+        netcore::connection::keep_connected(&client, "tcp", Config::stream(), Duration::from_millis(10), move || {
+            tokio::net::TcpStream::connect(addr)
+        });
+    let mut conn = timeout(LIMIT, link.connected()).await.unwrap();
+    let (mut failed_after, mut back_after) = (Vec::new(), Vec::new());
+    for instance in 1..=TCP_RESTARTS {
+        assert_eq!(conn.call("/who", Vec::new()).await.unwrap().text().unwrap(), (instance - 1).to_string());
+        let pending = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.call("/never", b"x".to_vec()).await.map(|_| ()) }
+        });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let killed = std::time::Instant::now();
+        server.kill().await;
+        // Pending calls fail at once, with a disconnect error.
+        let err = timeout(AT_ONCE, pending).await.expect("a pending call outlived its server").unwrap().unwrap_err();
+        assert!(err.is_disconnected(), "{err}");
+        failed_after.push(killed.elapsed());
+        // New calls on the dead connection fail too.
+        assert!(conn.call("/who", Vec::new()).await.unwrap_err().is_disconnected());
+        // A new server on the same port: the client reconnects, and its first call works.
+        let started;
+        (server, started) = (TcpProcess::serve(instance, addr).await.0, std::time::Instant::now());
+        let next = timeout(LIMIT, link.connected()).await.expect("no reconnection");
+        assert_ne!(next.id(), conn.id());
+        conn = next;
+        let who = timeout(LIMIT, conn.call("/who", Vec::new())).await.unwrap().unwrap();
+        assert_eq!(who.text().unwrap(), instance.to_string(), "answered by a dead server");
+        back_after.push(started.elapsed());
+    }
+    let ((fail_max, fail_median), (back_max, back_median)) = (max_and_median(failed_after), max_and_median(back_after));
+    eprintln!(
+        "{TCP_RESTARTS} server restarts: pending call failed after max {fail_max:?} (median {fail_median:?}); \
+         first call answered max {back_max:?} (median {back_median:?}) after the new server started (retry 10 ms)"
+    );
+    server.kill().await;
+}
+
+#[tokio::test]
+async fn a_tcp_server_sees_a_restarted_client_as_a_new_connection() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = instance_endpoint("server", Config::stream());
+    let mut events = server.events();
+    tokio::spawn({
+        let server = server.clone();
+        async move { server.serve_tcp(listener).await }
+    });
+    let mut old: Option<Connection> = None;
+    for instance in 0..TCP_RESTARTS {
+        let client = TcpProcess::new();
+        let tag = instance.to_string();
+        let reply = client
+            .run(async move {
+                let endpoint = instance_endpoint(&tag, Config::stream());
+                let conn = endpoint.connect_tcp(addr).await.unwrap();
+                let reply = conn.call("/echo", tag.into_bytes()).await.unwrap().text().unwrap();
+                // The endpoint lives on in the process, until it is killed.
+                tokio::spawn(async move {
+                    let _keep = (endpoint, conn);
+                    std::future::pending::<()>().await
+                });
+                reply
+            })
+            .await;
+        assert_eq!(reply, instance.to_string(), "the client's first call");
+        let EndpointEvent::Connect { connection } = next_event(&mut events, "Connect").await else { unreachable!() };
+        if let Some(old) = &old {
+            assert_ne!(connection.id(), old.id(), "a restarted client is a new connection");
+            let err = old.call("/who", Vec::new()).await.unwrap_err();
+            assert!(err.is_disconnected(), "the old connection's calls fail: {err}");
+        }
+        let who = timeout(LIMIT, connection.call("/who", Vec::new())).await.unwrap().unwrap();
+        assert_eq!(who.text().unwrap(), instance.to_string(), "answered by a dead client");
+        // Killed with a call of the server's pending: it fails at once.
+        let pending = tokio::spawn({
+            let connection = connection.clone();
+            async move { connection.call("/never", b"x".to_vec()).await.map(|_| ()) }
+        });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        client.kill().await;
+        let err = timeout(AT_ONCE, pending).await.expect("a pending call outlived its client").unwrap().unwrap_err();
+        assert!(err.is_disconnected(), "{err}");
+        next_event(&mut events, "Disconnect").await;
+        old = Some(connection);
+    }
 }
