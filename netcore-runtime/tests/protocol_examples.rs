@@ -1,4 +1,4 @@
-//! The worked examples of docs/PROTOCOL.md §11, §16.6 and §17.5 and the overhead figures of §12,
+//! The worked examples of docs/PROTOCOL.md §11, §16.6, §17.5 and §17.6 and the overhead figures of §12,
 //! byte for byte.
 //!
 //! Every frame is built with the public API, encoded, and compared with a hex string that also
@@ -59,7 +59,14 @@ const RESUME_ANSWER_STREAM: &str =
     "21 02 6d 01 19 02 09 6e 63 2d 6f 66 66 73 65 74 01 36 08 6e 63 2d 74 6f 74 61 6c 02 31 30 c9 91 d2 b7";
 const RESUMED_UPLOAD_STREAM: &str = "58 02 67 02 07 2f 75 70 6c 6f 61 64 44 03 09 6e 63 2d 6f 66 66 73 65 74 01 36 09 6e 63 2d 72 65 73 75 6d 65 20 30 30 31 31 32 32 33 33 34 34 35 35 36 36 37 37 38 38 39 39 61 61 62 62 63 63 64 64 65 65 66 66 08 6e 63 2d 74 6f 74 61 6c 02 31 30 36 37 38 39 4c 8e cd 8d";
 
+// §17.6 Resumable downloads: a window request from offset 6 and its answer.
+const DOWNLOAD_REQUEST_STREAM: &str = "2a 02 67 02 04 2f 6c 6f 67 1d 02 09 6e 63 2d 6c 65 6e 67 74 68 05 36 35 35 33 36 09 6e 63 2d 6f 66 66 73 65 74 01 36 78 6d 72 98";
+const DOWNLOAD_ANSWER_STREAM: &str =
+    "25 02 6d 03 19 02 09 6e 63 2d 6f 66 66 73 65 74 01 36 08 6e 63 2d 74 6f 74 61 6c 02 31 30 36 37 38 39 dc 9c ea 91";
+
 const ALL: &[&str] = &[
+    DOWNLOAD_REQUEST_STREAM,
+    DOWNLOAD_ANSWER_STREAM,
     RESUME_QUERY_STREAM,
     RESUME_QUERY_LOSSY,
     RESUME_ANSWER_STREAM,
@@ -383,4 +390,34 @@ fn resumable_upload_frames() {
     check(Framing::Stream, &resumed_upload(), RESUMED_UPLOAD_STREAM);
     // The token as the endpoint writes it: 32 lowercase hex digits of its 16 bytes.
     assert_eq!(TOKEN.len(), 32);
+}
+
+fn download_request() -> Frame {
+    Frame::Head(Head {
+        xid: Xid::sender(1),
+        kind: Kind::Request,
+        priority: Priority::NORMAL,
+        route: Some(Route::Name("/log".into())),
+        meta: Some(headers(&[("nc-length", "65536"), ("nc-offset", "6")])),
+        total: 0,
+        payload: Bytes::new(),
+    })
+}
+
+fn download_answer() -> Frame {
+    Frame::Head(Head {
+        xid: Xid::receiver(1),
+        kind: Kind::Response,
+        priority: Priority::NORMAL,
+        route: None,
+        meta: Some(headers(&[("nc-offset", "6"), ("nc-total", "10")])),
+        total: 4,
+        payload: Bytes::from_static(b"6789"),
+    })
+}
+
+#[test]
+fn resumable_download_frames() {
+    check(Framing::Stream, &download_request(), DOWNLOAD_REQUEST_STREAM);
+    check(Framing::Stream, &download_answer(), DOWNLOAD_ANSWER_STREAM);
 }

@@ -222,6 +222,16 @@ impl Driver {
                 // read buffer they point into is then free to reuse, and their credit returns.
                 tokio::task::yield_now().await;
             }
+            if self.rearm && self.session.is_closed() {
+                // §10: waiting for the peer, the link outlives the session. The next session
+                // starts at once, so that a call made now waits for the next peer instead of
+                // failing on the ended session; what the ended one still had to say (its GOAWAY)
+                // goes out first.
+                while self.session.poll_transmit(Instant::now().into_std(), &mut output) {}
+                self.session = new_session(&self.config, &self.dispatch);
+                self.rearm = false;
+                linger = None;
+            }
             if self.closing && self.session.is_idle() && self.handlers.is_empty() && !self.session.is_closed() {
                 self.session.close("closed by the application");
                 continue;
@@ -231,13 +241,7 @@ impl Driver {
                 self.report_progress();
             }
             if self.session.is_closed() && output.is_empty() {
-                if !std::mem::take(&mut self.rearm) {
-                    break;
-                }
-                // §10: waiting for the peer, the link outlives the session: start the next one.
-                self.session = new_session(&self.config, &self.dispatch);
-                linger = None;
-                continue;
+                break;
             }
             let deadline = match self.session.is_closed() {
                 true => Some(*linger.get_or_insert_with(|| Instant::now() + LINGER)),

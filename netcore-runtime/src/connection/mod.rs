@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::endpoint::{CallError, ErrorCode, Headers, Reply, Resumable, ResumeToken};
 use crate::frame::{CancelReason, Hello, Priority, Route};
-use crate::session::{Body, CloseReason, Progress};
+use crate::session::{Body, CloseReason, Payload, Progress};
 
 pub(crate) use driver::{draw_nonce, spawn, Dispatch};
 #[cfg(feature = "serial")]
@@ -259,6 +259,68 @@ impl Connection {
             }
         }
         unreachable!("the second attempt returns")
+    }
+
+    /// Downloads the body a download route
+    /// ([`EndpointBuilder::download_route`](crate::endpoint::EndpointBuilder::download_route))
+    /// serves, from `offset` to its end, into `writer`, and returns the body's whole length
+    /// (docs/PROTOCOL.md §17.6). It asks for one window of
+    /// [`DOWNLOAD_WINDOW`](crate::endpoint::DOWNLOAD_WINDOW) bytes at a time and writes each as it
+    /// is answered, so the offset it reached is exact.
+    ///
+    /// A cut link, a cancelled or timed-out window fails with [`CallError::DownloadInterrupted`],
+    /// carrying the offset reached: call again from there (on this connection or a new one) for
+    /// the rest. `opts` apply to each window's request (a timeout is per window).
+    pub async fn download<W: std::io::Write + Send>(
+        &self,
+        route: &str,
+        offset: u64,
+        writer: &mut W,
+        opts: CallOptions,
+    ) -> Result<u64, CallError> {
+        use crate::endpoint::resume::{parse_decimal, DOWNLOAD_WINDOW, HEADER_LENGTH, HEADER_OFFSET, HEADER_TOTAL};
+        let (mut received, mut total) = (offset, None);
+        let write_error = |err: std::io::Error| CallError::Io(format!("cannot write the download: {err}"));
+        loop {
+            let mut opts = opts.clone();
+            opts.headers.insert(HEADER_OFFSET.into(), received.to_string());
+            opts.headers.insert(HEADER_LENGTH.into(), DOWNLOAD_WINDOW.to_string());
+            let reply = match self.call_with(Route::Name(route.into()), bytes::Bytes::new(), opts).await {
+                Ok(reply) => reply,
+                Err(cause @ (CallError::Disconnected(_) | CallError::Cancelled(_) | CallError::TimedOut { .. })) => {
+                    return Err(CallError::DownloadInterrupted { received, total, cause: Box::new(cause) });
+                }
+                Err(err) => return Err(err),
+            };
+            let header = |name| reply.headers().get(name).and_then(|v: &String| parse_decimal(v));
+            let (at, whole) = (header(HEADER_OFFSET), header(HEADER_TOTAL));
+            let whole = match (at, whole) {
+                (Some(at), Some(whole)) if at == received && total.is_none_or(|t| t == whole) => whole,
+                _ => {
+                    return Err(CallError::Codec(format!(
+                        "{route} answered offset {at:?} of {whole:?} bytes to a download from offset {received} \
+                         (of {total:?}): not a download route, or its body changed"
+                    )))
+                }
+            };
+            total = Some(whole);
+            let written = match reply.into_payload() {
+                Payload::Memory(bytes) => writer.write_all(&bytes).map(|()| bytes.len() as u64),
+                Payload::File(file) => std::fs::File::open(file.path()).and_then(|mut f| std::io::copy(&mut f, writer)),
+                Payload::Streamed { .. } => unreachable!("replies are never streamed"),
+            };
+            let written = written.map_err(write_error)?;
+            received += written;
+            if received >= whole {
+                writer.flush().map_err(write_error)?;
+                return Ok(whole);
+            }
+            if written == 0 {
+                return Err(CallError::Codec(format!(
+                    "{route} answered an empty window at offset {received} of {whole}"
+                )));
+            }
+        }
     }
 
     /// The offset the receiver holds of upload `token` of `total` bytes (§17.2): 0 if it holds

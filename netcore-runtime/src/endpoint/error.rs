@@ -148,13 +148,29 @@ pub enum CallError {
         /// What cut it: [`CallError::Disconnected`] or [`CallError::Cancelled`].
         cause: Box<CallError>,
     },
+    /// A resumable download ([`Connection::download`](crate::Connection::download)) was cut
+    /// short: the link closed, the exchange was cancelled or timed out. The writer holds the body
+    /// up to `received`; downloading again from that offset, on this link or a new one, gets the
+    /// rest (docs/PROTOCOL.md §17.6).
+    #[error("download interrupted at offset {received} ({cause}): download again from offset {received} for the rest")]
+    DownloadInterrupted {
+        /// The offset reached: bytes of the body written, from its start.
+        received: u64,
+        /// The body's whole length, once an answer announced it.
+        total: Option<u64>,
+        /// What cut it: [`CallError::Disconnected`], [`CallError::Cancelled`] or
+        /// [`CallError::TimedOut`].
+        cause: Box<CallError>,
+    },
 }
 
 impl CallError {
     /// Whether the connection is gone (a deadline of the link's, such as keepalive, included).
     pub fn is_disconnected(&self) -> bool {
         match self {
-            CallError::Interrupted { cause, .. } => cause.is_disconnected(),
+            CallError::Interrupted { cause, .. } | CallError::DownloadInterrupted { cause, .. } => {
+                cause.is_disconnected()
+            }
             _ => matches!(self, CallError::Disconnected(_)),
         }
     }

@@ -29,7 +29,7 @@ pub use error::{BuildError, CallError, ErrorCode, HandlerError};
 pub use events::{EndpointEvent, EventKind};
 pub(crate) use request::PayloadSlot;
 pub use request::{Extensions, Reply, Request, Response};
-pub use resume::{BadResumeToken, Resumable, ResumeLimits, ResumeToken, RESUME_QUERY_ROUTE};
+pub use resume::{BadResumeToken, Resumable, ResumeLimits, ResumeToken, DOWNLOAD_WINDOW, RESUME_QUERY_ROUTE};
 pub use router::{handler, Blueprint, IntoRouteService, RequestInfo, RouteService};
 pub use scheduler::{Scheduler, TaskHandle};
 pub use stream::BodyStream;
@@ -168,6 +168,35 @@ impl EndpointBuilder {
         });
         self.routes.push(RouteDef { name: name.to_owned(), service, streaming: true, max_payload: None });
         self
+    }
+
+    /// Adds a route serving a large body that a cut link does not make start over
+    /// (docs/PROTOCOL.md §17.6): `f` names the body (a [`Resumable`], opened at any offset) and
+    /// each request gets the window its `nc-offset` and `nc-length` headers ask for.
+    /// [`Connection::download`](crate::Connection::download) fetches it window by window, and
+    /// after an interruption continues from the bytes it already wrote.
+    ///
+    /// ```
+    /// use netcore_runtime::{Endpoint, Resumable};
+    ///
+    /// let endpoint = Endpoint::builder()
+    ///     .download_route("/log", |_req| async move { Ok(Resumable::bytes(vec![7u8; 1 << 20])) })
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(endpoint);
+    /// ```
+    pub fn download_route<F, Fut>(self, name: &str, f: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resumable, HandlerError>> + Send + 'static,
+    {
+        self.route(name, move |request| {
+            let f = f.clone();
+            async move {
+                let (offset, length) = resume::download_window(request.headers())?;
+                resume::serve_window(&f(request).await?, offset, length)
+            }
+        })
     }
 
     /// Bounds the partial uploads kept for resumption (default [`ResumeLimits::default`]: 8

@@ -1,5 +1,6 @@
-//! Resumable uploads (docs/PROTOCOL.md §17): an endpoint-layer convention on top of ordinary
-//! requests, with no change to the frame or session layers.
+//! Resumable uploads and downloads (docs/PROTOCOL.md §17): an endpoint-layer convention on top of
+//! ordinary requests, with no change to the frame or session layers. A download (§17.6) needs no
+//! state on the serving side: the receiver knows its offset and asks for the next window from it.
 //!
 //! ```text
 //!  sender                                   receiver (a resumable route)
@@ -42,6 +43,12 @@ pub const HEADER_TOKEN: &str = "nc-resume";
 pub const HEADER_OFFSET: &str = "nc-offset";
 /// Header giving the whole body's length (§17.1).
 pub const HEADER_TOTAL: &str = "nc-total";
+/// Header of a download request: the most bytes the answer may carry (§17.6).
+pub const HEADER_LENGTH: &str = "nc-length";
+
+/// The bytes [`Connection::download`](crate::Connection::download) asks for in one request
+/// (§17.6): what a cut link can cost it, at most, and 64 KiB is 0.1 % of header overhead.
+pub const DOWNLOAD_WINDOW: u64 = 64 * 1024;
 
 /// How long a resumed upload waits for an earlier attempt under the same token, still running on
 /// a connection that has not noticed its peer is gone, to let go of the partial file.
@@ -440,6 +447,35 @@ pub(crate) async fn query(store: Arc<ResumeStore>, request: Request) -> Result<R
         None => Response::empty().with_header(HEADER_OFFSET, "0"),
     };
     Ok(response)
+}
+
+/// The window a download request asks for (§17.6): `nc-offset` (default 0) and `nc-length`
+/// (default: to the end).
+pub(crate) fn download_window(headers: &Headers) -> Result<(u64, u64), HandlerError> {
+    let number = |name: &str| match headers.get(name) {
+        None => Ok(None),
+        Some(value) => parse_decimal(value)
+            .map(Some)
+            .ok_or_else(|| HandlerError::bad_request(format!("{name}: {value:?} is not a decimal"))),
+    };
+    Ok((number(HEADER_OFFSET)?.unwrap_or(0), number(HEADER_LENGTH)?.unwrap_or(u64::MAX)))
+}
+
+/// A download route's answer (§17.6): bytes `offset` to at most `offset + length` of `body`, with
+/// `nc-offset` and `nc-total`.
+pub(crate) fn serve_window(body: &Resumable, offset: u64, length: u64) -> Result<Response, HandlerError> {
+    let total = body.len();
+    if offset > total {
+        let message = format!("cannot serve offset {offset} of a body of {total} bytes");
+        return Err(HandlerError::new(ErrorCode::RESUME, message));
+    }
+    let len = length.min(total - offset);
+    let reader = body
+        .open_at(offset)
+        .map_err(|err| HandlerError::new(ErrorCode::INTERNAL, format!("cannot read the body: {err}")))?;
+    Ok(Response::body(crate::session::Body::Reader { reader: Box::new(reader.take(len)), len })
+        .with_header(HEADER_OFFSET, offset.to_string())
+        .with_header(HEADER_TOTAL, total.to_string()))
 }
 
 type OpenAt = dyn Fn(u64) -> std::io::Result<Box<dyn Read + Send>> + Send + Sync;
