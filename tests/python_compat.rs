@@ -231,3 +231,26 @@ async fn compat_link_survives_split_and_delayed_reads() {
         assert_eq!(reply.bytes().unwrap(), sent, "{size}");
     }
 }
+
+/// docs/COMPAT.md's hex blocks decode into frames that re-encode to the same bytes.
+#[test]
+fn compat_md_hex_blocks_round_trip() {
+    use netcore::compat::py::{Limits, RawFrame};
+    let doc = include_str!("../docs/COMPAT.md");
+    let blocks: Vec<&str> = doc.split("```hex\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
+    assert_eq!(blocks.len(), 2);
+    for block in blocks {
+        let bytes: Vec<u8> = block
+            .lines()
+            .flat_map(|line| line.split_whitespace().skip(1).map(|h| u8::from_str_radix(h, 16).unwrap()))
+            .collect();
+        let mut buf = bytes::BytesMut::from(&bytes[..]);
+        let mut again = bytes::BytesMut::new();
+        while let Some(frame) = RawFrame::decode(&mut buf, &Limits::default()).unwrap() {
+            frame.parse().unwrap();
+            frame.encode(&mut again);
+        }
+        assert!(buf.is_empty());
+        assert_eq!(&again[..], &bytes[..]);
+    }
+}
