@@ -24,6 +24,8 @@
 #[cfg(feature = "tokio")]
 pub mod codec;
 #[cfg(feature = "tokio")]
+pub mod compat;
+#[cfg(feature = "tokio")]
 pub mod connection;
 #[cfg(feature = "tokio")]
 pub mod endpoint;

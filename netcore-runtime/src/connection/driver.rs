@@ -84,6 +84,7 @@ where
         state,
         released,
         reliable: Default::default(),
+        py_timeout: None,
     });
     let connection = Connection { shared: shared.clone() };
     let (done_tx, done_rx) = mpsc::channel(MAX_HANDLERS);

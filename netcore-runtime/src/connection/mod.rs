@@ -2,6 +2,7 @@
 //! [`Connection`] is the cloneable handle the application calls through.
 
 mod driver;
+pub(crate) mod py;
 mod reconnect;
 
 use std::fmt;
@@ -101,6 +102,9 @@ pub(crate) struct Shared {
     released: watch::Receiver<bool>,
     /// Whether the open session uses reliable delivery (docs/PROTOCOL.md §16).
     reliable: std::sync::atomic::AtomicBool,
+    /// The timeout of calls that set none: `Some` on a Python Netcore link (docs/COMPAT.md §4),
+    /// whose peer never answers an error.
+    py_timeout: Option<Duration>,
 }
 
 /// A handle to one connection: call the peer, send it one-way messages, watch or close the link.
@@ -192,7 +196,7 @@ impl Connection {
         opts: CallOptions,
     ) -> Result<Reply, CallError> {
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
-        let timeout = opts.timeout;
+        let timeout = opts.timeout.or(self.shared.py_timeout);
         // Named before the route moves into the command, and only for a call that can time out.
         let label = timeout.map(|_| name.map_or_else(|| route_label(&route), Arc::from));
         let (reply, rx) = oneshot::channel();
@@ -204,7 +208,11 @@ impl Connection {
                 Ok(result) => result,
                 Err(_) => {
                     guard.reason = Some(CancelReason::TIMED_OUT);
-                    return Err(CallError::TimedOut { route: label.unwrap_or_default(), after: limit });
+                    let route = label.unwrap_or_default();
+                    if self.shared.py_timeout.is_some() {
+                        return Err(CallError::NoAnswerFromPython { route, after: limit });
+                    }
+                    return Err(CallError::TimedOut { route, after: limit });
                 }
             },
         };

@@ -115,6 +115,27 @@ pub enum CallError {
         /// How long the call waited.
         after: Duration,
     },
+    /// No reply from a Python Netcore 0.1.3 peer within the call's timeout (docs/COMPAT.md §4):
+    /// it sends no error replies, so an unknown route, a failing handler and a handler that
+    /// returned no `Response` all end like this.
+    #[error(
+        "no answer to {route} from the Python peer within {} (Python netcore 0.1.3 sends no error replies: \
+         an unknown route, a failing handler or one that returned no Response look the same)",
+        Millis(*after)
+    )]
+    NoAnswerFromPython {
+        /// The route called.
+        route: Arc<str>,
+        /// How long the call waited.
+        after: Duration,
+    },
+    /// A Python Netcore 0.1.3 peer never delivers an empty payload (docs/COMPAT.md §5, D7): the
+    /// call was not sent.
+    #[error("not sent to {route}: the Python peer never delivers an empty payload (send at least one byte)")]
+    EmptyForPython {
+        /// The route called.
+        route: Arc<str>,
+    },
     /// The connection closed before the reply arrived.
     #[error("disconnected: {0}")]
     Disconnected(CloseReason),
@@ -185,7 +206,7 @@ impl CallError {
 
     /// Whether the call's own timeout expired ([`CallError::TimedOut`]).
     pub fn is_timeout(&self) -> bool {
-        matches!(self, CallError::TimedOut { .. })
+        matches!(self, CallError::TimedOut { .. } | CallError::NoAnswerFromPython { .. })
     }
 }
 

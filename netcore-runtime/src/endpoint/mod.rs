@@ -23,6 +23,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tower::{BoxError, Layer, Service};
 
+pub use crate::connection::py::DEFAULT_TIMEOUT as PY_DEFAULT_TIMEOUT;
 pub use accept::DEFAULT_MAX_CONNECTIONS;
 pub use cache::Cache;
 pub use error::{BuildError, CallError, ErrorCode, HandlerError};
@@ -365,6 +366,83 @@ impl Endpoint {
         // `detach`, never left behind in `connections()`.
         let mut connections = self.inner.connections.lock().expect("never poisoned");
         let connection = connection::spawn(io, config, id, label.into(), dispatch);
+        connections.insert(id, connection.clone());
+        connection
+    }
+
+    /// Runs a link to a Python Netcore 0.1.3 peer over `io` (docs/COMPAT.md): the same routes,
+    /// blueprints, hooks, middleware and handlers serve its requests, and the returned
+    /// [`Connection`] calls it. Frames are written whole, one write each, but not paced: use it
+    /// for serial lines and blocking function pairs (whose reads are exact) and for pipes;
+    /// for TCP use [`connect_py_tcp`](Self::connect_py_tcp), which paces.
+    ///
+    /// Calls without a timeout wait [`PY_DEFAULT_TIMEOUT`] (10 s) and then fail with
+    /// [`CallError::NoAnswerFromPython`]: the Python side sends no error replies.
+    pub fn connect_py<IO>(&self, io: IO, label: impl Into<String>) -> Connection
+    where
+        IO: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        self.connect_py_paced(io, label.into(), connection::py::Pacing::None)
+    }
+
+    /// Runs a link to a Python Netcore 0.1.3 peer over a TCP stream, with TCP_NODELAY and
+    /// writes paced so that the Python reader never sees part of a frame (docs/COMPAT.md §3).
+    pub fn connect_py_tcp(&self, stream: tokio::net::TcpStream) -> std::io::Result<Connection> {
+        stream.set_nodelay(true)?;
+        let label = format!("python tcp {}", stream.peer_addr()?);
+        #[cfg(unix)]
+        let pacing = connection::py::Pacing::Tcp(std::os::fd::AsRawFd::as_raw_fd(&stream));
+        #[cfg(not(unix))]
+        let pacing = connection::py::Pacing::None;
+        Ok(self.connect_py_paced(stream, label, pacing))
+    }
+
+    /// Connects to a Python Netcore 0.1.3 server over TCP ([`connect_py_tcp`](Self::connect_py_tcp)).
+    pub async fn connect_tcp_py(&self, addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<Connection> {
+        self.connect_py_tcp(tokio::net::TcpStream::connect(addr).await?)
+    }
+
+    /// Accepts TCP connections from Python Netcore 0.1.3 clients until
+    /// [`shutdown`](Self::shutdown), each served as [`connect_py_tcp`](Self::connect_py_tcp)
+    /// does (accept errors handled as in [`serve_tcp`](Self::serve_tcp)).
+    pub async fn serve_tcp_py(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        self.start();
+        let mut backoff = accept::Backoff::default();
+        loop {
+            let accepted = tokio::select! {
+                () = self.inner.stop.cancelled() => return Ok(()),
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    backoff.reset();
+                    if let Err(err) = self.connect_py_tcp(stream) {
+                        tracing::debug!(%peer, error = %err, "python peer left before it was served");
+                    }
+                }
+                Err(err) if accept::concerns_one_connection(&err) => continue,
+                Err(err) => {
+                    let wait = backoff.next();
+                    tracing::warn!(error = %err, ?wait, "accept failed; retrying");
+                    tokio::select! {
+                        () = self.inner.stop.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn connect_py_paced<IO>(&self, io: IO, label: String, pacing: connection::py::Pacing) -> Connection
+    where
+        IO: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        self.start();
+        let id = ConnectionId(self.inner.next_connection.fetch_add(1, Ordering::Relaxed));
+        let dispatch: Arc<dyn Dispatch> = self.inner.clone();
+        let options = connection::py::PyOptions { limits: Default::default(), timeout: PY_DEFAULT_TIMEOUT, pacing };
+        let mut connections = self.inner.connections.lock().expect("never poisoned");
+        let connection = connection::py::spawn_py(io, id, label, dispatch, options);
         connections.insert(id, connection.clone());
         connection
     }
