@@ -45,6 +45,6 @@ impl Device for Board {
 
 fn main() {
     let _blueprint: netcore::Blueprint = DeviceServer::blueprint(Board);
-    let _fingerprint: u64 = DeviceClient::FINGERPRINT;
+    let _fingerprint: u64 = DeviceClient::fingerprint();
     assert_eq!(DeviceServer::PREFIX, "/dev");
 }
