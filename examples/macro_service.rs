@@ -11,7 +11,7 @@ use netcore::session::Config;
 use netcore::{Endpoint, HandlerError};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, netcore::Schema)]
 pub struct Note {
     pub id: u32,
     pub text: String,

@@ -55,7 +55,7 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
     let client = format_ident!("{}Client", service.name);
     let summary =
         format!(" Typed client of [`{}`]: one async method per call, over a [`::netcore::Connection`].", service.name);
-    let fingerprint = emit_fingerprint_fn(service);
+    let server = format_ident!("{}Server", service.name);
     let methods = service.methods.iter().map(|method| {
         let docs = doc_attrs(&method.docs);
         let fn_name = ident(&method.name);
@@ -89,7 +89,10 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
         }
 
         impl #client {
-            #fingerprint
+            /// The service's schema fingerprint (docs/PROTOCOL.md §9), the same as the server's.
+            pub fn fingerprint() -> u64 {
+                #server::fingerprint()
+            }
 
             /// A client calling over `connection`.
             pub fn new(connection: ::netcore::Connection) -> Self {

@@ -296,18 +296,12 @@ impl Service {
 impl Type {
     /// Appends this type's layout, with the user types of `types` spelled out.
     pub fn describe(&self, types: &[TypeDef], layout: &mut Layout) {
-        let generic = |layout: &mut Layout, name: &str, arguments: &[&Type]| {
-            let arguments: Vec<Box<dyn Fn(&mut Layout) + '_>> = arguments
-                .iter()
-                .map(|t| Box::new(move |l: &mut Layout| t.describe(types, l)) as Box<dyn Fn(&mut Layout)>)
-                .collect();
-            let arguments: Vec<&dyn Fn(&mut Layout)> = arguments.iter().map(|a| &**a).collect();
-            layout.generic(name, &arguments);
-        };
         match self {
-            Type::Option(inner) => generic(layout, "option", &[inner]),
-            Type::List(inner) => generic(layout, "list", &[inner]),
-            Type::Map(k, v) => generic(layout, "map", &[k, v]),
+            Type::Option(inner) => layout.generic("option", &[&|l: &mut Layout| inner.describe(types, l)]),
+            Type::List(inner) => layout.generic("list", &[&|l: &mut Layout| inner.describe(types, l)]),
+            Type::Map(k, v) => {
+                layout.generic("map", &[&|l: &mut Layout| k.describe(types, l), &|l: &mut Layout| v.describe(types, l)])
+            }
             Type::Named(name) => match types.iter().find(|def| &def.name == name) {
                 Some(def) => layout.named(name, |layout| def.describe_body(types, layout)),
                 None => layout.named(name, |_| {}),

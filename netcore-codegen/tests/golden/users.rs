@@ -104,71 +104,9 @@ pub struct UsersClient {
     connection: ::netcore::Connection,
 }
 impl UsersClient {
-    /// The service's schema fingerprint (docs/PROTOCOL.md §9): its name, prefix and the layout
-    /// of every method, the fields and variants of every type it reaches included.
+    /// The service's schema fingerprint (docs/PROTOCOL.md §9), the same as the server's.
     pub fn fingerprint() -> u64 {
-        ::netcore::layout::service_fingerprint(
-            "Users",
-            "/user",
-            &[
-                |layout: &mut ::netcore::layout::Layout| {
-                    layout.method(false, "get");
-                    layout.element();
-                    <u32 as ::netcore::layout::Schema>::describe(layout);
-                    layout.returns();
-                    <::core::option::Option<
-                        User,
-                    > as ::netcore::layout::Schema>::describe(layout);
-                },
-                |layout: &mut ::netcore::layout::Layout| {
-                    layout.method(false, "create");
-                    layout.element();
-                    <::std::string::String as ::netcore::layout::Schema>::describe(
-                        layout,
-                    );
-                    layout.element();
-                    <::core::option::Option<
-                        ::std::string::String,
-                    > as ::netcore::layout::Schema>::describe(layout);
-                    layout.returns();
-                    <u32 as ::netcore::layout::Schema>::describe(layout);
-                },
-                |layout: &mut ::netcore::layout::Layout| {
-                    layout.method(false, "list");
-                    layout.element();
-                    <::std::string::String as ::netcore::layout::Schema>::describe(
-                        layout,
-                    );
-                    layout.element();
-                    <u32 as ::netcore::layout::Schema>::describe(layout);
-                    layout.returns();
-                    <::std::vec::Vec<
-                        User,
-                    > as ::netcore::layout::Schema>::describe(layout);
-                },
-                |layout: &mut ::netcore::layout::Layout| {
-                    layout.method(false, "status");
-                    layout.element();
-                    <u32 as ::netcore::layout::Schema>::describe(layout);
-                    layout.returns();
-                    <UserStatus as ::netcore::layout::Schema>::describe(layout);
-                },
-                |layout: &mut ::netcore::layout::Layout| {
-                    layout.method(false, "delete");
-                    layout.element();
-                    <u32 as ::netcore::layout::Schema>::describe(layout);
-                    layout.returns();
-                    <bool as ::netcore::layout::Schema>::describe(layout);
-                },
-                |layout: &mut ::netcore::layout::Layout| {
-                    layout.method(true, "changed");
-                    layout.element();
-                    <u32 as ::netcore::layout::Schema>::describe(layout);
-                    layout.returns();
-                    <() as ::netcore::layout::Schema>::describe(layout);
-                },
-            ],
-        )
+        UsersServer::fingerprint()
     }
     /// A client calling over `connection`.
     pub fn new(connection: ::netcore::Connection) -> Self {

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, netcore::Schema)]
 pub struct Reading {
     pub sensor: String,
     pub value: f64,
