@@ -85,7 +85,7 @@ fn check_readings(readings: &[Reading], last_temp: f64) -> Result<f64, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (host_port, board_port) = serial::pty_pair()?;
     let rate = Paced::<()>::uart_rate(BAUD);
-    let config = Config::lossy().with_fingerprint(DeviceServer::FINGERPRINT);
+    let config = Config::lossy().with_fingerprint(DeviceServer::fingerprint());
     let board =
         Endpoint::builder().config(config.clone()).blueprint(DeviceServer::blueprint(Board::default())).build()?;
     board.connect(Paced::new(board_port, rate), "board");

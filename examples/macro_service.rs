@@ -11,7 +11,7 @@ use netcore::session::Config;
 use netcore::{Endpoint, HandlerError};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, netcore::Schema)]
 pub struct Note {
     pub id: u32,
     pub text: String,
@@ -57,7 +57,7 @@ impl Notebook for Notes {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::stream().with_fingerprint(NotebookServer::FINGERPRINT);
+    let config = Config::stream().with_fingerprint(NotebookServer::fingerprint());
     let server =
         Endpoint::builder().config(config.clone()).blueprint(NotebookServer::blueprint(Notes::default())).build()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

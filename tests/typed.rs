@@ -38,6 +38,70 @@ mod from_macro {
     }
 }
 
+/// The same service over the macro's own Rust types, mirroring the schema's: nested structs
+/// (`User` holds a `Timestamp`), an enum with unit, struct and tuple variants.
+mod from_macro_types {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, netcore::Schema)]
+    pub struct Timestamp {
+        pub millis: u64,
+    }
+
+    #[derive(Serialize, Deserialize, netcore::Schema)]
+    pub struct User {
+        pub id: u32,
+        pub name: String,
+        pub email: Option<String>,
+        pub tags: Vec<String>,
+        pub created: Timestamp,
+    }
+
+    #[derive(Serialize, Deserialize, netcore::Schema)]
+    pub enum UserStatus {
+        Active,
+        Suspended { reason: String, until: Option<Timestamp> },
+        Deleted(u64),
+    }
+
+    #[netcore::service(prefix = "/user")]
+    pub trait Users {
+        async fn get(&self, id: u32) -> Option<User>;
+        async fn create(&self, name: String, email: Option<String>) -> u32;
+        async fn list(&self, prefix: String, limit: u32) -> Vec<User>;
+        async fn status(&self, id: u32) -> UserStatus;
+        async fn delete(&self, id: u32) -> bool;
+        #[netcore(event)]
+        async fn changed(&self, id: u32);
+    }
+
+    /// Like `User` but with `tags` after `created`: same types, another layout.
+    pub mod reordered {
+        use super::Timestamp;
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Serialize, Deserialize, netcore::Schema)]
+        pub struct User {
+            pub id: u32,
+            pub name: String,
+            pub email: Option<String>,
+            pub created: Timestamp,
+            pub tags: Vec<String>,
+        }
+
+        #[netcore::service(prefix = "/user")]
+        pub trait Users {
+            async fn get(&self, id: u32) -> Option<User>;
+            async fn create(&self, name: String, email: Option<String>) -> u32;
+            async fn list(&self, prefix: String, limit: u32) -> Vec<User>;
+            async fn status(&self, id: u32) -> super::UserStatus;
+            async fn delete(&self, id: u32) -> bool;
+            #[netcore(event)]
+            async fn changed(&self, id: u32);
+        }
+    }
+}
+
 use from_schema::{Timestamp, User, UserStatus};
 
 #[derive(Default)]
@@ -134,10 +198,22 @@ impl from_macro::Users for Service {
 
 #[test]
 fn schema_and_macro_declarations_have_the_same_fingerprint() {
-    assert_eq!(from_schema::UsersClient::FINGERPRINT, from_macro::UsersClient::FINGERPRINT);
-    assert_eq!(from_schema::UsersServer::FINGERPRINT, from_macro::UsersServer::FINGERPRINT);
+    assert_eq!(from_schema::UsersClient::fingerprint(), from_macro::UsersClient::fingerprint());
+    assert_eq!(from_schema::UsersServer::fingerprint(), from_macro::UsersServer::fingerprint());
     assert_eq!(from_schema::UsersServer::PREFIX, "/user");
-    assert_ne!(from_schema::UsersClient::FINGERPRINT, 0);
+    assert_ne!(from_schema::UsersClient::fingerprint(), 0);
+}
+
+#[test]
+fn fingerprints_cover_nested_types_the_same_way_from_schema_and_macro() {
+    // The macro over its own types with the derive agrees with the schema compiler's types…
+    assert_eq!(from_macro_types::UsersServer::fingerprint(), from_schema::UsersServer::fingerprint());
+    // …and with the model's own reading of the schema files (the same layout text).
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/users.ncs");
+    let (schema, _) = netcore_codegen::schema::parse_file(&path).expect("users.ncs parses");
+    assert_eq!(schema.services[0].fingerprint(&schema.types), from_schema::UsersServer::fingerprint());
+    // A layout change inside a nested type changes it.
+    assert_ne!(from_macro_types::reordered::UsersServer::fingerprint(), from_schema::UsersServer::fingerprint());
 }
 
 /// Connects a server endpoint serving `blueprint` and a client endpoint, both checking `fingerprint`.
@@ -153,7 +229,7 @@ fn link(blueprint: netcore::Blueprint, fingerprint: u64) -> netcore::Connection 
 #[tokio::test]
 async fn a_schema_client_calls_a_macro_server() {
     let store = Service::default();
-    let conn = link(from_macro::UsersServer::blueprint(store.clone()), from_macro::UsersServer::FINGERPRINT);
+    let conn = link(from_macro::UsersServer::blueprint(store.clone()), from_macro::UsersServer::fingerprint());
     let users = from_schema::UsersClient::new(conn);
     let id = users.create("ada".into(), Some("ada@example.org".into())).await.unwrap();
     users.create("alan".into(), None).await.unwrap();
@@ -177,7 +253,7 @@ async fn a_schema_client_calls_a_macro_server() {
 #[tokio::test]
 async fn a_macro_client_calls_a_schema_server() {
     let store = Service::default();
-    let conn = link(from_schema::UsersServer::blueprint(store.clone()), from_schema::UsersServer::FINGERPRINT);
+    let conn = link(from_schema::UsersServer::blueprint(store.clone()), from_schema::UsersServer::fingerprint());
     let users = from_macro::UsersClient::new(conn.clone());
     let id = users.create("grace".into(), None).await.unwrap();
     assert_eq!(users.get(id).await.unwrap().unwrap().tags, vec!["new".to_string()]);
@@ -196,9 +272,9 @@ async fn different_declarations_are_refused_at_connect() {
         mod telemetry {
             netcore::include_schema!("telemetry");
         }
-        telemetry::DeviceClient::FINGERPRINT
+        telemetry::DeviceClient::fingerprint()
     };
-    let server = Endpoint::builder().config(config(from_schema::UsersServer::FINGERPRINT)).build().unwrap();
+    let server = Endpoint::builder().config(config(from_schema::UsersServer::fingerprint())).build().unwrap();
     let client = Endpoint::builder().config(config(device_fp)).build().unwrap();
     let (a, b) = tokio::io::duplex(4096);
     server.connect(b, "server");
@@ -208,7 +284,7 @@ async fn different_declarations_are_refused_at_connect() {
 
 #[tokio::test(start_paused = true)]
 async fn a_typed_call_that_times_out_names_its_route_and_limit() {
-    let fingerprint = from_schema::UsersServer::FINGERPRINT;
+    let fingerprint = from_schema::UsersServer::fingerprint();
     // A server that never answers `create` in time.
     let blueprint = netcore::Blueprint::new("").route("/user/create", |_| async {
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;

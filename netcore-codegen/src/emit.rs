@@ -55,7 +55,7 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
     let client = format_ident!("{}Client", service.name);
     let summary =
         format!(" Typed client of [`{}`]: one async method per call, over a [`::netcore::Connection`].", service.name);
-    let fingerprint = Literal::u64_suffixed(service.fingerprint());
+    let server = format_ident!("{}Server", service.name);
     let methods = service.methods.iter().map(|method| {
         let docs = doc_attrs(&method.docs);
         let fn_name = ident(&method.name);
@@ -89,8 +89,10 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
         }
 
         impl #client {
-            /// The service's schema fingerprint (docs/PROTOCOL.md §9).
-            pub const FINGERPRINT: u64 = #fingerprint;
+            /// The service's schema fingerprint (docs/PROTOCOL.md §9), the same as the server's.
+            pub fn fingerprint() -> u64 {
+                #server::fingerprint()
+            }
 
             /// A client calling over `connection`.
             pub fn new(connection: ::netcore::Connection) -> Self {
@@ -111,7 +113,7 @@ fn emit_server(service: &Service, vis: &TokenStream) -> TokenStream {
     let name = ident(&service.name);
     let server = format_ident!("{}Server", service.name);
     let summary = format!(" Registers an implementation of [`{}`] on an endpoint.", service.name);
-    let fingerprint = Literal::u64_suffixed(service.fingerprint());
+    let fingerprint = emit_fingerprint_fn(service);
     let prefix = &service.prefix;
     let routes = service.methods.iter().map(|method| {
         let fn_name = ident(&method.name);
@@ -133,8 +135,7 @@ fn emit_server(service: &Service, vis: &TokenStream) -> TokenStream {
         #vis struct #server;
 
         impl #server {
-            /// The service's schema fingerprint (docs/PROTOCOL.md §9).
-            pub const FINGERPRINT: u64 = #fingerprint;
+            #fingerprint
             /// The route prefix of its methods.
             pub const PREFIX: &'static str = #prefix;
 
@@ -147,14 +148,44 @@ fn emit_server(service: &Service, vis: &TokenStream) -> TokenStream {
     }
 }
 
-/// For types written in Rust, a check spanned on the type itself, so a type that cannot go on the
-/// wire is reported where the user wrote it.
+/// `fingerprint()`: the service's name, prefix and every method's layout, user types included
+/// through their `Schema` impls (`netcore::layout`), hashed when called.
+fn emit_fingerprint_fn(service: &Service) -> TokenStream {
+    let (name, prefix) = (&service.name, &service.prefix);
+    let methods = service.methods.iter().map(|method| {
+        let event = method.kind == MethodKind::Event;
+        let fn_name = &method.name;
+        let args = method.args.iter().map(|a| rust_type(&a.ty));
+        let ret = rust_type(&method.returns);
+        quote! {
+            |layout: &mut ::netcore::layout::Layout| {
+                layout.method(#event, #fn_name);
+                #( layout.element(); <#args as ::netcore::layout::Schema>::describe(layout); )*
+                layout.returns();
+                <#ret as ::netcore::layout::Schema>::describe(layout);
+            }
+        }
+    });
+    quote! {
+        /// The service's schema fingerprint (docs/PROTOCOL.md §9): its name, prefix and the layout
+        /// of every method, the fields and variants of every type it reaches included.
+        pub fn fingerprint() -> u64 {
+            ::netcore::layout::service_fingerprint(#name, #prefix, &[#(#methods),*])
+        }
+    }
+}
+
+/// For types written in Rust, checks spanned on the type itself, so a type that cannot go on the
+/// wire, or has no layout for the fingerprint, is reported where the user wrote it.
 fn emit_wire_type_checks(service: &Service) -> TokenStream {
     let checks =
         service.methods.iter().flat_map(|m| m.args.iter().map(|a| &a.ty).chain([&m.returns])).filter_map(|ty| {
             let tokens = ty.rust.as_ref()?;
             let span = tokens.clone().into_iter().next().map_or_else(Span::call_site, |t| t.span());
-            Some(quote_spanned! {span=> ::netcore::__private::assert_wire_type::<#tokens>();})
+            Some(quote_spanned! {span=>
+                ::netcore::__private::assert_wire_type::<#tokens>();
+                ::netcore::__private::assert_schema::<#tokens>();
+            })
         });
     let checks: Vec<TokenStream> = checks.collect();
     if checks.is_empty() {
@@ -172,7 +203,8 @@ pub fn emit_type(def: &TypeDef) -> TokenStream {
     let derives = quote! {
         #[derive(
             ::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq,
-            ::netcore::__private::serde::Serialize, ::netcore::__private::serde::Deserialize
+            ::netcore::__private::serde::Serialize, ::netcore::__private::serde::Deserialize,
+            ::netcore::Schema
         )]
         #[serde(crate = "::netcore::__private::serde")]
     };
@@ -198,6 +230,68 @@ pub fn emit_type(def: &TypeDef) -> TokenStream {
                 }
             });
             quote! { #docs #derives pub enum #name { #(#variants,)* } }
+        }
+    }
+}
+
+/// What a user type looks like, for its `Schema` impl: from a schema's [`TypeDef`] or from the
+/// Rust item `#[derive(netcore::Schema)]` is on.
+#[derive(Debug, Clone)]
+pub enum LayoutDef {
+    /// A struct.
+    Struct(Payload),
+    /// An enum: its variants in order.
+    Enum(Vec<(String, Payload)>),
+}
+
+/// The fields of a struct or an enum variant, each with its Rust type.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// Nothing.
+    Unit,
+    /// Unnamed values.
+    Tuple(Vec<TokenStream>),
+    /// Named fields.
+    Struct(Vec<(String, TokenStream)>),
+}
+
+/// `impl netcore::layout::Schema for #name` describing `def` (docs/TYPED.md), the same layout
+/// the model gives the schema type ([`TypeDef::describe_body`]).
+pub fn emit_layout_impl(name: &Ident, def: &LayoutDef) -> TokenStream {
+    fn payload(payload: &Payload) -> TokenStream {
+        match payload {
+            Payload::Unit => TokenStream::new(),
+            Payload::Tuple(types) => quote! {
+                layout.begin_tuple();
+                #( layout.element(); <#types as ::netcore::layout::Schema>::describe(layout); )*
+                layout.end();
+            },
+            Payload::Struct(fields) => {
+                let (names, types): (Vec<&String>, Vec<&TokenStream>) = fields.iter().map(|(n, t)| (n, t)).unzip();
+                quote! {
+                    layout.begin_struct();
+                    #( layout.field(#names); <#types as ::netcore::layout::Schema>::describe(layout); )*
+                    layout.end();
+                }
+            }
+        }
+    }
+    let body = match def {
+        LayoutDef::Struct(fields) => payload(fields),
+        LayoutDef::Enum(variants) => {
+            let variants = variants.iter().map(|(vname, fields)| {
+                let fields = payload(fields);
+                quote! { layout.variant(#vname); #fields }
+            });
+            quote! { layout.begin_enum(); #(#variants)* layout.end(); }
+        }
+    };
+    let name_str = name.to_string();
+    quote! {
+        impl ::netcore::layout::Schema for #name {
+            fn describe(layout: &mut ::netcore::layout::Layout) {
+                layout.named(#name_str, |layout: &mut ::netcore::layout::Layout| { #body });
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Every node carries its [`Origin`] so that validation errors point into the schema file
 //! (file:line:column) or at the macro input (a span).
 
+use netcore_runtime::layout::Layout;
 use proc_macro2::{Span, TokenStream};
 
 /// Where a model node was declared.
@@ -263,32 +264,88 @@ impl Service {
         format!("{}/{}", self.prefix, method.name)
     }
 
-    /// The canonical text the fingerprint hashes: the service surface, methods sorted by name;
-    /// names of arguments, docs and options are left out because they do not affect the wire.
-    pub fn canonical(&self) -> String {
-        let mut methods: Vec<String> = self
-            .methods
-            .iter()
-            .map(|m| {
-                let kind = match m.kind {
-                    MethodKind::Call => "call",
-                    MethodKind::Event => "event",
-                };
-                let args: Vec<String> = m.args.iter().map(|a| a.ty.ty.canonical()).collect();
-                format!("{kind} {}({})->{}", m.name, args.join(","), m.returns.ty.canonical())
-            })
-            .collect();
-        methods.sort();
-        format!("service {} {} {{{}}}", self.name, self.prefix, methods.join(";"))
+    /// The layout of a method (see `netcore::layout`): its kind, name, argument types and result
+    /// type, every user type spelled out from `types`. Argument names, docs and options are left
+    /// out because they do not affect the wire; field and variant names are in, since they say what
+    /// a position means. A type not in `types` (a macro's user type) is only its name.
+    pub fn method_layout(&self, method: &Method, types: &[TypeDef]) -> String {
+        let mut layout = Layout::new();
+        layout.method(method.kind == MethodKind::Event, &method.name);
+        for arg in &method.args {
+            layout.element();
+            arg.ty.ty.describe(types, &mut layout);
+        }
+        layout.returns();
+        method.returns.ty.describe(types, &mut layout);
+        layout.into_text()
+    }
+
+    /// The canonical text the fingerprint hashes: the name, the prefix and every method's layout,
+    /// sorted; the same text generated code computes from its types' `Schema` impls.
+    pub fn canonical(&self, types: &[TypeDef]) -> String {
+        let methods = self.methods.iter().map(|m| self.method_layout(m, types)).collect();
+        netcore_runtime::layout::service_canonical(&self.name, &self.prefix, methods)
     }
 
     /// The service's schema fingerprint (docs/PROTOCOL.md §9): FNV-1a 64 of [`canonical`](Self::canonical).
-    pub fn fingerprint(&self) -> u64 {
-        fnv1a64(self.canonical().as_bytes())
+    pub fn fingerprint(&self, types: &[TypeDef]) -> u64 {
+        fnv1a64(self.canonical(types).as_bytes())
     }
 }
 
-/// 64-bit FNV-1a.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+impl Type {
+    /// Appends this type's layout, with the user types of `types` spelled out.
+    pub fn describe(&self, types: &[TypeDef], layout: &mut Layout) {
+        match self {
+            Type::Option(inner) => layout.generic("option", &[&|l: &mut Layout| inner.describe(types, l)]),
+            Type::List(inner) => layout.generic("list", &[&|l: &mut Layout| inner.describe(types, l)]),
+            Type::Map(k, v) => {
+                layout.generic("map", &[&|l: &mut Layout| k.describe(types, l), &|l: &mut Layout| v.describe(types, l)])
+            }
+            Type::Named(name) => match types.iter().find(|def| &def.name == name) {
+                Some(def) => layout.named(name, |layout| def.describe_body(types, layout)),
+                None => layout.named(name, |_| {}),
+            },
+            scalar => layout.scalar(&scalar.canonical()),
+        }
+    }
 }
+
+impl TypeDef {
+    /// Appends the body of this type's layout (what follows its name), as `#[derive(netcore::Schema)]`
+    /// writes it for the Rust type the emitter generates.
+    pub fn describe_body(&self, types: &[TypeDef], layout: &mut Layout) {
+        let fields = |layout: &mut Layout, fields: &[Field]| {
+            layout.begin_struct();
+            for field in fields {
+                layout.field(&field.name);
+                field.ty.describe(types, layout);
+            }
+            layout.end();
+        };
+        match &self.kind {
+            TypeDefKind::Struct(list) => fields(layout, list),
+            TypeDefKind::Enum(variants) => {
+                layout.begin_enum();
+                for variant in variants {
+                    layout.variant(&variant.name);
+                    match &variant.fields {
+                        VariantFields::Unit => {}
+                        VariantFields::Tuple(types_) => {
+                            layout.begin_tuple();
+                            for ty in types_ {
+                                layout.element();
+                                ty.describe(types, layout);
+                            }
+                            layout.end();
+                        }
+                        VariantFields::Struct(list) => fields(layout, list),
+                    }
+                }
+                layout.end();
+            }
+        }
+    }
+}
+
+pub use netcore_runtime::layout::fnv1a64;

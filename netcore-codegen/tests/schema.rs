@@ -123,12 +123,15 @@ fn imports_are_followed_relative_to_the_importing_file_and_reported_where_they_f
 #[test]
 fn the_fingerprint_covers_the_wire_surface_only() {
     let base = parse("service S @prefix(\"/s\") { rpc a(x: u32) -> string; event b(y: list<u8>); }");
-    let fp = |src: &str| parse(src).services[0].fingerprint();
+    let fp = |src: &str| {
+        let schema = parse(src);
+        schema.services[0].fingerprint(&schema.types)
+    };
     let same = [
         "service S @prefix(\"/s\") { event b(z: list<u8>); /// doc\n rpc a(renamed: u32) -> string @priority(7) @timeout_ms(9); }",
     ];
     for src in same {
-        assert_eq!(fp(src), base.services[0].fingerprint(), "{src}");
+        assert_eq!(fp(src), base.services[0].fingerprint(&base.types), "{src}");
     }
     let different = [
         "service S @prefix(\"/t\") { rpc a(x: u32) -> string; event b(y: list<u8>); }",
@@ -139,7 +142,40 @@ fn the_fingerprint_covers_the_wire_surface_only() {
         "service T @prefix(\"/s\") { rpc a(x: u32) -> string; event b(y: list<u8>); }",
     ];
     for src in different {
-        assert_ne!(fp(src), base.services[0].fingerprint(), "{src}");
+        assert_ne!(fp(src), base.services[0].fingerprint(&base.types), "{src}");
+    }
+}
+
+#[test]
+fn the_fingerprint_covers_the_layout_of_every_type_a_method_reaches() {
+    let service = "service S @prefix(\"/s\") { rpc a(x: Outer) -> u32; }";
+    let base = format!(
+        "struct Inner {{ v: u32 }} enum Kind {{ A, B(Inner) }} struct Outer {{ k: Kind, i: list<Inner> }} {service}"
+    );
+    let fp = |src: &str| {
+        let schema = parse(src);
+        schema.services[0].fingerprint(&schema.types)
+    };
+    let schema = parse(&base);
+    assert_eq!(
+        schema.services[0].method_layout(&schema.services[0].methods[0], &schema.types),
+        "call a(Outer{k:Kind[A|B(Inner{v:u32})],i:list<@Inner>})->u32"
+    );
+    // Declaration order of the types does not matter; anything inside them does.
+    let same = format!(
+        "struct Outer {{ k: Kind, i: list<Inner> }} enum Kind {{ A, B(Inner) }} struct Inner {{ v: u32 }} {service}"
+    );
+    assert_eq!(fp(&same), fp(&base));
+    let different = [
+        "struct Inner { v: u64 } enum Kind { A, B(Inner) } struct Outer { k: Kind, i: list<Inner> }",
+        "struct Inner { w: u32 } enum Kind { A, B(Inner) } struct Outer { k: Kind, i: list<Inner> }",
+        "struct Inner { v: u32 } enum Kind { B(Inner), A } struct Outer { k: Kind, i: list<Inner> }",
+        "struct Inner { v: u32 } enum Kind { A, B(Inner), C } struct Outer { k: Kind, i: list<Inner> }",
+        "struct Inner { v: u32 } enum Kind { A, B { x: Inner } } struct Outer { k: Kind, i: list<Inner> }",
+        "struct Inner { v: u32 } enum Kind { A, B(Inner) } struct Outer { i: list<Inner>, k: Kind }",
+    ];
+    for types in different {
+        assert_ne!(fp(&format!("{types} {service}")), fp(&base), "{types}");
     }
 }
 

@@ -9,6 +9,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod layout;
 mod lower;
 
 use proc_macro::TokenStream;
@@ -24,4 +25,12 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     lower::expand(attr.into(), item.into()).into()
+}
+
+/// Derives `netcore::layout::Schema`: the layout (fields in order with their types, variants in
+/// order with their payloads) that service fingerprints hash. Put it next to serde's derives on
+/// every struct and enum a service method reaches; the schema compiler adds it to its types.
+#[proc_macro_derive(Schema)]
+pub fn derive_schema(item: TokenStream) -> TokenStream {
+    layout::expand(item.into()).into()
 }

@@ -53,7 +53,15 @@ pub fn frame_body(data: &[u8]) {
         Frame::Hello(hello) => {
             // The v1 fields are exact; options after them are read leniently (§5.1).
             let mut v1 = Vec::new();
-            encode_body(&Frame::Hello(Hello { reliable: None, nonce: None, ..hello.clone() }), &mut v1);
+            encode_body(
+                &Frame::Hello(Hello {
+                    reliable: None,
+                    nonce: None,
+                    codec: frame::PayloadCodec::POSTCARD,
+                    ..hello.clone()
+                }),
+                &mut v1,
+            );
             let fields = &v1[..v1.len() - frame::CRC_LEN];
             assert!(data.starts_with(fields), "HELLO {frame:?} re-encodes to other leading fields");
             false
@@ -151,30 +159,38 @@ pub fn handshake(data: &[u8]) {
     assert!(h.session.is_open() || h.session.is_closed(), "the handshake deadline was not enforced");
 }
 
-/// The payload codec (docs/PROTOCOL.md §14) on arbitrary bytes, decoded as nested types shaped like
-/// the generated ones of `schemas/telemetry.ncs` (structs, enums with data, maps, lists, options,
-/// strings, floats). A value that decodes must encode to bytes that decode and encode again to the
-/// same bytes; the decoder must never allocate beyond its limit or panic.
+/// The payload codecs (docs/PROTOCOL.md §14) on arbitrary bytes, decoded as nested types shaped
+/// like the generated ones of `schemas/telemetry.ncs` (structs, enums with data, maps, lists,
+/// options, strings, floats): postcard always, bincode too with the `bincode` feature. A value
+/// that decodes must encode to bytes that decode and encode again to the same bytes; the decoder
+/// must never allocate beyond its limit or panic.
 ///
-/// The types are deliberately not recursive: recursive types overflow the stack on deep input
-/// (reported separately); fuzzing them would only find that again.
+/// The types are deliberately not recursive: the depth bound for recursive types has its own
+/// tests in `codec`.
 #[cfg(feature = "tokio")]
 pub fn codec(data: &[u8]) {
-    use crate::codec::{decode, encode};
-    fn again<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) {
-        let bytes = encode(value).expect("a decoded value encodes");
-        let back: T = decode(&bytes).expect("an encoded value decodes");
-        assert_eq!(encode(&back).expect("encodes"), bytes, "a second round trip changes the bytes");
+    macro_rules! with_codec {
+        ($codec:path) => {{
+            use $codec as c;
+            fn again<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) {
+                let bytes = c::encode(value).expect("a decoded value encodes");
+                let back: T = c::decode(&bytes).expect("an encoded value decodes");
+                assert_eq!(c::encode(&back).expect("encodes"), bytes, "a second round trip changes the bytes");
+            }
+            if let Ok(value) = c::decode::<codec_types::Frame>(data) {
+                again(&value);
+            }
+            if let Ok(value) = c::decode::<Vec<codec_types::Reading>>(data) {
+                again(&value);
+            }
+            if let Ok(value) = c::decode::<(codec_types::Command, Option<String>, u128)>(data) {
+                again(&value);
+            }
+        }};
     }
-    if let Ok(value) = decode::<codec_types::Frame>(data) {
-        again(&value);
-    }
-    if let Ok(value) = decode::<Vec<codec_types::Reading>>(data) {
-        again(&value);
-    }
-    if let Ok(value) = decode::<(codec_types::Command, Option<String>, u128)>(data) {
-        again(&value);
-    }
+    with_codec!(crate::codec::postcard);
+    #[cfg(feature = "bincode")]
+    with_codec!(crate::codec::bincode);
 }
 
 #[cfg(feature = "tokio")]
@@ -661,6 +677,7 @@ mod tests {
         codec(&[0x00, 0x00, 0x00, 0x00, 0x00, 0x00]);
         codec(&[0x01, 0x02, 0x61, 0x62, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xf0, 0x3f, 0x02, 0x04]);
         codec(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        codec(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
     }
 
     #[test]

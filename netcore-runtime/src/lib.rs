@@ -31,6 +31,7 @@ pub mod connection;
 pub mod endpoint;
 pub mod faults;
 pub mod frame;
+pub mod layout;
 pub mod session;
 pub mod sim;
 #[cfg(feature = "tokio")]

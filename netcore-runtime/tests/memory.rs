@@ -134,14 +134,23 @@ fn hostile_lengths_allocate_nothing_of_their_claim() {
     assert!(session.is_closed());
     report.push(format!("stream length prefix 2^64-1: closed, peak {}", kib(peak)));
     assert!(peak < 16 * 1024);
-    // The payload codec: a sequence claiming 2^21 u64 (16 MiB, the decode limit) or 2^60 elements
-    // in 9 bytes.
+    // The payload codec (postcard, LEB128 lengths): a sequence claiming 2^21 u64 (16 MiB, the
+    // decode limit) or 2^60 elements in 3 or 9 bytes.
     for claim in [1u64 << 21, 1 << 60] {
-        let mut input = vec![0xfd];
-        input.extend_from_slice(&claim.to_le_bytes());
+        let mut input = Vec::new();
+        let mut rest = claim;
+        while rest >= 0x80 {
+            input.push(rest as u8 | 0x80);
+            rest >>= 7;
+        }
+        input.push(rest as u8);
         let (result, peak) = peak_during(|| netcore_runtime::codec::decode::<Vec<u64>>(&input));
         assert!(result.is_err());
-        report.push(format!("codec: Vec<u64> claiming {claim} elements in 9 bytes: error, peak {}", kib(peak)));
+        report.push(format!(
+            "codec: Vec<u64> claiming {claim} elements in {} bytes: error, peak {}",
+            input.len(),
+            kib(peak)
+        ));
         assert!(peak <= (1 << 20) + 4096, "serde preallocates at most 1 MiB: peak {peak}");
     }
     for line in report {

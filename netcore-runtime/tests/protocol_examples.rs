@@ -7,8 +7,8 @@
 
 use bytes::{Bytes, BytesMut};
 use netcore_runtime::frame::{
-    encode, route_id, CancelReason, Data, Decoder, Frame, Framing, GoAwayCode, Head, Hello, Kind, Limits, Priority,
-    Route, Xid,
+    encode, route_id, CancelReason, Data, Decoder, Frame, Framing, GoAwayCode, Head, Hello, Kind, Limits, PayloadCodec,
+    Priority, Route, Xid,
 };
 
 // §11.1 HELLO, default limits, fingerprint 0x0123456789abcdef.
@@ -51,6 +51,33 @@ const ACK_EMPTY_LOSSY: &str = "00 07 0a 01 e3 ca 31 cc 00";
 // §5.1/§9 HELLO of §11.1 with the NONCE option, nonce 0x1122334455667788.
 const HELLO_NONCE_STREAM: &str = "2a 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 02 08 88 77 66 55 44 33 22 11 d6 4c 7d 34";
 const HELLO_NONCE_LOSSY: &str = "00 2b 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 02 08 88 77 66 55 44 33 22 11 d6 4c 7d 34 00";
+// §5.1/§14 HELLO of §11.1 announcing the bincode payload codec (option `03 01 01`).
+const HELLO_CODEC_STREAM: &str =
+    "23 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 03 01 01 de 6b 4a 36";
+
+// §14.1 postcard payloads, one per rule, then the arguments and results of schemas/users.ncs.
+const PC_U8: &str = "c8";
+const PC_U16: &str = "ac 02";
+const PC_U64_MAX: &str = "ff ff ff ff ff ff ff ff ff 01";
+const PC_I8: &str = "fe";
+const PC_I32: &str = "03";
+const PC_I64_MIN: &str = "ff ff ff ff ff ff ff ff ff 01";
+const PC_F32: &str = "00 00 c0 3f";
+const PC_F64: &str = "00 00 00 00 00 00 f8 bf";
+const PC_BOOL: &str = "01";
+const PC_STRING: &str = "03 68 c3 a9";
+const PC_BYTES: &str = "03 00 01 ff";
+const PC_NONE: &str = "00";
+const PC_SOME: &str = "01 07";
+const PC_LIST: &str = "03 01 ac 02 00";
+const PC_MAP: &str = "02 01 61 01 01 62 02";
+const PC_UNIT: &str = "";
+const PC_GET_ARGS: &str = "07";
+const PC_CREATE_ARGS: &str = "03 41 64 61 01 0a 61 64 61 40 65 78 2e 6f 72 67";
+const PC_GET_RESULT: &str = "01 07 03 41 64 61 00 02 05 61 64 6d 69 6e 02 6f 70 80 d0 95 ff bc 31";
+const PC_STATUS_ACTIVE: &str = "00";
+const PC_STATUS_SUSPENDED: &str = "01 04 73 70 61 6d 01 80 d0 95 ff bc 31";
+const PC_STATUS_DELETED: &str = "02 2a";
 
 // §17.5 Resumable uploads: the offset query, its answer, the resumed upload.
 const RESUME_QUERY_STREAM: &str = "45 02 67 00 10 2f 5f 6e 65 74 63 6f 72 65 2f 72 65 73 75 6d 65 2c 01 09 6e 63 2d 72 65 73 75 6d 65 20 30 30 31 31 32 32 33 33 34 34 35 35 36 36 37 37 38 38 39 39 61 61 62 62 63 63 64 64 65 65 66 66 14 14 a7 8f";
@@ -73,6 +100,28 @@ const ALL: &[&str] = &[
     RESUMED_UPLOAD_STREAM,
     HELLO_NONCE_STREAM,
     HELLO_NONCE_LOSSY,
+    HELLO_CODEC_STREAM,
+    PC_U8,
+    PC_U16,
+    PC_U64_MAX,
+    PC_I8,
+    PC_I32,
+    PC_I64_MIN,
+    PC_F32,
+    PC_F64,
+    PC_BOOL,
+    PC_STRING,
+    PC_BYTES,
+    PC_NONE,
+    PC_SOME,
+    PC_LIST,
+    PC_MAP,
+    PC_GET_ARGS,
+    PC_CREATE_ARGS,
+    PC_GET_RESULT,
+    PC_STATUS_ACTIVE,
+    PC_STATUS_SUSPENDED,
+    PC_STATUS_DELETED,
     HELLO_STREAM,
     HELLO_LOSSY,
     REQUEST_STREAM,
@@ -145,6 +194,7 @@ fn hello() -> Frame {
         limits: Limits::default(),
         reliable: None,
         nonce: None,
+        codec: PayloadCodec::POSTCARD,
     })
 }
 
@@ -329,6 +379,94 @@ fn hello_with_a_nonce() {
     // A receiver that knows no option reads the same v1 HELLO; one that knows it, the nonce.
     let Frame::Hello(read) = decoded(Framing::Stream, &unhex(HELLO_NONCE_STREAM)) else { unreachable!() };
     assert_eq!((read.nonce, Hello { nonce: None, ..read.clone() }), (Some(0x1122_3344_5566_7788), plain));
+}
+
+#[test]
+fn hello_with_the_codec_option() {
+    let Frame::Hello(plain) = hello() else { unreachable!() };
+    let with = Frame::Hello(plain.clone().with_codec(PayloadCodec::BINCODE));
+    check(Framing::Stream, &with, HELLO_CODEC_STREAM);
+    // The option is 3 bytes: tag 03, length 01, the codec; postcard sends none.
+    assert_eq!(unhex(HELLO_CODEC_STREAM).len(), unhex(HELLO_STREAM).len() + 3);
+    assert_eq!(
+        encoded(Framing::Stream, &Frame::Hello(plain.clone().with_codec(PayloadCodec::POSTCARD))),
+        unhex(HELLO_STREAM)
+    );
+    let Frame::Hello(read) = decoded(Framing::Stream, &unhex(HELLO_CODEC_STREAM)) else { unreachable!() };
+    assert_eq!(read.codec, PayloadCodec::BINCODE);
+    let Frame::Hello(read) = decoded(Framing::Stream, &unhex(HELLO_STREAM)) else { unreachable!() };
+    assert_eq!(read.codec, PayloadCodec::POSTCARD, "no option is postcard");
+}
+
+/// §14.1: the types of schemas/users.ncs (common.ncs's Timestamp) as the schema compiler emits them.
+mod users {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Timestamp {
+        pub millis: u64,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    pub struct User {
+        pub id: u32,
+        pub name: String,
+        pub email: Option<String>,
+        pub tags: Vec<String>,
+        pub created: Timestamp,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    pub enum UserStatus {
+        Active,
+        Suspended { reason: String, until: Option<Timestamp> },
+        Deleted(u64),
+    }
+}
+
+/// Checks that `value` encodes to `hex` with postcard and that `hex` decodes back to `value`.
+#[cfg(not(feature = "bincode"))]
+fn postcard<T>(value: T, hex: &str)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    use netcore_runtime::codec;
+    assert_eq!(codec::encode(&value).unwrap(), unhex(hex), "{value:?}");
+    assert_eq!(codec::decode::<T>(&unhex(hex)).unwrap(), value, "{hex}");
+}
+
+#[test]
+#[cfg(not(feature = "bincode"))]
+fn postcard_payloads() {
+    use std::collections::BTreeMap;
+    use users::*;
+    postcard(200u8, PC_U8);
+    postcard(300u16, PC_U16);
+    postcard(u64::MAX, PC_U64_MAX);
+    postcard(-2i8, PC_I8);
+    postcard(-2i32, PC_I32);
+    postcard(i64::MIN, PC_I64_MIN);
+    postcard(1.5f32, PC_F32);
+    postcard(-1.5f64, PC_F64);
+    postcard(true, PC_BOOL);
+    postcard("hé".to_string(), PC_STRING);
+    postcard(vec![0u8, 1, 0xff], PC_BYTES);
+    postcard(None::<u32>, PC_NONE);
+    postcard(Some(7u32), PC_SOME);
+    postcard(vec![1u32, 300, 0], PC_LIST);
+    postcard(BTreeMap::from([("a".to_string(), 1u32), ("b".to_string(), 2)]), PC_MAP);
+    postcard((), PC_UNIT);
+    // Arguments travel as one tuple: `get(7)`, `create("Ada", Some("ada@ex.org"))`.
+    postcard((7u32,), PC_GET_ARGS);
+    postcard(("Ada".to_string(), Some("ada@ex.org".to_string())), PC_CREATE_ARGS);
+    // The result of `get`: option<User>; 1700000000000 ms is `80 d0 95 ff bc 31`.
+    let created = || Timestamp { millis: 1_700_000_000_000 };
+    let ada =
+        User { id: 7, name: "Ada".into(), email: None, tags: vec!["admin".into(), "op".into()], created: created() };
+    postcard(Some(ada), PC_GET_RESULT);
+    postcard(UserStatus::Active, PC_STATUS_ACTIVE);
+    postcard(UserStatus::Suspended { reason: "spam".into(), until: Some(created()) }, PC_STATUS_SUSPENDED);
+    postcard(UserStatus::Deleted(42), PC_STATUS_DELETED);
 }
 
 /// §17.5: the token of the examples.

@@ -6,7 +6,8 @@
     ::core::clone::Clone,
     ::core::cmp::PartialEq,
     ::netcore::__private::serde::Serialize,
-    ::netcore::__private::serde::Deserialize
+    ::netcore::__private::serde::Deserialize,
+    ::netcore::Schema
 )]
 #[serde(crate = "::netcore::__private::serde")]
 pub struct User {
@@ -22,7 +23,8 @@ pub struct User {
     ::core::clone::Clone,
     ::core::cmp::PartialEq,
     ::netcore::__private::serde::Serialize,
-    ::netcore::__private::serde::Deserialize
+    ::netcore::__private::serde::Deserialize,
+    ::netcore::Schema
 )]
 #[serde(crate = "::netcore::__private::serde")]
 pub enum UserStatus {
@@ -39,7 +41,8 @@ pub enum UserStatus {
     ::core::clone::Clone,
     ::core::cmp::PartialEq,
     ::netcore::__private::serde::Serialize,
-    ::netcore::__private::serde::Deserialize
+    ::netcore::__private::serde::Deserialize,
+    ::netcore::Schema
 )]
 #[serde(crate = "::netcore::__private::serde")]
 pub struct Timestamp {
@@ -101,8 +104,10 @@ pub struct UsersClient {
     connection: ::netcore::Connection,
 }
 impl UsersClient {
-    /// The service's schema fingerprint (docs/PROTOCOL.md §9).
-    pub const FINGERPRINT: u64 = 1089618986624009387u64;
+    /// The service's schema fingerprint (docs/PROTOCOL.md §9), the same as the server's.
+    pub fn fingerprint() -> u64 {
+        UsersServer::fingerprint()
+    }
     /// A client calling over `connection`.
     pub fn new(connection: ::netcore::Connection) -> Self {
         Self { connection }
@@ -206,8 +211,72 @@ impl UsersClient {
 #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::marker::Copy)]
 pub struct UsersServer;
 impl UsersServer {
-    /// The service's schema fingerprint (docs/PROTOCOL.md §9).
-    pub const FINGERPRINT: u64 = 1089618986624009387u64;
+    /// The service's schema fingerprint (docs/PROTOCOL.md §9): its name, prefix and the layout
+    /// of every method, the fields and variants of every type it reaches included.
+    pub fn fingerprint() -> u64 {
+        ::netcore::layout::service_fingerprint(
+            "Users",
+            "/user",
+            &[
+                |layout: &mut ::netcore::layout::Layout| {
+                    layout.method(false, "get");
+                    layout.element();
+                    <u32 as ::netcore::layout::Schema>::describe(layout);
+                    layout.returns();
+                    <::core::option::Option<
+                        User,
+                    > as ::netcore::layout::Schema>::describe(layout);
+                },
+                |layout: &mut ::netcore::layout::Layout| {
+                    layout.method(false, "create");
+                    layout.element();
+                    <::std::string::String as ::netcore::layout::Schema>::describe(
+                        layout,
+                    );
+                    layout.element();
+                    <::core::option::Option<
+                        ::std::string::String,
+                    > as ::netcore::layout::Schema>::describe(layout);
+                    layout.returns();
+                    <u32 as ::netcore::layout::Schema>::describe(layout);
+                },
+                |layout: &mut ::netcore::layout::Layout| {
+                    layout.method(false, "list");
+                    layout.element();
+                    <::std::string::String as ::netcore::layout::Schema>::describe(
+                        layout,
+                    );
+                    layout.element();
+                    <u32 as ::netcore::layout::Schema>::describe(layout);
+                    layout.returns();
+                    <::std::vec::Vec<
+                        User,
+                    > as ::netcore::layout::Schema>::describe(layout);
+                },
+                |layout: &mut ::netcore::layout::Layout| {
+                    layout.method(false, "status");
+                    layout.element();
+                    <u32 as ::netcore::layout::Schema>::describe(layout);
+                    layout.returns();
+                    <UserStatus as ::netcore::layout::Schema>::describe(layout);
+                },
+                |layout: &mut ::netcore::layout::Layout| {
+                    layout.method(false, "delete");
+                    layout.element();
+                    <u32 as ::netcore::layout::Schema>::describe(layout);
+                    layout.returns();
+                    <bool as ::netcore::layout::Schema>::describe(layout);
+                },
+                |layout: &mut ::netcore::layout::Layout| {
+                    layout.method(true, "changed");
+                    layout.element();
+                    <u32 as ::netcore::layout::Schema>::describe(layout);
+                    layout.returns();
+                    <() as ::netcore::layout::Schema>::describe(layout);
+                },
+            ],
+        )
+    }
     /// The route prefix of its methods.
     pub const PREFIX: &'static str = "/user";
     /// A blueprint with one route per method, to register with `EndpointBuilder::blueprint`.

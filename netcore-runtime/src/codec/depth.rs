@@ -1,8 +1,11 @@
 //! A serde adapter that bounds nesting depth, so a small hostile payload for a recursive type
 //! (`enum Tree { Leaf, Node(Vec<Tree>) }`: two bytes a level) is an error, not a stack overflow
 //! that aborts the process. Every nested value (sequence, map, enum, option, newtype) costs one
-//! level; what does not nest is forwarded untouched.
+//! level; what does not nest is forwarded untouched. The adapter works the same over every
+//! codec's deserializer; since a codec may drop the text of a custom error (postcard does), it
+//! also raises a flag the caller reads to report [`CodecError::TooDeep`](super::CodecError::TooDeep).
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
@@ -10,33 +13,41 @@ use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqA
 /// Deepest nesting a decoded value may have (serde_json uses the same bound).
 pub const MAX_DEPTH: usize = 128;
 
-/// Deserializes `T` through `Limited`, starting with `MAX_DEPTH` levels.
-pub(crate) struct Seed<T>(pub(crate) std::marker::PhantomData<T>);
+/// Deserializes `T` through `Limited`, starting with `MAX_DEPTH` levels; sets `too_deep` when
+/// the bound stopped it.
+pub(crate) struct Seed<'a, T> {
+    pub(crate) too_deep: &'a Cell<bool>,
+    pub(crate) value: std::marker::PhantomData<T>,
+}
 
-impl<'de, T: de::Deserialize<'de>> DeserializeSeed<'de> for Seed<T> {
+impl<'de, T: de::Deserialize<'de>> DeserializeSeed<'de> for Seed<'_, T> {
     type Value = T;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
-        T::deserialize(Limited { inner: deserializer, depth: MAX_DEPTH })
+        T::deserialize(Limited { inner: deserializer, depth: MAX_DEPTH, too_deep: self.too_deep })
     }
 }
 
 /// The same thing as its inner value (deserializer, visitor, seed or access), with a depth budget.
-struct Limited<T> {
+struct Limited<'a, T> {
     inner: T,
     depth: usize,
+    too_deep: &'a Cell<bool>,
 }
 
-impl<T> Limited<T> {
-    fn wrap<U>(&self, inner: U) -> Limited<U> {
-        Limited { inner, depth: self.depth }
+impl<'a, T> Limited<'a, T> {
+    fn wrap<U>(&self, inner: U) -> Limited<'a, U> {
+        Limited { inner, depth: self.depth, too_deep: self.too_deep }
     }
 
     /// One level deeper, or the error that stops a hostile nesting.
-    fn descend<U, E: de::Error>(&self, inner: U) -> Result<Limited<U>, E> {
+    fn descend<U, E: de::Error>(&self, inner: U) -> Result<Limited<'a, U>, E> {
         match self.depth.checked_sub(1) {
-            Some(depth) => Ok(Limited { inner, depth }),
-            None => Err(E::custom(format_args!("value nested deeper than {MAX_DEPTH} levels"))),
+            Some(depth) => Ok(Limited { inner, depth, too_deep: self.too_deep }),
+            None => {
+                self.too_deep.set(true);
+                Err(E::custom(format_args!("value nested deeper than {MAX_DEPTH} levels")))
+            }
         }
     }
 }
@@ -50,7 +61,7 @@ macro_rules! forward_deserialize {
     )*};
 }
 
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<D> {
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
     type Error = D::Error;
 
     forward_deserialize! {
@@ -79,7 +90,7 @@ macro_rules! forward_visit {
     )*};
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for Limited<V> {
+impl<'de, V: Visitor<'de>> Visitor<'de> for Limited<'_, V> {
     type Value = V::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -127,7 +138,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Limited<V> {
     }
 }
 
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Limited<S> {
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Limited<'_, S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
@@ -136,7 +147,7 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Limited<S> {
     }
 }
 
-impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Limited<A> {
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Limited<'_, A> {
     type Error = A::Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, A::Error> {
@@ -149,7 +160,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Limited<A> {
     }
 }
 
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for Limited<A> {
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Limited<'_, A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
@@ -167,18 +178,18 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Limited<A> {
     }
 }
 
-impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for Limited<A> {
+impl<'a, 'de, A: EnumAccess<'de>> EnumAccess<'de> for Limited<'a, A> {
     type Error = A::Error;
-    type Variant = Limited<A::Variant>;
+    type Variant = Limited<'a, A::Variant>;
 
     fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self::Variant), A::Error> {
-        let depth = self.depth;
-        let (value, variant) = self.inner.variant_seed(Limited { inner: seed, depth })?;
-        Ok((value, Limited { inner: variant, depth }))
+        let (depth, too_deep) = (self.depth, self.too_deep);
+        let (value, variant) = self.inner.variant_seed(Limited { inner: seed, depth, too_deep })?;
+        Ok((value, Limited { inner: variant, depth, too_deep }))
     }
 }
 
-impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Limited<A> {
+impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Limited<'_, A> {
     type Error = A::Error;
 
     fn unit_variant(self) -> Result<(), A::Error> {

@@ -1,40 +1,55 @@
 //! The payload codec: the one place that decides how typed values become bytes (docs/PROTOCOL.md §14).
 //!
-//! bincode 2 in serde mode with a fixed configuration: little endian, variable-length integers,
-//! and a limit on what one value may claim, so a hostile length prefix is an error rather than an
-//! allocation, and a bound on nesting depth ([`MAX_DEPTH`]), so a deeply nested hostile value is
-//! an error rather than a stack overflow. To move to another format (postcard is the natural
-//! successor) change this module only.
+//! postcard 1.x by default (§14.1); bincode 2 in serde mode with the `bincode` cargo feature
+//! (§14.2). Either way the same two bounds hold: an input above [`DECODE_LIMIT`] is refused before
+//! it is read and no length prefix is believed beyond the bytes (or the limit) behind it, so a
+//! hostile length is an error rather than an allocation; and nesting is bounded by [`MAX_DEPTH`]
+//! (`depth.rs`), so a deeply nested hostile value is an error rather than a stack overflow. The
+//! codec in use, [`CODEC`], is announced in HELLO (§5.1) and both sides must agree (§9). Neither
+//! codec's types appear in [`CodecError`]; another format is one more module here.
+//!
+//! ```text
+//!   T: Serialize ─ encode ─▶ postcard | bincode ─▶ payload bytes
+//!   payload bytes ─ decode ─▶ size check ─▶ depth::Seed ─▶ postcard | bincode ─▶ trailing check ─▶ T
+//! ```
 
+#[cfg(feature = "bincode")]
+pub(crate) mod bincode;
 mod depth;
+pub(crate) mod postcard;
+
+use std::cell::Cell;
+use std::fmt;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 
+pub use crate::frame::PayloadCodec;
 pub use depth::MAX_DEPTH;
 
-/// Most bytes one decoded value may claim; larger payloads belong in files or raw bytes.
+/// Most bytes one encoded value may have; larger payloads belong in files or raw bytes.
 pub const DECODE_LIMIT: usize = 16 << 20;
 
-type Conf = bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<DECODE_LIMIT>,
->;
-
-const CONFIG: Conf = bincode::config::standard().with_little_endian().with_variable_int_encoding().with_limit();
+/// The codec [`encode`] and [`decode`] use in this build, announced in HELLO (§5.1).
+pub const CODEC: PayloadCodec = PayloadCodec::COMPILED;
 
 /// A value could not be encoded or decoded.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CodecError {
-    /// bincode refused the value.
+    /// The codec refused the value (a `Serialize` impl failed, or a sequence of unknown length).
     #[error("encode: {0}")]
-    Encode(#[from] bincode::error::EncodeError),
+    Encode(#[source] Cause),
     /// The bytes are not a valid encoding of the expected type.
     #[error("decode: {0}")]
-    Decode(#[from] bincode::error::DecodeError),
+    Decode(#[source] Cause),
+    /// The value nests deeper than [`MAX_DEPTH`] levels.
+    #[error("decode: value nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// The payload is larger than [`DECODE_LIMIT`].
+    #[error("decode: payload of {0} bytes exceeds the decode limit of {DECODE_LIMIT} bytes")]
+    TooLarge(usize),
     /// The payload has bytes left after the value.
     #[error("decode: {0} trailing bytes after the value")]
     Trailing(usize),
@@ -43,23 +58,75 @@ pub enum CodecError {
     Json(#[from] serde_json::Error),
 }
 
-/// Encodes a value with the netcore payload codec.
-pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    Ok(bincode::serde::encode_to_vec(value, CONFIG)?)
+/// What the codec said went wrong: its message, and its error as the [`source`](std::error::Error::source),
+/// without naming the codec's types.
+pub struct Cause(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    fn new(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(err))
+    }
 }
 
-/// Decodes a whole payload; bytes left over are an error.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let seed = depth::Seed::<T>(std::marker::PhantomData);
-    let (value, used) = bincode::serde::seed_decode_from_slice(seed, bytes, CONFIG)?;
-    if used != bytes.len() {
-        return Err(CodecError::Trailing(bytes.len() - used));
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
     }
-    Ok(value)
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Encodes a value with the netcore payload codec ([`CODEC`]).
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    #[cfg(feature = "bincode")]
+    return bincode::encode(value);
+    #[cfg(not(feature = "bincode"))]
+    return postcard::encode(value);
+}
+
+/// Decodes a whole payload with the netcore payload codec ([`CODEC`]); bytes left over are an error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    #[cfg(feature = "bincode")]
+    return bincode::decode(bytes);
+    #[cfg(not(feature = "bincode"))]
+    return postcard::decode(bytes);
+}
+
+/// The checks every codec shares around its own decoding: the size bound before, the depth
+/// bound during (through the seed), the trailing bytes after. `run` decodes through the seed and
+/// returns the value and the bytes it used.
+fn bounded<T, E>(bytes: &[u8], run: impl FnOnce(depth::Seed<'_, T>) -> Result<(T, usize), E>) -> Result<T, CodecError>
+where
+    T: DeserializeOwned,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    if bytes.len() > DECODE_LIMIT {
+        return Err(CodecError::TooLarge(bytes.len()));
+    }
+    let too_deep = Cell::new(false);
+    let seed = depth::Seed { too_deep: &too_deep, value: std::marker::PhantomData };
+    match run(seed) {
+        Ok((value, used)) if used == bytes.len() => Ok(value),
+        Ok((_, used)) => Err(CodecError::Trailing(bytes.len() - used)),
+        Err(_) if too_deep.get() => Err(CodecError::TooDeep),
+        Err(err) => Err(CodecError::Decode(Cause::new(err))),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    //! What holds for the codec of this build, whichever it is; byte-level vectors are in each
+    //! codec's module.
     use super::*;
 
     #[test]
@@ -73,18 +140,23 @@ mod tests {
     }
 
     #[derive(Debug, serde::Serialize, serde::Deserialize)]
-    enum Tree {
+    pub(super) enum Tree {
         Leaf,
         Node(Vec<Tree>),
     }
 
+    /// Node([Node([ … Leaf … ])]): two bytes a level in both codecs; 100 000 levels would overflow
+    /// any stack.
+    pub(super) fn hostile_tree() -> Vec<u8> {
+        let mut hostile = [0x01u8, 0x01].repeat(100_000);
+        hostile.push(0x00);
+        hostile
+    }
+
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
-        // Node([Node([ … Leaf … ])]): two bytes a level; 100 000 levels would overflow any stack.
-        let levels = 100_000;
-        let mut hostile = [0x01u8, 0x01].repeat(levels);
-        hostile.push(0x00);
-        let err = decode::<Tree>(&hostile).unwrap_err();
+        let err = decode::<Tree>(&hostile_tree()).unwrap_err();
+        assert!(matches!(err, CodecError::TooDeep), "{err:?}");
         assert!(err.to_string().contains("nested deeper than 128 levels"), "{err}");
         // Honest nesting within the bound still decodes, and round-trips.
         let mut tree = Tree::Leaf;
@@ -96,10 +168,16 @@ mod tests {
     }
 
     #[test]
-    fn a_hostile_length_is_an_error_not_an_allocation() {
-        // A varint claiming a u64::MAX-byte string, in 9 bytes.
-        let hostile = [0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-        assert!(decode::<String>(&hostile).is_err());
-        assert!(decode::<Vec<u64>>(&hostile).is_err());
+    fn a_payload_above_the_limit_is_refused_before_it_is_read() {
+        let big = vec![0u8; DECODE_LIMIT + 1];
+        assert!(matches!(decode::<Vec<u8>>(&big), Err(CodecError::TooLarge(n)) if n == DECODE_LIMIT + 1));
+    }
+
+    #[test]
+    fn errors_name_no_codec_type_but_keep_the_cause() {
+        let err = decode::<bool>(&[7]).unwrap_err();
+        assert!(matches!(err, CodecError::Decode(_)), "{err:?}");
+        assert!(err.to_string().starts_with("decode: "), "{err}");
+        assert!(std::error::Error::source(&err).is_some());
     }
 }

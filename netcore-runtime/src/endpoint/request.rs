@@ -140,7 +140,8 @@ impl Request {
         serde_json::from_slice(&self.bytes()?).map_err(|e| HandlerError::bad_request(e.to_string()))
     }
 
-    /// The payload decoded with the netcore codec (bincode; see [`codec`](crate::codec)). A
+    /// The payload decoded with the netcore codec (postcard, or bincode with the `bincode`
+    /// feature; see [`codec`](crate::codec)). A
     /// payload above [`codec::DECODE_LIMIT`] (16 MiB) is refused with ERROR TOO_LARGE before it is
     /// read (§8.4).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {

@@ -24,6 +24,7 @@ fn fields_len(frame: &Frame) -> usize {
                 + vlen(h.limits.max_in_flight.into())
                 + if h.reliable.is_some() { 3 } else { 0 }
                 + if h.nonce.is_some() { 10 } else { 0 }
+                + if h.codec != PayloadCodec::POSTCARD { 3 } else { 0 }
         }
         Frame::Head(h) => {
             let route = match &h.route {
@@ -88,6 +89,9 @@ fn encode_typed(frame: &Frame, out: &mut impl BufMut) {
             if let Some(nonce) = h.nonce {
                 out.put_slice(&[HELLO_OPTION_NONCE, 8]);
                 out.put_u64_le(nonce);
+            }
+            if h.codec != PayloadCodec::POSTCARD {
+                out.put_slice(&[HELLO_OPTION_CODEC, 1, h.codec.0]);
             }
         }
         Frame::Head(h) => encode_head(h, out),
@@ -329,19 +333,31 @@ fn decode_hello(fields: &[u8]) -> Result<Hello, FrameError> {
         window: varint::get(&mut r)?,
         max_in_flight: varint::get_u32(&mut r)?,
     };
-    let (reliable, nonce) = decode_options(r);
-    Ok(Hello { version_min, version_max, fingerprint, limits, reliable, nonce })
+    let Options { reliable, nonce, codec } = decode_options(r);
+    Ok(Hello { version_min, version_max, fingerprint, limits, reliable, nonce, codec })
+}
+
+/// The HELLO options this version knows, each as read (§5.1).
+struct Options {
+    reliable: Option<u8>,
+    nonce: Option<u64>,
+    codec: PayloadCodec,
+}
+
+impl Options {
+    /// What a HELLO without options says: no offers, no nonce, postcard.
+    const NONE: Self = Self { reliable: None, nonce: None, codec: PayloadCodec::POSTCARD };
 }
 
 /// HELLO options after the v1 fields: `tag ‖ varint len ‖ value`, unknown tags skipped (§5.1).
 /// Bytes that do not parse as options are ignored like v1 ignores all trailing bytes.
-/// Returns the RELIABLE window and the NONCE, each if present.
-fn decode_options(mut r: &[u8]) -> (Option<u8>, Option<u64>) {
-    let (mut reliable, mut nonce) = (None, None);
+/// A missing or empty CODEC option announces postcard.
+fn decode_options(mut r: &[u8]) -> Options {
+    let Options { mut reliable, mut nonce, mut codec } = Options::NONE;
     while let Some((&tag, rest)) = r.split_first() {
         r = rest;
         let Some(len) = varint::get(&mut r).ok().filter(|&len| len <= r.len() as u64) else {
-            return (None, None);
+            return Options::NONE;
         };
         let (value, rest) = r.split_at(len as usize);
         r = rest;
@@ -350,10 +366,12 @@ fn decode_options(mut r: &[u8]) -> (Option<u8>, Option<u64>) {
             HELLO_OPTION_RELIABLE => reliable = value.first().filter(|&&w| w > 0).map(|&w| w.min(MAX_RELIABLE_WINDOW)),
             // Fewer than 8 bytes carry no nonce; bytes after the 8 are for later.
             HELLO_OPTION_NONCE => nonce = value.get(..8).map(|v| u64::from_le_bytes(v.try_into().expect("8 bytes"))),
+            // One byte names the codec; bytes after it are for later.
+            HELLO_OPTION_CODEC => codec = value.first().map_or(PayloadCodec::POSTCARD, |&c| PayloadCodec(c)),
             _ => {}
         }
     }
-    (reliable, nonce)
+    Options { reliable, nonce, codec }
 }
 
 fn decode_head(fields: Bytes) -> Result<Head, FrameError> {

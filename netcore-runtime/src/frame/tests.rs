@@ -75,6 +75,7 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
                 limits: limits(),
                 reliable: None,
                 nonce: None,
+                codec: PayloadCodec::POSTCARD,
             }),
         ),
         (
@@ -92,6 +93,7 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
                 },
                 reliable: Some(128),
                 nonce: Some(u64::MAX),
+                codec: PayloadCodec(0xff),
             }),
         ),
         ("HEAD request, route id, complete", head(Kind::Request, Some(Route::Id(route_id("/echo"))), None, 3, b"abc")),
@@ -247,14 +249,15 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
     );
     let reliable = prop_oneof![Just(None), (1..=128u8).prop_map(Some)];
     let nonce = prop_oneof![Just(None), any::<u64>().prop_map(Some)];
-    (any::<u8>(), any::<u8>(), any::<u64>(), limits, reliable, nonce).prop_map(
-        |(version_min, version_max, fingerprint, limits, reliable, nonce)| Hello {
+    (any::<u8>(), any::<u8>(), any::<u64>(), limits, reliable, nonce, any::<u8>()).prop_map(
+        |(version_min, version_max, fingerprint, limits, reliable, nonce, codec)| Hello {
             version_min,
             version_max,
             fingerprint,
             limits,
             reliable,
             nonce,
+            codec: PayloadCodec(codec),
         },
     )
 }

@@ -176,12 +176,29 @@ pub struct Hello {
     /// The sender's session nonce (§5.1, §9): a random value drawn for each session, so that a HELLO
     /// with another nonce on a live link says the peer restarted. `None` for peers that send none.
     pub nonce: Option<u64>,
+    /// The payload codec the sender's typed calls use (§5.1, §9, §14), sent as the CODEC option
+    /// unless it is [`PayloadCodec::POSTCARD`], which a HELLO without the option announces.
+    pub codec: PayloadCodec,
 }
 
 impl Hello {
-    /// A HELLO with no options.
+    /// A HELLO with no options (and so the postcard payload codec).
     pub fn new(version_min: u8, version_max: u8, fingerprint: u64, limits: Limits) -> Self {
-        Self { version_min, version_max, fingerprint, limits, reliable: None, nonce: None }
+        Self {
+            version_min,
+            version_max,
+            fingerprint,
+            limits,
+            reliable: None,
+            nonce: None,
+            codec: PayloadCodec::POSTCARD,
+        }
+    }
+
+    /// The same HELLO announcing the payload codec `codec`.
+    pub fn with_codec(mut self, codec: PayloadCodec) -> Self {
+        self.codec = codec;
+        self
     }
 
     /// The same HELLO carrying the session nonce `nonce`.
@@ -194,6 +211,30 @@ impl Hello {
     pub fn with_reliable(mut self, window: u8) -> Self {
         self.reliable = Some(window);
         self
+    }
+}
+
+/// The payload codec a side's typed calls encode values with, announced in its HELLO's CODEC
+/// option (§5.1, §14). Two sides with different codecs cannot understand each other's payloads,
+/// so the handshake refuses the pair (§9). Unknown values are kept as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PayloadCodec(pub u8);
+
+impl PayloadCodec {
+    /// postcard 1.x (§14), the default: a HELLO without the CODEC option announces it.
+    pub const POSTCARD: Self = Self(0);
+    /// bincode 2 in serde mode (§14.2), with the netcore `bincode` cargo feature.
+    pub const BINCODE: Self = Self(1);
+    /// The codec this build's `netcore::codec` uses: bincode with the `bincode` feature, else postcard.
+    pub const COMPILED: Self = if cfg!(feature = "bincode") { Self::BINCODE } else { Self::POSTCARD };
+
+    /// Its name, for error messages: `postcard`, `bincode`, or `codec N` for one this version does not know.
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Self::POSTCARD => "postcard".into(),
+            Self::BINCODE => "bincode".into(),
+            Self(other) => format!("codec {other}").into(),
+        }
     }
 }
 
@@ -325,6 +366,8 @@ impl GoAwayCode {
     /// The peer sent work that does nothing faster than this side's budget for it (§8.5):
     /// requests it cancelled before they were answered, or frames that need no answer.
     pub const ABUSE: Self = Self(7);
+    /// The two sides encode typed payloads with different codecs (§9, §14).
+    pub const CODEC: Self = Self(8);
 }
 
 /// One decoded frame.
@@ -419,6 +462,8 @@ pub(super) const HELLO_MAGIC: [u8; 2] = *b"NC";
 pub(super) const HELLO_OPTION_RELIABLE: u8 = 0x01;
 /// HELLO option tag: the sender's session nonce, `u64le` (§5.1, §9).
 pub(super) const HELLO_OPTION_NONCE: u8 = 0x02;
+/// HELLO option tag: the sender's payload codec, `u8` (§5.1, §14); absent means postcard.
+pub(super) const HELLO_OPTION_CODEC: u8 = 0x03;
 /// The largest window of reliable delivery: half the 8-bit sequence space (§16).
 pub const MAX_RELIABLE_WINDOW: u8 = 128;
 

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::SpillBudget;
-use crate::frame::{Framing, Limits};
+use crate::frame::{Framing, Limits, PayloadCodec};
 
 /// How a [`Session`](super::Session) behaves: its framing, what it accepts and how it sends.
 #[derive(Debug, Clone)]
@@ -16,6 +16,10 @@ pub struct Config {
     pub limits: Limits,
     /// Hash of the service declarations; 0 for an untyped endpoint (§9).
     pub fingerprint: u64,
+    /// The payload codec announced in the HELLO (docs/PROTOCOL.md §5.1, §14); a peer announcing
+    /// another is refused at the handshake. Default [`PayloadCodec::COMPILED`], the one
+    /// `netcore::codec` uses in this build.
+    pub codec: PayloadCodec,
     /// Liveness probing, which is also the idle timeout: a connection that carries no frame for
     /// `(max_missed + 1) × interval` closes with GOAWAY TIMEOUT (docs/PROTOCOL.md §10), while a
     /// live idle peer answers the PINGs and stays. Default on the stream framing 30 s × 3 (a dead
@@ -161,6 +165,7 @@ impl Config {
             chunk_size: 16 * 1024,
             limits: Limits::default(),
             fingerprint: 0,
+            codec: PayloadCodec::COMPILED,
             keepalive: Some(Keepalive { interval: Duration::from_secs(30), max_missed: 3 }),
             stall_timeout: Some(Duration::from_secs(30)),
             frame_timeout: Some(Duration::from_secs(30)),
@@ -211,6 +216,13 @@ impl Config {
     /// Sets the schema fingerprint.
     pub fn with_fingerprint(mut self, fingerprint: u64) -> Self {
         self.fingerprint = fingerprint;
+        self
+    }
+
+    /// Sets the payload codec announced in the HELLO (§5.1); only for peers that encode payloads
+    /// themselves, since typed calls always use [`PayloadCodec::COMPILED`].
+    pub fn with_codec(mut self, codec: PayloadCodec) -> Self {
+        self.codec = codec;
         self
     }
 

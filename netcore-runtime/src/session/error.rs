@@ -1,6 +1,6 @@
 use thiserror::Error;
 
-use crate::frame::{FrameError, GoAwayCode};
+use crate::frame::{FrameError, GoAwayCode, PayloadCodec};
 
 /// A rule of the protocol the peer broke; the session closes with a GOAWAY.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -26,6 +26,18 @@ pub enum ProtocolError {
         theirs_min: u8,
         /// Newest version the peer speaks.
         theirs_max: u8,
+    },
+    /// The two sides encode typed payloads with different codecs (§9, §14).
+    #[error(
+        "payload codec mismatch: ours is {}, the peer's is {} (enable or disable the netcore \"bincode\" feature on one side)",
+        ours.name(),
+        theirs.name()
+    )]
+    Codec {
+        /// Our codec.
+        ours: PayloadCodec,
+        /// The peer's.
+        theirs: PayloadCodec,
     },
     /// The two sides were built from different service declarations (§9).
     #[error("schema fingerprint mismatch: ours is {ours:#018x}, the peer's is {theirs:#018x}")]
@@ -119,6 +131,7 @@ impl ProtocolError {
         match self {
             ProtocolError::Version { .. } => GoAwayCode::VERSION,
             ProtocolError::Fingerprint { .. } => GoAwayCode::FINGERPRINT,
+            ProtocolError::Codec { .. } => GoAwayCode::CODEC,
             ProtocolError::FlowControl { .. } => GoAwayCode::FLOW_CONTROL,
             ProtocolError::Resets { .. } | ProtocolError::Noise { .. } => GoAwayCode::ABUSE,
             ProtocolError::ControlFlood | ProtocolError::Frame(FrameError::TooLarge { .. }) => GoAwayCode::LIMIT,

@@ -235,6 +235,7 @@ impl Session {
             limits: self.config.limits,
             reliable: offer.map(Reliability::window),
             nonce: self.config.nonce,
+            codec: self.config.codec,
         }
     }
 
@@ -613,6 +614,9 @@ impl Session {
                 theirs_min: hello.version_min,
                 theirs_max: hello.version_max,
             });
+        }
+        if hello.codec != self.config.codec {
+            return Err(ProtocolError::Codec { ours: self.config.codec, theirs: hello.codec });
         }
         let ours = self.config.fingerprint;
         if ours != 0 && hello.fingerprint != 0 && ours != hello.fingerprint {

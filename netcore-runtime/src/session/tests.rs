@@ -243,6 +243,30 @@ fn version_and_fingerprint_mismatches_name_both_sides() {
 }
 
 #[test]
+fn a_payload_codec_mismatch_names_both_codecs_and_the_feature() {
+    let postcard = Config::stream().with_codec(frame::PayloadCodec::POSTCARD);
+    let bincode = Config::stream().with_codec(frame::PayloadCodec::BINCODE);
+    let mut pair = Pair::new(postcard, bincode);
+    pair.run();
+    let reason = closed(&pair.take_a()).cloned().unwrap();
+    let ours = (frame::PayloadCodec::POSTCARD, frame::PayloadCodec::BINCODE);
+    assert_eq!(reason, CloseReason::Protocol(ProtocolError::Codec { ours: ours.0, theirs: ours.1 }));
+    assert_eq!(
+        reason.to_string(),
+        "protocol error: payload codec mismatch: ours is postcard, the peer's is bincode \
+         (enable or disable the netcore \"bincode\" feature on one side)"
+    );
+    let theirs = closed(&pair.take_b()).cloned().unwrap();
+    assert_eq!(theirs, CloseReason::Protocol(ProtocolError::Codec { ours: ours.1, theirs: ours.0 }));
+    // Matching codecs, either of them, open.
+    for codec in [frame::PayloadCodec::POSTCARD, frame::PayloadCodec::BINCODE] {
+        let mut pair = Pair::new(Config::stream().with_codec(codec), Config::stream().with_codec(codec));
+        pair.run();
+        assert!(pair.a.is_open() && pair.b.is_open(), "{codec:?}");
+    }
+}
+
+#[test]
 fn data_before_the_handshake_is_refused_with_goaway() {
     let now = Instant::now();
     let mut session = Session::new(Config::stream(), now);

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, netcore::Schema)]
 pub struct Reading {
     pub sensor: String,
     pub value: f64,
@@ -45,6 +45,6 @@ impl Device for Board {
 
 fn main() {
     let _blueprint: netcore::Blueprint = DeviceServer::blueprint(Board);
-    let _fingerprint: u64 = DeviceClient::FINGERPRINT;
+    let _fingerprint: u64 = DeviceClient::fingerprint();
     assert_eq!(DeviceServer::PREFIX, "/dev");
 }
