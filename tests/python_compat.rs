@@ -232,6 +232,25 @@ async fn compat_link_survives_split_and_delayed_reads() {
     }
 }
 
+/// The example, `python_peer demo`, run whole: both directions against real Python processes.
+#[path = "../examples/python_peer.rs"]
+#[allow(dead_code)] // its `main` and `serve` are for `cargo run --example python_peer`
+mod python_peer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_peer_example_demo_runs_both_ways() {
+    let python = python();
+    let (to_python, to_rust) = tokio::time::timeout(Duration::from_secs(120), python_peer::demo(&python))
+        .await
+        .expect("the demo ends in time")
+        .unwrap_or_else(|e| panic!("demo: {e}"));
+    for direction in [&to_python, &to_rust] {
+        assert_eq!(direction.answers[0].1["status"], "received", "{direction:?}");
+        assert_eq!(direction.answers[1].1["users"][1]["name"], "Bob", "{direction:?}");
+        assert_eq!(direction.rtts.len(), 10);
+    }
+}
+
 /// docs/COMPAT.md's hex blocks decode into frames that re-encode to the same bytes.
 #[test]
 fn compat_md_hex_blocks_round_trip() {
