@@ -123,6 +123,35 @@ async fn connections_beyond_the_cap_are_refused_with_goaway_limit() {
     assert_eq!(&conn.call("/echo", b"y".to_vec()).await.unwrap().bytes().unwrap()[..], b"y");
 }
 
+/// `serve_tcp_py` shares `serve_tcp`'s accept loop: the same cap, but a refused Python peer is
+/// closed without a byte (its wire has no GOAWAY).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_connections_beyond_the_cap_are_closed_without_a_word() {
+    let server = echo_server().max_connections(2).build().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = server.clone();
+    tokio::spawn(async move { serving.serve_tcp_py(listener).await });
+    let client = Endpoint::builder().build().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(client.connect_tcp_py(addr).await.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.connections().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = tokio::task::spawn_blocking(move || {
+        let mut stream = StdTcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut wire = Vec::new();
+        stream.read_to_end(&mut wire).map(|_| wire)
+    });
+    assert_eq!(refused.await.unwrap().expect("closed within 5 s"), b"");
+    assert_eq!(&held[0].call("/echo", b"x".to_vec()).await.unwrap().bytes().unwrap()[..], b"x");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_handshake_close_churn_leaves_no_connection_listed() {
     let server = echo_server().build().unwrap();

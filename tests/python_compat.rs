@@ -6,7 +6,8 @@
 //! `import netcore`, every test fails saying how to make the venv.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use netcore::{Blueprint, CallError, CallOptions, Endpoint, Response, Route};
@@ -21,10 +22,9 @@ fn python() -> String {
         true => venv.into(),
         false => "python3".into(),
     });
-    let ok = Command::new(&python)
-        .args(["-c", "import netcore; assert netcore.__version__ == '0.1.3'"])
-        .status()
-        .is_ok_and(|s| s.success());
+    let check = "import netcore; assert netcore.__version__ == '0.1.3'; print('ok', flush=True)";
+    let ok = Py::start(Command::new(&python).args(["-c", check]))
+        .is_some_and(|mut py| py.line(Duration::from_secs(20)) == "ok");
     assert!(
         ok,
         "{python} cannot import netcore 0.1.3: run `python3 -m venv .venv-py && .venv-py/bin/pip install \
@@ -33,44 +33,35 @@ fn python() -> String {
     python
 }
 
-/// A Python process, killed when dropped.
+/// A Python process, killed and reaped when dropped; a thread hands its output over line by line.
 struct Py {
     child: Child,
-    out: BufReader<ChildStdout>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Py {
     fn spawn(script: &str, args: &[String]) -> Py {
         let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
-        let mut child = Command::new(python())
-            .arg(path)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python starts");
+        Py::start(Command::new(python()).arg(path).args(args)).expect("python starts")
+    }
+
+    fn start(command: &mut Command) -> Option<Py> {
+        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().ok()?;
         let out = BufReader::new(child.stdout.take().expect("piped"));
-        Py { child, out }
+        let (tx, lines) = mpsc::channel();
+        // Ends when the process does (its stdout closes), at the latest when `drop` kills it.
+        std::thread::spawn(move || out.lines().map_while(Result::ok).try_for_each(|line| tx.send(line)));
+        Some(Py { child, lines })
     }
 
-    /// The next line of output, within `limit`.
+    /// The next line of output, within `limit` ("" once the process has exited).
     fn line(&mut self, limit: Duration) -> String {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut out = std::mem::replace(&mut self.out, BufReader::new(empty_stdout()));
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = out.read_line(&mut line);
-            let _ = tx.send((line, out));
-        });
-        let (line, out) = rx.recv_timeout(limit).expect("python answered in time");
-        self.out = out;
-        line.trim().to_owned()
+        match self.lines.recv_timeout(limit) {
+            Ok(line) => line.trim().to_owned(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => String::new(),
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("python printed nothing for {limit:?}"),
+        }
     }
-}
-
-fn empty_stdout() -> ChildStdout {
-    Command::new("true").stdout(Stdio::piped()).spawn().unwrap().stdout.take().unwrap()
 }
 
 impl Drop for Py {
@@ -194,7 +185,7 @@ async fn python_client_calls_rust_server() {
         }
         println!("python -> rust {case}: {} ms", result["ms"]);
     }
-    endpoint.shutdown().await;
+    tokio::time::timeout(Duration::from_secs(10), endpoint.shutdown()).await.expect("shutdown in time");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,6 +220,25 @@ async fn compat_link_survives_split_and_delayed_reads() {
         let sent = payload("bytes", size);
         let reply = conn.call("echo", sent.clone()).await.unwrap();
         assert_eq!(reply.bytes().unwrap(), sent, "{size}");
+    }
+}
+
+/// The example, `python_peer demo`, run whole: both directions against real Python processes.
+#[path = "../examples/python_peer.rs"]
+#[allow(dead_code)] // its `main` and `serve` are for `cargo run --example python_peer`
+mod python_peer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_peer_example_demo_runs_both_ways() {
+    let python = python();
+    let (to_python, to_rust) = tokio::time::timeout(Duration::from_secs(120), python_peer::demo(&python))
+        .await
+        .expect("the demo ends in time")
+        .unwrap_or_else(|e| panic!("demo: {e}"));
+    for direction in [&to_python, &to_rust] {
+        assert_eq!(direction.answers[0].1["status"], "received", "{direction:?}");
+        assert_eq!(direction.answers[1].1["users"][1]["name"], "Bob", "{direction:?}");
+        assert_eq!(direction.rtts.len(), 10);
     }
 }
 

@@ -73,19 +73,7 @@ where
     let (commands, command_rx) = mpsc::channel(COMMAND_DEPTH);
     let (state_tx, state) = watch::channel(LinkState::Connecting);
     let (released_tx, released) = watch::channel(false);
-    let shared = Arc::new(Shared {
-        id,
-        label,
-        commands,
-        dropped: Default::default(),
-        consumed: Default::default(),
-        wake: Default::default(),
-        next_token: Default::default(),
-        state,
-        released,
-        reliable: Default::default(),
-        py_timeout: None,
-    });
+    let shared = Shared::new(id, label, commands, state, released, None);
     let connection = Connection { shared: shared.clone() };
     let (done_tx, done_rx) = mpsc::channel(MAX_HANDLERS);
     let session = new_session(&config, &dispatch);

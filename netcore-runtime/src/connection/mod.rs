@@ -107,6 +107,32 @@ pub(crate) struct Shared {
     py_timeout: Option<Duration>,
 }
 
+impl Shared {
+    /// The state both drivers share with their handles: nothing dropped, consumed or sent yet.
+    pub(crate) fn new(
+        id: ConnectionId,
+        label: String,
+        commands: mpsc::Sender<Command>,
+        state: watch::Receiver<LinkState>,
+        released: watch::Receiver<bool>,
+        py_timeout: Option<Duration>,
+    ) -> Arc<Self> {
+        Arc::new(Shared {
+            id,
+            label,
+            commands,
+            dropped: Default::default(),
+            consumed: Default::default(),
+            wake: Default::default(),
+            next_token: Default::default(),
+            state,
+            released,
+            reliable: Default::default(),
+            py_timeout,
+        })
+    }
+}
+
 /// A handle to one connection: call the peer, send it one-way messages, watch or close the link.
 /// Cheap to clone; the connection lives until it closes, whoever holds handles.
 #[derive(Clone)]

@@ -113,19 +113,7 @@ where
     let hello = Hello::new(0, 0, 0, crate::frame::Limits::default());
     let (state_tx, state) = watch::channel(LinkState::Open(hello));
     let (released_tx, released) = watch::channel(false);
-    let shared = Arc::new(Shared {
-        id,
-        label,
-        commands,
-        dropped: Default::default(),
-        consumed: Default::default(),
-        wake: Default::default(),
-        next_token: Default::default(),
-        state,
-        released,
-        reliable: Default::default(),
-        py_timeout: Some(options.timeout),
-    });
+    let shared = Shared::new(id, label, commands, state, released, Some(options.timeout));
     let connection = Connection { shared: shared.clone() };
     let (done_tx, done_rx) = mpsc::channel(MAX_HANDLERS);
     let driver = PyDriver {

@@ -66,10 +66,11 @@ impl EndpointBuilder {
         self
     }
 
-    /// Most connections [`Endpoint::serve_tcp`] and [`Endpoint::serve_unix`] serve at once
-    /// (default [`DEFAULT_MAX_CONNECTIONS`], 512: well under the 1024 descriptors a process
-    /// gets by default). Beyond it a new peer gets our HELLO and GOAWAY LIMIT naming this limit,
-    /// and is dropped. Connections made with [`Endpoint::connect`] are not refused, but count.
+    /// Most connections [`Endpoint::serve_tcp`], [`Endpoint::serve_unix`] and
+    /// [`Endpoint::serve_tcp_py`] serve at once (default [`DEFAULT_MAX_CONNECTIONS`], 512: well
+    /// under the 1024 descriptors a process gets by default). Beyond it a new peer gets our HELLO
+    /// and GOAWAY LIMIT naming this limit, and is dropped (a Python peer is just closed: its wire
+    /// has no GOAWAY). Connections made with [`Endpoint::connect`] are not refused, but count.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = Some(max);
         self
@@ -390,10 +391,7 @@ impl Endpoint {
     pub fn connect_py_tcp(&self, stream: tokio::net::TcpStream) -> std::io::Result<Connection> {
         stream.set_nodelay(true)?;
         let label = format!("python tcp {}", stream.peer_addr()?);
-        #[cfg(unix)]
-        let pacing = connection::py::Pacing::Tcp(std::os::fd::AsRawFd::as_raw_fd(&stream));
-        #[cfg(not(unix))]
-        let pacing = connection::py::Pacing::None;
+        let pacing = py_tcp_pacing(&stream);
         Ok(self.connect_py_paced(stream, label, pacing))
     }
 
@@ -404,33 +402,25 @@ impl Endpoint {
 
     /// Accepts TCP connections from Python Netcore 0.1.3 clients until
     /// [`shutdown`](Self::shutdown), each served as [`connect_py_tcp`](Self::connect_py_tcp)
-    /// does (accept errors handled as in [`serve_tcp`](Self::serve_tcp)).
+    /// does. Accept errors and [`EndpointBuilder::max_connections`] are handled as in
+    /// [`serve_tcp`](Self::serve_tcp), except that a refused Python peer is closed without a
+    /// word: its wire has no GOAWAY (docs/COMPAT.md §1).
     pub async fn serve_tcp_py(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        self.start();
-        let mut backoff = accept::Backoff::default();
-        loop {
-            let accepted = tokio::select! {
-                () = self.inner.stop.cancelled() => return Ok(()),
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    backoff.reset();
-                    if let Err(err) = self.connect_py_tcp(stream) {
-                        tracing::debug!(%peer, error = %err, "python peer left before it was served");
-                    }
-                }
-                Err(err) if accept::concerns_one_connection(&err) => continue,
-                Err(err) => {
-                    let wait = backoff.next();
-                    tracing::warn!(error = %err, ?wait, "accept failed; retrying");
-                    tokio::select! {
-                        () = self.inner.stop.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(wait) => {}
-                    }
-                }
-            }
-        }
+        self.serve(
+            || listener.accept(),
+            |stream, peer| {
+                set_nodelay(stream, peer);
+                format!("python tcp {peer}")
+            },
+            |stream, label| {
+                let pacing = py_tcp_pacing(&stream);
+                self.connect_py_paced(stream, label, pacing);
+            },
+            // Nothing to say in 0.1.3's wire: closing is all a refusal can be (and Python 0.1.3
+            // does not notice a closed connection, COMPAT.md §9 D3).
+            |stream, _| drop(stream),
+        )
+        .await
     }
 
     fn connect_py_paced<IO>(&self, io: IO, label: String, pacing: connection::py::Pacing) -> Connection
@@ -497,12 +487,13 @@ impl Endpoint {
         self.serve(
             || listener.accept(),
             |stream, peer| {
-                // Latency only: a socket that refuses the option is still served.
-                if let Err(err) = stream.set_nodelay(true) {
-                    tracing::debug!(%peer, error = %err, "set_nodelay failed");
-                }
+                set_nodelay(stream, peer);
                 format!("tcp {peer}")
             },
+            |stream, label| {
+                self.connect(stream, label);
+            },
+            |stream, max| accept::refuse(stream, &self.inner.config, max),
         )
         .await
     }
@@ -512,17 +503,29 @@ impl Endpoint {
     #[cfg(unix)]
     pub async fn serve_unix(&self, listener: tokio::net::UnixListener) -> std::io::Result<()> {
         let next = &self.inner.next_connection;
-        self.serve(|| listener.accept(), |_, _| format!("unix #{}", next.load(Ordering::Relaxed))).await
+        self.serve(
+            || listener.accept(),
+            |_, _| format!("unix #{}", next.load(Ordering::Relaxed)),
+            |stream, label| {
+                self.connect(stream, label);
+            },
+            |stream, max| accept::refuse(stream, &self.inner.config, max),
+        )
+        .await
     }
 
+    /// The accept loop of every `serve_*`: `accept` takes the next peer, `label` names it,
+    /// `connect` serves it, and `refuse` turns it away (told why, if its wire can say so) while
+    /// [`EndpointBuilder::max_connections`] connections are held.
     async fn serve<S, A, F>(
         &self,
         mut accept: impl FnMut() -> F,
         label: impl Fn(&S, A) -> String,
+        connect: impl Fn(S, String),
+        refuse: impl Fn(S, usize),
     ) -> std::io::Result<()>
     where
         F: Future<Output = std::io::Result<(S, A)>>,
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         self.start();
         let mut backoff = accept::Backoff::default();
@@ -538,10 +541,10 @@ impl Endpoint {
                     let max = self.inner.max_connections;
                     if self.inner.connections.lock().expect("never poisoned").len() >= max {
                         tracing::warn!(%label, max, "refused: the endpoint serves its max_connections");
-                        accept::refuse(stream, &self.inner.config, max);
+                        refuse(stream, max);
                         continue;
                     }
-                    self.connect(stream, label);
+                    connect(stream, label);
                 }
                 Err(err) if accept::concerns_one_connection(&err) => continue,
                 Err(err) => {
@@ -592,6 +595,25 @@ impl Endpoint {
             connection.close().await;
         }
     }
+}
+
+/// Latency only: a socket that refuses the option is still served.
+fn set_nodelay(stream: &tokio::net::TcpStream, peer: std::net::SocketAddr) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %err, "set_nodelay failed");
+    }
+}
+
+/// How writes to a Python peer over `stream` are paced (docs/COMPAT.md §3).
+fn py_tcp_pacing(stream: &tokio::net::TcpStream) -> connection::py::Pacing {
+    #[cfg(unix)]
+    let pacing = connection::py::Pacing::Tcp(std::os::fd::AsRawFd::as_raw_fd(stream));
+    #[cfg(not(unix))]
+    let pacing = {
+        let _ = stream;
+        connection::py::Pacing::None
+    };
+    pacing
 }
 
 impl Dispatch for Inner {
