@@ -21,6 +21,17 @@ impl<'de, T: de::Deserialize<'de>> DeserializeSeed<'de> for Seed<T> {
     }
 }
 
+/// Runs the seed `S` through `Limited`, starting with `MAX_DEPTH` levels.
+pub(crate) struct SeedOf<S>(pub(crate) S);
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for SeedOf<S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
+        self.0.deserialize(Limited { inner: deserializer, depth: MAX_DEPTH })
+    }
+}
+
 /// The same thing as its inner value (deserializer, visitor, seed or access), with a depth budget.
 struct Limited<T> {
     inner: T,

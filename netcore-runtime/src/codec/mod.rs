@@ -58,6 +58,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// Decodes a whole payload with a seed (a value shaped at run time, such as the `netcore` command's
+/// schema walker), under the same limits as [`decode`]; bytes left over are an error.
+pub fn decode_seed<'de, S: serde::de::DeserializeSeed<'de>>(seed: S, bytes: &'de [u8]) -> Result<S::Value, CodecError> {
+    let (value, used) = bincode::serde::seed_decode_from_slice(depth::SeedOf(seed), bytes, CONFIG)?;
+    if used != bytes.len() {
+        return Err(CodecError::Trailing(bytes.len() - used));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
