@@ -36,14 +36,13 @@ impl users::Users for Accounts {
     }
     async fn list(&self, prefix: String, limit: u32) -> Result<Vec<User>, HandlerError> {
         Ok((0..limit)
-            .filter_map(|i| {
-                (!prefix.is_empty()).then(|| User {
-                    id: i,
-                    name: format!("{prefix}{i}"),
-                    email: Some(format!("{i}@example.com")),
-                    tags: vec![],
-                    created: Timestamp { millis: u64::from(i) },
-                })
+            .filter(|_| !prefix.is_empty())
+            .map(|i| User {
+                id: i,
+                name: format!("{prefix}{i}"),
+                email: Some(format!("{i}@example.com")),
+                tags: vec![],
+                created: Timestamp { millis: u64::from(i) },
             })
             .collect())
     }
