@@ -354,3 +354,57 @@ fn send_uploads_a_file_and_reports_its_size() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("no/such/file"), "{}", stderr(&output));
 }
+
+#[test]
+fn dump_decodes_captures_frame_by_frame_and_marks_damage() {
+    use netcore::frame::{self, Data, Frame, Framing, Head, Kind, Priority, Route, Xid};
+    let head = Frame::Head(Head {
+        xid: Xid::sender(1),
+        kind: Kind::Request,
+        priority: Priority::HIGH,
+        route: Some(Route::Id(netcore::route_id("/user/get"))),
+        meta: None,
+        total: 6,
+        payload: bytes::Bytes::from_static(b"abc"),
+    });
+    let data =
+        Frame::Data(Data { xid: Xid::sender(1), offset: 3, end: true, payload: bytes::Bytes::from_static(b"def") });
+    let dir = tempfile::tempdir().unwrap();
+
+    // Lossy framing: a damaged frame between two good ones is marked, and decoding resyncs.
+    let mut capture = bytes::BytesMut::new();
+    frame::encode(Framing::Lossy, &head, &mut capture);
+    let mut damaged = bytes::BytesMut::new();
+    frame::encode(Framing::Lossy, &Frame::Ping { nonce: 9 }, &mut damaged);
+    damaged[2] ^= 0x40;
+    capture.extend_from_slice(&damaged);
+    frame::encode(Framing::Lossy, &data, &mut capture);
+    let file = dir.path().join("lossy.bin");
+    std::fs::write(&file, &capture).unwrap();
+    let output = run(&["--json", "dump", file.to_str().unwrap(), "--lossy", "--schema", USERS, "--direction", "host"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let records: Vec<Value> = stdout(&output).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records[0]["type"], "HEAD");
+    assert_eq!(records[0]["route"], "/user/get (Users.get)");
+    assert_eq!(records[0]["priority"], 5);
+    assert_eq!(records[0]["direction"], "host");
+    assert_eq!(records[0]["crc"], "ok");
+    assert_eq!(records[1]["resync"], true, "{}", records[1]);
+    assert!(records[1]["damaged"].is_string());
+    assert_eq!(records[2]["type"], "DATA");
+    assert_eq!(records[2]["end"], true);
+    assert_eq!(records[3]["summary"]["frames"], 2);
+    assert_eq!(records[3]["summary"]["damaged"], 1);
+
+    // Stream framing, text output; a truncated last frame is reported as a tail.
+    let mut capture = bytes::BytesMut::new();
+    frame::encode(Framing::Stream, &head, &mut capture);
+    frame::encode(Framing::Stream, &data, &mut capture);
+    let file = dir.path().join("stream.bin");
+    std::fs::write(&file, &capture[..capture.len() - 2]).unwrap();
+    let output = run(&["dump", file.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("HEAD") && text.contains("route=#"), "{text}");
+    assert!(text.contains("1 frames, 0 damaged, "), "{text}");
+}
