@@ -804,16 +804,7 @@ impl<'de> Visitor<'de> for JsonVisitor<'_> {
                 Ok(Value::Array(out))
             }
             Type::Named(name) => match self.seed.types.def(name) {
-                Def::Struct { fields, .. } => {
-                    let mut out = Map::new();
-                    for (i, (field, ty)) in fields.iter().enumerate() {
-                        let v = seq
-                            .next_element_seed(self.seed.of(ty))?
-                            .ok_or_else(|| de::Error::invalid_length(i, &self))?;
-                        out.insert((*field).to_owned(), v);
-                    }
-                    Ok(Value::Object(out))
-                }
+                Def::Struct { fields, .. } => FieldsVisitor { seed: self.seed, fields }.visit_seq(seq),
                 Def::Enum { .. } => Err(de::Error::invalid_type(de::Unexpected::Seq, &self)),
             },
             _ => Err(de::Error::invalid_type(de::Unexpected::Seq, &self)),
@@ -832,21 +823,7 @@ impl<'de> Visitor<'de> for JsonVisitor<'_> {
             }
             // A self-describing codec may give a struct as a map of field names.
             Type::Named(name) => match self.seed.types.def(name) {
-                Def::Struct { fields, .. } => {
-                    let mut out = Map::new();
-                    while let Some(key) = map.next_key::<String>()? {
-                        match fields.iter().find(|(n, _)| *n == key) {
-                            Some((_, ty)) => {
-                                let v = map.next_value_seed(self.seed.of(ty))?;
-                                out.insert(key, v);
-                            }
-                            None => {
-                                map.next_value::<de::IgnoredAny>()?;
-                            }
-                        }
-                    }
-                    Ok(Value::Object(out))
-                }
+                Def::Struct { fields, .. } => FieldsVisitor { seed: self.seed, fields }.visit_map(map),
                 Def::Enum { .. } => Err(de::Error::invalid_type(de::Unexpected::Map, &self)),
             },
             _ => Err(de::Error::invalid_type(de::Unexpected::Map, &self)),
