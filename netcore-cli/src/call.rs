@@ -223,8 +223,8 @@ pub async fn send(args: SendArgs, json: bool) -> Result<(), Failure> {
     let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(Progress { done: 0, total });
     let opts = args.request.options(None, None).progress(progress_tx);
 
-    // The bar only on a terminal: in a pipe or a log it would be noise.
-    let bar = (std::io::stderr().is_terminal() && !json).then(|| {
+    // The bar (drawn on stderr) only when output goes to a terminal: in a pipe or a log it is noise.
+    let bar = (std::io::stdout().is_terminal() && std::io::stderr().is_terminal() && !json).then(|| {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
