@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::model::Origin;
+use crate::model::{Origin, Schema};
 use crate::schema::{self, SchemaError};
 use crate::{emit, validate};
 
@@ -111,15 +111,22 @@ impl Builder {
 /// Returns the formatted Rust source.
 pub fn generate(path: &Path) -> Result<String, Vec<SchemaError>> {
     println!("cargo:rerun-if-changed={}", path.display());
-    let (model, files) = schema::parse_file(path).map_err(|err| vec![err])?;
+    let (model, files) = load(path)?;
     for file in files.iter().skip(1) {
         println!("cargo:rerun-if-changed={}", file.display());
     }
+    Ok(render(emit::emit_schema(&model), path))
+}
+
+/// Parses and validates one root schema and its imports, printing nothing (the `netcore check`
+/// command and [`generate`] share it). Returns the model and every file read.
+pub fn load(path: &Path) -> Result<(Schema, Vec<PathBuf>), Vec<SchemaError>> {
+    let (model, files) = schema::parse_file(path).map_err(|err| vec![err])?;
     let problems = validate::validate(&model, true);
     if !problems.is_empty() {
         return Err(problems.into_iter().map(|d| to_schema_error(&d.origin, d.message)).collect());
     }
-    Ok(render(emit::emit_schema(&model), path))
+    Ok((model, files))
 }
 
 fn to_schema_error(origin: &Origin, message: String) -> SchemaError {

@@ -18,5 +18,5 @@ pub mod model;
 pub mod schema;
 pub mod validate;
 
-pub use build::{compile, generate, render, Builder, Error};
+pub use build::{compile, generate, load, render, Builder, Error};
 pub use schema::SchemaError;

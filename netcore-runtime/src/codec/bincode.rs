@@ -2,7 +2,7 @@
 //! little endian, bincode's own variable-length integers, and a limit of [`DECODE_LIMIT`] bytes on
 //! what one value may claim.
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 use serde::Serialize;
 
 use super::{bounded, Cause, CodecError, DECODE_LIMIT};
@@ -22,7 +22,12 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecE
 
 /// Decodes one whole value with bincode, within the size and depth bounds.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    bounded(bytes, |seed| ::bincode::serde::seed_decode_from_slice(seed, bytes, CONFIG))
+    decode_seed(std::marker::PhantomData::<T>, bytes)
+}
+
+/// Decodes one whole value through `seed` with bincode, within the size and depth bounds.
+pub(crate) fn decode_seed<'de, S: DeserializeSeed<'de>>(seed: S, bytes: &'de [u8]) -> Result<S::Value, CodecError> {
+    bounded(bytes, seed, |seed| ::bincode::serde::seed_decode_from_slice(seed, bytes, CONFIG))
 }
 
 #[cfg(test)]

@@ -13,18 +13,18 @@ use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqA
 /// Deepest nesting a decoded value may have (serde_json uses the same bound).
 pub const MAX_DEPTH: usize = 128;
 
-/// Deserializes `T` through `Limited`, starting with `MAX_DEPTH` levels; sets `too_deep` when
-/// the bound stopped it.
-pub(crate) struct Seed<'a, T> {
+/// Runs the seed `inner` (a type's own `PhantomData`, or a seed shaped at run time) through
+/// `Limited`, starting with `MAX_DEPTH` levels; sets `too_deep` when the bound stopped it.
+pub(crate) struct Seed<'a, S> {
     pub(crate) too_deep: &'a Cell<bool>,
-    pub(crate) value: std::marker::PhantomData<T>,
+    pub(crate) inner: S,
 }
 
-impl<'de, T: de::Deserialize<'de>> DeserializeSeed<'de> for Seed<'_, T> {
-    type Value = T;
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
+    type Value = S::Value;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
-        T::deserialize(Limited { inner: deserializer, depth: MAX_DEPTH, too_deep: self.too_deep })
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
+        self.inner.deserialize(Limited { inner: deserializer, depth: MAX_DEPTH, too_deep: self.too_deep })
     }
 }
 

@@ -96,26 +96,35 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Decodes a whole payload with the netcore payload codec ([`CODEC`]); bytes left over are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_seed(std::marker::PhantomData::<T>, bytes)
+}
+
+/// Decodes a whole payload with a seed (a value shaped at run time, such as the `netcore` command's
+/// schema walker), under the same limits as [`decode`]; bytes left over are an error.
+pub fn decode_seed<'de, S: serde::de::DeserializeSeed<'de>>(seed: S, bytes: &'de [u8]) -> Result<S::Value, CodecError> {
     #[cfg(feature = "bincode")]
-    return bincode::decode(bytes);
+    return bincode::decode_seed(seed, bytes);
     #[cfg(not(feature = "bincode"))]
-    return postcard::decode(bytes);
+    return postcard::decode_seed(seed, bytes);
 }
 
 /// The checks every codec shares around its own decoding: the size bound before, the depth
 /// bound during (through the seed), the trailing bytes after. `run` decodes through the seed and
 /// returns the value and the bytes it used.
-fn bounded<T, E>(bytes: &[u8], run: impl FnOnce(depth::Seed<'_, T>) -> Result<(T, usize), E>) -> Result<T, CodecError>
+fn bounded<'de, S, E>(
+    bytes: &'de [u8],
+    seed: S,
+    run: impl FnOnce(depth::Seed<'_, S>) -> Result<(S::Value, usize), E>,
+) -> Result<S::Value, CodecError>
 where
-    T: DeserializeOwned,
+    S: serde::de::DeserializeSeed<'de>,
     E: std::error::Error + Send + Sync + 'static,
 {
     if bytes.len() > DECODE_LIMIT {
         return Err(CodecError::TooLarge(bytes.len()));
     }
     let too_deep = Cell::new(false);
-    let seed = depth::Seed { too_deep: &too_deep, value: std::marker::PhantomData };
-    match run(seed) {
+    match run(depth::Seed { too_deep: &too_deep, inner: seed }) {
         Ok((value, used)) if used == bytes.len() => Ok(value),
         Ok((_, used)) => Err(CodecError::Trailing(bytes.len() - used)),
         Err(_) if too_deep.get() => Err(CodecError::TooDeep),

@@ -15,7 +15,12 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecE
 
 /// Decodes one whole value with postcard, within the size and depth bounds.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    bounded(bytes, |seed| {
+    decode_seed(std::marker::PhantomData::<T>, bytes)
+}
+
+/// Decodes one whole value through `seed` with postcard, within the size and depth bounds.
+pub(crate) fn decode_seed<'de, S: DeserializeSeed<'de>>(seed: S, bytes: &'de [u8]) -> Result<S::Value, CodecError> {
+    bounded(bytes, seed, |seed| {
         let mut deserializer = ::postcard::Deserializer::from_bytes(bytes);
         let value = seed.deserialize(&mut deserializer)?;
         let rest = deserializer.finalize()?;

@@ -1,0 +1,121 @@
+//! `netcore`: check and generate schemas, call any method with JSON, serve, send files, dump
+//! captures.
+//!
+//! ```text
+//! check/gen ─▶ netcore_codegen::load ─▶ model ─▶ (emit + render)
+//! call      ─▶ model ─▶ value::Types::check(JSON) ─▶ codec::encode ─▶ Connection::call_with
+//!                                   JSON ◀─ codec::decode_seed(value::Decode) ◀─ reply
+//! serve     ─▶ Endpoint (echo, sink, or --mock answers from the model) ─▶ serve_tcp/unix/serial
+//! dump      ─▶ frame::Decoder over a capture file
+//! ```
+//!
+//! Exit codes: 0 success; 1 the operation failed (invalid schema, call error, link error);
+//! 2 usage (bad flags, an unknown method, arguments that do not fit the schema).
+
+mod call;
+mod dump;
+mod link;
+mod schema;
+mod serve;
+mod value;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Typed calls between two devices over one connection: the command-line tool.
+#[derive(Debug, Parser)]
+#[command(name = "netcore", version, about)]
+struct Cli {
+    /// More logs on stderr: -v info, -vv debug (RUST_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validates schemas; prints their services, methods, routes, route ids and fingerprints.
+    Check(schema::CheckArgs),
+    /// Prints the Rust that build.rs generates from a schema.
+    Gen(schema::GenArgs),
+    /// Calls a method of a schema with JSON arguments, or an untyped route with raw bytes.
+    Call(call::CallArgs),
+    /// Serves an echo or sink endpoint, or a mock of a schema's services.
+    Serve(serve::ServeArgs),
+    /// Sends a file to a route, with a progress bar.
+    Send(call::SendArgs),
+    /// Decodes a capture of raw link bytes frame by frame.
+    Dump(dump::DumpArgs),
+}
+
+/// A failure, and the exit code it gives.
+#[derive(Debug)]
+pub enum Failure {
+    /// Exit code 1: the operation failed.
+    Failed(String),
+    /// Exit code 2: the command was used wrongly.
+    Usage(String),
+    /// Already reported (for instance as JSON); exit code 1.
+    Reported,
+}
+
+impl Failure {
+    fn failed(message: impl std::fmt::Display) -> Self {
+        Failure::Failed(message.to_string())
+    }
+
+    fn usage(message: impl std::fmt::Display) -> Self {
+        Failure::Usage(message.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Check(args) => schema::check(args, json),
+        Command::Gen(args) => schema::gen(args),
+        Command::Dump(args) => dump::dump(args, json),
+        Command::Call(args) => runtime().and_then(|rt| rt.block_on(call::call(args, json))),
+        Command::Send(args) => runtime().and_then(|rt| rt.block_on(call::send(args, json))),
+        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::serve(args, json))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Reported) => ExitCode::from(1),
+        Err(Failure::Failed(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Failure::failed)
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => return,
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Prints a JSON value on stdout, one line.
+pub fn print_json(value: &serde_json::Value) {
+    println!("{value}");
+}
