@@ -129,7 +129,12 @@ pub fn check(args: CheckArgs, json: bool) -> Result<(), Failure> {
 fn print_schema(path: &Path, schema: &Schema) {
     println!("{}: ok ({} types, {} services)", path.display(), schema.types.len(), schema.services.len());
     for service in &schema.services {
-        println!("service {} {}  fingerprint {:016x}", service.name, service.prefix, service.fingerprint(&schema.types));
+        println!(
+            "service {} {}  fingerprint {:016x}",
+            service.name,
+            service.prefix,
+            service.fingerprint(&schema.types)
+        );
         for method in &service.methods {
             let route = service.route(method);
             let args: Vec<String> =
