@@ -309,6 +309,16 @@ fn users_of(name: &str, schema: &Schema) -> Vec<String> {
     routes
 }
 
+/// The impact of a change to a type the old methods `users` reach, and its message: breaking iff
+/// some old method reaches it.
+fn on_users(users: &[String], message: String, unused: &str) -> (Impact, String) {
+    if users.is_empty() {
+        (Impact::Compatible, format!("{message}{unused}"))
+    } else {
+        (Impact::Breaking, format!("{message}: breaks {}", users.join(", ")))
+    }
+}
+
 fn types(old: &Schema, new: &Schema, out: &mut Vec<Change>) {
     // A type gone from the old declaration whose body reappears under a new name is a rename.
     let renamed_from = |def: &TypeDef| {
@@ -320,33 +330,21 @@ fn types(old: &Schema, new: &Schema, out: &mut Vec<Change>) {
     };
     for def in &new.types {
         let users = users_of(&def.name, old);
-        // Breaking iff an old peer's method reaches the type.
         let impact = if users.is_empty() { Impact::Compatible } else { Impact::Breaking };
-        let breaks = |message: String| {
-            if users.is_empty() {
-                format!("{message} (no method of the old declaration uses it)")
-            } else {
-                format!("{message}: breaks {}", users.join(", "))
-            }
-        };
+        let breaks = |message: String| on_users(&users, message, " (no method of the old declaration uses it)").1;
         let before = match old.types.iter().find(|t| t.name == def.name) {
             Some(before) => before,
             None => {
                 match renamed_from(def) {
                     Some(before) => {
-                        let users = users_of(&before.name, old);
+                        let (impact, message) = on_users(
+                            &users_of(&before.name, old),
+                            format!("type `{}` renamed to `{}` (names are in layouts)", before.name, def.name),
+                            "",
+                        );
                         out.push(Change {
-                            impact: if users.is_empty() { Impact::Compatible } else { Impact::Breaking },
-                            message: if users.is_empty() {
-                                format!("type `{}` renamed to `{}`", before.name, def.name)
-                            } else {
-                                format!(
-                                    "type `{}` renamed to `{}` (names are in layouts): breaks {}",
-                                    before.name,
-                                    def.name,
-                                    users.join(", ")
-                                )
-                            },
+                            impact,
+                            message,
                             old: Some(before.origin.clone()),
                             new: Some(def.origin.clone()),
                         });
@@ -391,17 +389,8 @@ fn types(old: &Schema, new: &Schema, out: &mut Vec<Change>) {
     for def in &old.types {
         let renamed = new.types.iter().any(|n| renamed_from(n).is_some_and(|o| o.name == def.name));
         if !renamed && !new.types.iter().any(|n| n.name == def.name) {
-            let users = users_of(&def.name, old);
-            out.push(Change {
-                impact: if users.is_empty() { Impact::Compatible } else { Impact::Breaking },
-                message: if users.is_empty() {
-                    format!("type `{}` removed", def.name)
-                } else {
-                    format!("type `{}` removed: breaks {}", def.name, users.join(", "))
-                },
-                old: Some(def.origin.clone()),
-                new: None,
-            });
+            let (impact, message) = on_users(&users_of(&def.name, old), format!("type `{}` removed", def.name), "");
+            out.push(Change { impact, message, old: Some(def.origin.clone()), new: None });
         }
     }
 }
