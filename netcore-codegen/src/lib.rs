@@ -13,10 +13,12 @@
 #![deny(missing_docs)]
 
 mod build;
+pub mod compat;
 pub mod emit;
 pub mod model;
 pub mod schema;
 pub mod validate;
 
 pub use build::{compile, generate, load, render, Builder, Error};
+pub use compat::{compat, Change, Impact};
 pub use schema::SchemaError;
