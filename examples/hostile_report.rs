@@ -252,14 +252,18 @@ fn closed_by_server(streams: &[TcpStream], started: Instant) -> String {
         return "n/a".into();
     }
     let mut closed = 0;
-    for stream in streams {
+    for mut stream in streams {
         stream.set_nonblocking(true).unwrap();
-        let mut buf = [0u8; 1];
-        // Peek: a closed connection reads 0 or fails; one with unread data counts as open.
-        match stream.peek(&mut buf) {
-            Ok(0) => closed += 1,
-            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => closed += 1,
-            _ => {}
+        // Read what the server sent (its HELLO, a GOAWAY): closed if the end of the stream
+        // follows, open if the read would block.
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break closed += 1,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => break closed += 1,
+            }
         }
     }
     match closed {
