@@ -85,7 +85,7 @@ fn check_readings(readings: &[Reading], last_temp: f64) -> Result<f64, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (host_port, board_port) = serial::pty_pair()?;
     let rate = Paced::<()>::uart_rate(BAUD);
-    let config = Config::lossy().with_fingerprint(DeviceServer::fingerprint());
+    let config = Config::lossy();
     let board =
         Endpoint::builder().config(config.clone()).blueprint(DeviceServer::blueprint(Board::default())).build()?;
     board.connect(Paced::new(board_port, rate), "board");
@@ -93,8 +93,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = DeviceClient::new(host.connect(Paced::new(host_port, rate), "host"));
     let hello = device.connection().ready().await?;
     println!(
-        "host: linked to the board over a pty pair at {BAUD} baud ({rate} bytes/s), fingerprint {:#018x}",
-        hello.fingerprint
+        "host: linked to the board over a pty pair at {BAUD} baud ({rate} bytes/s), {} typed methods announced",
+        hello.methods.map_or(0, |methods| methods.len())
     );
 
     let started = Instant::now();

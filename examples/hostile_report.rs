@@ -71,7 +71,7 @@ fn main() {
 fn server() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        let typed = netcore::typed::route(Arc::new(()), |_, (n,): (u32,)| async move { Ok(n + 1) });
+        let typed = netcore::typed::route(Arc::new(()), 0, |_, (n,): (u32,)| async move { Ok(n + 1) });
         let endpoint = Endpoint::builder()
             .route("/echo", |req| async move { Ok(Response::bytes(req.bytes()?)) })
             .route("/big", |req| async move { Ok(Response::bytes(vec![7u8; req.text()?.parse().unwrap_or(0)])) })

@@ -31,5 +31,5 @@ pub mod __private {
     pub use netcore_runtime::layout::assert_schema;
     pub use netcore_runtime::typed::{assert_wire_type, call, notify, route};
     pub use serde;
-    pub use std::sync::Arc;
+    pub use std::sync::{Arc, OnceLock};
 }

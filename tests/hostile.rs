@@ -319,7 +319,7 @@ async fn spill_files_stay_within_the_endpoint_budget() {
 async fn decoding_routes_refuse_oversized_requests_at_their_head() {
     let config = Config::stream();
     let budget = config.spill_budget.clone();
-    let typed = netcore::typed::route(std::sync::Arc::new(()), |_, (n,): (u32,)| async move { Ok(n + 1) });
+    let typed = netcore::typed::route(std::sync::Arc::new(()), 0, |_, (n,): (u32,)| async move { Ok(n + 1) });
     let server = echo_server()
         .config(config)
         .route_service("/typed", typed)

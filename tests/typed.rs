@@ -216,6 +216,24 @@ fn fingerprints_cover_nested_types_the_same_way_from_schema_and_macro() {
     assert_ne!(from_macro_types::reordered::UsersServer::fingerprint(), from_schema::UsersServer::fingerprint());
 }
 
+#[test]
+fn schema_and_macro_declarations_have_the_same_method_hashes() {
+    // The schema's are constants from the model; the macro's come from the types' Schema impls.
+    use from_macro::UsersServer as Macro;
+    use from_macro_types::UsersServer as OwnTypes;
+    use from_schema::UsersServer as Schema;
+    let schema = [Schema::get_hash(), Schema::create_hash(), Schema::list_hash(), Schema::status_hash()];
+    assert_eq!(schema, [Macro::get_hash(), Macro::create_hash(), Macro::list_hash(), Macro::status_hash()]);
+    assert_eq!(schema, [OwnTypes::get_hash(), OwnTypes::create_hash(), OwnTypes::list_hash(), OwnTypes::status_hash()]);
+    assert_eq!((Schema::delete_hash(), Schema::changed_hash()), (Macro::delete_hash(), Macro::changed_hash()));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/users.ncs");
+    let (parsed, _) = netcore_codegen::schema::parse_file(&path).expect("users.ncs parses");
+    let service = &parsed.services[0];
+    let get = service.methods.iter().find(|m| m.name == "get").unwrap();
+    let layout = service.method_layout(get, &parsed.types);
+    assert_eq!(netcore::layout::fnv1a64(layout.as_bytes()), Schema::get_hash());
+}
+
 /// Connects a server endpoint serving `blueprint` and a client endpoint, both checking `fingerprint`.
 fn link(blueprint: netcore::Blueprint, fingerprint: u64) -> netcore::Connection {
     let config = Config::stream().with_fingerprint(fingerprint);

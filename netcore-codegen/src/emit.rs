@@ -10,16 +10,23 @@ use crate::model::*;
 /// Everything a schema declares: its types, then its services.
 pub fn emit_schema(schema: &Schema) -> TokenStream {
     let types = schema.types.iter().map(emit_type);
-    let services = schema.services.iter().map(emit_service);
+    let services = schema.services.iter().map(|service| emit_service_in(service, Some(&schema.types)));
     quote! { #(#types)* #(#services)* }
 }
 
-/// One service: the server trait `Name`, the client `NameClient` and the glue `NameServer`.
+/// One service: the server trait `Name`, the client `NameClient` and the glue `NameServer`; its
+/// user types are Rust types with `Schema` impls (the macro's case).
 pub fn emit_service(service: &Service) -> TokenStream {
+    emit_service_in(service, None)
+}
+
+/// One service, with `types` the declarations of all its user types when they are known (a
+/// schema's case): its method hashes are then computed here, not at run time.
+pub fn emit_service_in(service: &Service, types: Option<&[TypeDef]>) -> TokenStream {
     let vis = service.visibility.clone().unwrap_or_else(|| quote!(pub));
     let server_trait = emit_server_trait(service, &vis);
     let client = emit_client(service, &vis);
-    let server = emit_server(service, &vis);
+    let server = emit_server(service, &vis, types);
     let checks = emit_wire_type_checks(service);
     quote! { #server_trait #client #server #checks }
 }
@@ -66,17 +73,20 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
         let priority = option_literal(method.options.priority.map(Literal::u8_suffixed));
         let timeout = option_literal(method.options.timeout_ms.map(Literal::u64_suffixed));
         let ret = rust_type(&method.returns);
+        let hash_fn = hash_fn(method);
         match method.kind {
             MethodKind::Call => quote! {
                 #docs
                 pub async fn #fn_name(&self, #(#names: #types),*) -> ::core::result::Result<#ret, ::netcore::CallError> {
-                    ::netcore::__private::call(&self.connection, #route, #path, &(#(#names,)*), #priority, #timeout).await
+                    ::netcore::__private::call(
+                        &self.connection, #route, #path, #server::#hash_fn(), &(#(#names,)*), #priority, #timeout,
+                    ).await
                 }
             },
             MethodKind::Event => quote! {
                 #docs
                 pub async fn #fn_name(&self, #(#names: #types),*) -> ::core::result::Result<(), ::netcore::CallError> {
-                    ::netcore::__private::notify(&self.connection, #route, &(#(#names,)*), #priority).await
+                    ::netcore::__private::notify(&self.connection, #route, #path, #server::#hash_fn(), &(#(#names,)*), #priority).await
                 }
             },
         }
@@ -109,20 +119,23 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
     }
 }
 
-fn emit_server(service: &Service, vis: &TokenStream) -> TokenStream {
+fn emit_server(service: &Service, vis: &TokenStream, types: Option<&[TypeDef]>) -> TokenStream {
     let name = ident(&service.name);
     let server = format_ident!("{}Server", service.name);
     let summary = format!(" Registers an implementation of [`{}`] on an endpoint.", service.name);
     let fingerprint = emit_fingerprint_fn(service);
+    let hashes = service.methods.iter().map(|method| emit_hash_fn(service, method, types));
     let prefix = &service.prefix;
     let routes = service.methods.iter().map(|method| {
         let fn_name = ident(&method.name);
         let path = format!("/{}", method.name);
         let names: Vec<Ident> = method.args.iter().map(|a| ident(&a.name)).collect();
         let types = method.args.iter().map(|a| rust_type(&a.ty));
+        let hash_fn = hash_fn(method);
         quote! {
             .route_service(#path, ::netcore::__private::route(
                 <::netcore::__private::Arc<S> as ::core::clone::Clone>::clone(&service),
+                Self::#hash_fn(),
                 |service: ::netcore::__private::Arc<S>, (#(#names,)*): (#(#types,)*)| async move {
                     service.#fn_name(#(#names),*).await
                 },
@@ -136,6 +149,7 @@ fn emit_server(service: &Service, vis: &TokenStream) -> TokenStream {
 
         impl #server {
             #fingerprint
+            #(#hashes)*
             /// The route prefix of its methods.
             pub const PREFIX: &'static str = #prefix;
 
@@ -148,24 +162,62 @@ fn emit_server(service: &Service, vis: &TokenStream) -> TokenStream {
     }
 }
 
+/// The name of a method's layout hash function on the server: `{method}_hash`.
+fn hash_fn(method: &Method) -> Ident {
+    format_ident!("{}_hash", method.name)
+}
+
+/// `{method}_hash()`: the method's layout hash (docs/PROTOCOL.md §15), a constant when `types`
+/// declares every user type (a schema), else computed once from the types' `Schema` impls.
+fn emit_hash_fn(service: &Service, method: &Method, types: Option<&[TypeDef]>) -> TokenStream {
+    let hash_fn = hash_fn(method);
+    let doc = format!(
+        " The layout hash of `{}` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).",
+        service.route(method)
+    );
+    let body = match types {
+        Some(types) => {
+            let hash = Literal::u64_suffixed(fnv1a64(service.method_layout(method, types).as_bytes()));
+            quote! { #hash }
+        }
+        None => {
+            let describe = method_describe(method);
+            quote! {
+                static HASH: ::netcore::__private::OnceLock<u64> = ::netcore::__private::OnceLock::new();
+                *HASH.get_or_init(|| ::netcore::layout::method_hash(#describe))
+            }
+        }
+    };
+    quote! {
+        #[doc = #doc]
+        pub fn #hash_fn() -> u64 {
+            #body
+        }
+    }
+}
+
+/// A closure writing a method's layout, user types included through their `Schema` impls
+/// (`netcore::layout`).
+fn method_describe(method: &Method) -> TokenStream {
+    let event = method.kind == MethodKind::Event;
+    let fn_name = &method.name;
+    let args = method.args.iter().map(|a| rust_type(&a.ty));
+    let ret = rust_type(&method.returns);
+    quote! {
+        |layout: &mut ::netcore::layout::Layout| {
+            layout.method(#event, #fn_name);
+            #( layout.element(); <#args as ::netcore::layout::Schema>::describe(layout); )*
+            layout.returns();
+            <#ret as ::netcore::layout::Schema>::describe(layout);
+        }
+    }
+}
+
 /// `fingerprint()`: the service's name, prefix and every method's layout, user types included
 /// through their `Schema` impls (`netcore::layout`), hashed when called.
 fn emit_fingerprint_fn(service: &Service) -> TokenStream {
     let (name, prefix) = (&service.name, &service.prefix);
-    let methods = service.methods.iter().map(|method| {
-        let event = method.kind == MethodKind::Event;
-        let fn_name = &method.name;
-        let args = method.args.iter().map(|a| rust_type(&a.ty));
-        let ret = rust_type(&method.returns);
-        quote! {
-            |layout: &mut ::netcore::layout::Layout| {
-                layout.method(#event, #fn_name);
-                #( layout.element(); <#args as ::netcore::layout::Schema>::describe(layout); )*
-                layout.returns();
-                <#ret as ::netcore::layout::Schema>::describe(layout);
-            }
-        }
-    });
+    let methods = service.methods.iter().map(method_describe);
     quote! {
         /// The service's schema fingerprint (docs/PROTOCOL.md §9): its name, prefix and the layout
         /// of every method, the fields and variants of every type it reaches included.

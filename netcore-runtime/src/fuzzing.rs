@@ -58,6 +58,7 @@ pub fn frame_body(data: &[u8]) {
                     reliable: None,
                     nonce: None,
                     codec: frame::PayloadCodec::POSTCARD,
+                    methods: None,
                     ..hello.clone()
                 }),
                 &mut v1,

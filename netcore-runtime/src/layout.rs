@@ -177,6 +177,12 @@ pub fn method_layout(describe: fn(&mut Layout)) -> String {
     layout.into_text()
 }
 
+/// A method's layout hash (docs/PROTOCOL.md §15): FNV-1a 64 of its layout, written by `describe`.
+/// What a METHODS table (§5.1) announces for the method's route.
+pub fn method_hash(describe: fn(&mut Layout)) -> u64 {
+    fnv1a64(method_layout(describe).as_bytes())
+}
+
 /// Fails to compile, at the type, for a type without a layout (generated code calls it).
 #[doc(hidden)]
 pub fn assert_schema<T: Schema + ?Sized>() {}

@@ -54,6 +54,10 @@ const HELLO_NONCE_LOSSY: &str = "00 2b 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80
 // §5.1/§14 HELLO of §11.1 announcing the bincode payload codec (option `03 01 01`).
 const HELLO_CODEC_STREAM: &str =
     "23 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 03 01 01 de 6b 4a 36";
+// §5.1/§15 HELLO of §11.1 with a METHODS table: /sensor/read with hash 0x1122334455667788 and
+// /sensor/reset with hash 0x0123456789abcdef.
+const HELLO_METHODS_STREAM: &str = "3b 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 04 19 02 85 cf 24 e1 88 77 66 55 44 33 22 11 80 49 f0 67 ef cd ab 89 67 45 23 01 ba 35 76 39";
+const HELLO_METHODS_LOSSY: &str = "00 3c 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 04 19 02 85 cf 24 e1 88 77 66 55 44 33 22 11 80 49 f0 67 ef cd ab 89 67 45 23 01 ba 35 76 39 00";
 
 // §14.1 postcard payloads, one per rule, then the arguments and results of schemas/users.ncs.
 const PC_U8: &str = "c8";
@@ -101,6 +105,8 @@ const ALL: &[&str] = &[
     HELLO_NONCE_STREAM,
     HELLO_NONCE_LOSSY,
     HELLO_CODEC_STREAM,
+    HELLO_METHODS_STREAM,
+    HELLO_METHODS_LOSSY,
     PC_U8,
     PC_U16,
     PC_U64_MAX,
@@ -195,6 +201,7 @@ fn hello() -> Frame {
         reliable: None,
         nonce: None,
         codec: PayloadCodec::POSTCARD,
+        methods: None,
     })
 }
 
@@ -396,6 +403,37 @@ fn hello_with_the_codec_option() {
     assert_eq!(read.codec, PayloadCodec::BINCODE);
     let Frame::Hello(read) = decoded(Framing::Stream, &unhex(HELLO_STREAM)) else { unreachable!() };
     assert_eq!(read.codec, PayloadCodec::POSTCARD, "no option is postcard");
+}
+
+#[test]
+fn hello_with_the_methods_option() {
+    let Frame::Hello(plain) = hello() else { unreachable!() };
+    let table = [(route_id("/sensor/read"), 0x1122_3344_5566_7788), (route_id("/sensor/reset"), 0x0123_4567_89ab_cdef)];
+    let with = Frame::Hello(plain.clone().with_methods(table.to_vec()));
+    check(Framing::Stream, &with, HELLO_METHODS_STREAM);
+    check(Framing::Lossy, &with, HELLO_METHODS_LOSSY);
+    // Tag 04, length 0x19, count 02, then 12 bytes an entry: the route id u32le, the hash u64le.
+    assert_eq!(unhex(HELLO_METHODS_STREAM).len(), unhex(HELLO_STREAM).len() + 3 + 2 * 12);
+    assert_eq!((route_id("/sensor/read"), route_id("/sensor/reset")), (0xe124_cf85, 0x67f0_4980));
+    let Frame::Hello(read) = decoded(Framing::Stream, &unhex(HELLO_METHODS_STREAM)) else { unreachable!() };
+    assert_eq!((read.methods.as_deref(), Hello { methods: None, ..read.clone() }), (Some(&table[..]), plain));
+}
+
+/// §5.1: the HELLO a 20-method service's endpoint sends, with its METHODS table.
+#[test]
+fn hello_size_of_a_twenty_method_service() {
+    let Frame::Hello(plain) = hello() else { unreachable!() };
+    let table: Vec<(u32, u64)> = (0..20).map(|i| (route_id(&format!("/svc/method{i}")), u64::MAX - i)).collect();
+    let size = |framing, hello: &Hello| encoded(framing, &Frame::Hello(hello.clone())).len();
+    let with = plain.clone().with_methods(table);
+    let (without, with_stream, with_lossy) =
+        (size(Framing::Stream, &plain), size(Framing::Stream, &with), size(Framing::Lossy, &with));
+    println!(
+        "HELLO: {without} bytes; with a 20-method METHODS table {with_stream} bytes (stream), {with_lossy} (lossy)"
+    );
+    // Tag, a 2-byte length (0xf1 = 241), the count, 20 × 12 bytes; the frame's length prefix
+    // grows to 2 bytes too.
+    assert_eq!(with_stream, without + 1 + 2 + 1 + 240 + 1);
 }
 
 /// §14.1: the types of schemas/users.ncs (common.ncs's Timestamp) as the schema compiler emits them.

@@ -125,6 +125,7 @@ impl UsersClient {
                 &self.connection,
                 852896118u32,
                 "/user/get",
+                UsersServer::get_hash(),
                 &(id,),
                 ::core::option::Option::None,
                 ::core::option::Option::None,
@@ -141,6 +142,7 @@ impl UsersClient {
                 &self.connection,
                 515612558u32,
                 "/user/create",
+                UsersServer::create_hash(),
                 &(name, email),
                 ::core::option::Option::None,
                 ::core::option::Option::Some(2000u64),
@@ -157,6 +159,7 @@ impl UsersClient {
                 &self.connection,
                 3853078998u32,
                 "/user/list",
+                UsersServer::list_hash(),
                 &(prefix, limit),
                 ::core::option::Option::None,
                 ::core::option::Option::None,
@@ -172,6 +175,7 @@ impl UsersClient {
                 &self.connection,
                 1135388868u32,
                 "/user/status",
+                UsersServer::status_hash(),
                 &(id,),
                 ::core::option::Option::None,
                 ::core::option::Option::None,
@@ -187,6 +191,7 @@ impl UsersClient {
                 &self.connection,
                 2774908133u32,
                 "/user/delete",
+                UsersServer::delete_hash(),
                 &(id,),
                 ::core::option::Option::Some(5u8),
                 ::core::option::Option::None,
@@ -201,6 +206,8 @@ impl UsersClient {
         ::netcore::__private::notify(
                 &self.connection,
                 323676030u32,
+                "/user/changed",
+                UsersServer::changed_hash(),
                 &(id,),
                 ::core::option::Option::None,
             )
@@ -277,6 +284,30 @@ impl UsersServer {
             ],
         )
     }
+    /// The layout hash of `/user/get` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
+    pub fn get_hash() -> u64 {
+        2996199531937092781u64
+    }
+    /// The layout hash of `/user/create` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
+    pub fn create_hash() -> u64 {
+        18197953341676317394u64
+    }
+    /// The layout hash of `/user/list` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
+    pub fn list_hash() -> u64 {
+        18249013826618038287u64
+    }
+    /// The layout hash of `/user/status` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
+    pub fn status_hash() -> u64 {
+        4865761786525250093u64
+    }
+    /// The layout hash of `/user/delete` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
+    pub fn delete_hash() -> u64 {
+        17138567567044812850u64
+    }
+    /// The layout hash of `/user/changed` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
+    pub fn changed_hash() -> u64 {
+        3977316577496544860u64
+    }
     /// The route prefix of its methods.
     pub const PREFIX: &'static str = "/user";
     /// A blueprint with one route per method, to register with `EndpointBuilder::blueprint`.
@@ -289,6 +320,7 @@ impl UsersServer {
                     <::netcore::__private::Arc<
                         S,
                     > as ::core::clone::Clone>::clone(&service),
+                    Self::get_hash(),
                     |service: ::netcore::__private::Arc<S>, (id,): (u32,)| async move {
                         service.get(id).await
                     },
@@ -300,6 +332,7 @@ impl UsersServer {
                     <::netcore::__private::Arc<
                         S,
                     > as ::core::clone::Clone>::clone(&service),
+                    Self::create_hash(),
                     |
                         service: ::netcore::__private::Arc<S>,
                         (
@@ -318,6 +351,7 @@ impl UsersServer {
                     <::netcore::__private::Arc<
                         S,
                     > as ::core::clone::Clone>::clone(&service),
+                    Self::list_hash(),
                     |
                         service: ::netcore::__private::Arc<S>,
                         (prefix, limit): (::std::string::String, u32)|
@@ -330,6 +364,7 @@ impl UsersServer {
                     <::netcore::__private::Arc<
                         S,
                     > as ::core::clone::Clone>::clone(&service),
+                    Self::status_hash(),
                     |service: ::netcore::__private::Arc<S>, (id,): (u32,)| async move {
                         service.status(id).await
                     },
@@ -341,6 +376,7 @@ impl UsersServer {
                     <::netcore::__private::Arc<
                         S,
                     > as ::core::clone::Clone>::clone(&service),
+                    Self::delete_hash(),
                     |service: ::netcore::__private::Arc<S>, (id,): (u32,)| async move {
                         service.delete(id).await
                     },
@@ -352,6 +388,7 @@ impl UsersServer {
                     <::netcore::__private::Arc<
                         S,
                     > as ::core::clone::Clone>::clone(&service),
+                    Self::changed_hash(),
                     |service: ::netcore::__private::Arc<S>, (id,): (u32,)| async move {
                         service.changed(id).await
                     },

@@ -100,6 +100,20 @@ impl From<std::io::Error> for HandlerError {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum CallError {
+    /// The peer does not serve this typed method, or serves it with another layout (its METHODS
+    /// table, docs/PROTOCOL.md §5.1, §15): nothing was sent, and the connection stays up.
+    #[error(
+        "{method} is incompatible with the peer: {}",
+        match theirs { Some(theirs) => format!("it has another layout (ours {ours:#018x}, the peer's {theirs:#018x})"), None => "the peer does not serve it".to_owned() }
+    )]
+    Incompatible {
+        /// The method's route name, e.g. `/users/get`.
+        method: String,
+        /// Our layout hash of the method.
+        ours: u64,
+        /// The peer's, or `None` when the peer does not serve the method.
+        theirs: Option<u64>,
+    },
     /// The peer's handler failed, or no route matched.
     #[error("remote error: {0}")]
     Remote(HandlerError),

@@ -94,8 +94,9 @@ impl EndpointBuilder {
     /// Adds a route handled by a service: a [`RouteService`], or a typed route (generated code),
     /// which refuses requests above the codec's decode limit at their first frame.
     pub fn route_service(mut self, name: &str, service: impl IntoRouteService) -> Self {
+        let method_hash = service.method_hash();
         let (service, max_payload) = service.into_route_service();
-        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: false, max_payload });
+        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: false, max_payload, method_hash });
         self
     }
 
@@ -135,7 +136,7 @@ impl EndpointBuilder {
         Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
     {
         let service = router::streaming_handler(f);
-        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: true, max_payload: None });
+        self.routes.push(RouteDef::streaming(name.to_owned(), service));
         self
     }
 
@@ -168,7 +169,7 @@ impl EndpointBuilder {
             let (store, f) = (store.clone(), f.clone());
             async move { f(resume::receive(store, request, body).await?).await }
         });
-        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: true, max_payload: None });
+        self.routes.push(RouteDef::streaming(name.to_owned(), service));
         self
     }
 
@@ -280,7 +281,7 @@ impl EndpointBuilder {
             // §17.2: the offset query of resumable uploads.
             let query = handler(move |request| resume::query(store.clone(), request));
             let name = RESUME_QUERY_ROUTE.to_owned();
-            self.routes.push(RouteDef { name, service: query, streaming: false, max_payload: None });
+            self.routes.push(RouteDef { name, service: query, streaming: false, max_payload: None, method_hash: None });
         }
         for (name, limit) in &self.decode_limits {
             match self.routes.iter_mut().find(|route| route.name == *name) {
@@ -288,12 +289,20 @@ impl EndpointBuilder {
                 None => return Err(BuildError::UnknownRoute(name.clone())),
             }
         }
+        let mut config = self.config.unwrap_or_default();
+        // §5.1, §15: every HELLO announces the typed methods served here.
+        let methods: Vec<(u32, u64)> = self
+            .routes
+            .iter()
+            .filter_map(|route| Some((crate::frame::route_id(&route.name), route.method_hash?)))
+            .collect();
+        config.methods = methods.into();
         let router = Router::new(self.routes, self.default, &self.layers, self.before, self.after, self.on_error)?;
         let stop = CancellationToken::new();
         Ok(Endpoint {
             inner: Arc::new(Inner {
                 router,
-                config: self.config.unwrap_or_default(),
+                config,
                 events: events::Events::new(self.callbacks),
                 scheduler: Scheduler::new(stop.clone()),
                 cache: self.cache.unwrap_or_default(),
@@ -356,11 +365,13 @@ impl Endpoint {
 
     /// Runs a connection over `io` with its own configuration (for example [`Config::lossy`]
     /// for a serial port).
-    pub fn connect_with<IO>(&self, io: IO, label: impl Into<String>, config: Config) -> Connection
+    pub fn connect_with<IO>(&self, io: IO, label: impl Into<String>, mut config: Config) -> Connection
     where
         IO: AsyncRead + AsyncWrite + Send + 'static,
     {
         self.start();
+        // The routes served here are this endpoint's whatever the configuration (§5.1).
+        config.methods = self.inner.config.methods.clone();
         let id = ConnectionId(self.inner.next_connection.fetch_add(1, Ordering::Relaxed));
         let dispatch: Arc<dyn Dispatch> = self.inner.clone();
         // Listed before its task can run: a link that closes at once is then removed by its own
@@ -473,6 +484,7 @@ impl Endpoint {
             .with_handshake_timeout(own.handshake_timeout);
         config.wait_for_peer = own.wait_for_peer;
         config.spill_dir = own.spill_dir.clone();
+        config.methods = own.methods.clone();
         config
     }
 

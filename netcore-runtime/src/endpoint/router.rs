@@ -61,6 +61,15 @@ pub(crate) struct RouteDef {
     pub(crate) service: RouteService,
     pub(crate) streaming: bool,
     pub(crate) max_payload: Option<u64>,
+    /// The layout hash of a typed route's method, announced in the HELLO's METHODS table (§5.1).
+    pub(crate) method_hash: Option<u64>,
+}
+
+impl RouteDef {
+    /// A streaming route: no decode limit, no method hash.
+    pub(crate) fn streaming(name: String, service: RouteService) -> Self {
+        Self { name, service, streaming: true, max_payload: None, method_hash: None }
+    }
 }
 
 /// What [`Blueprint::route_service`] and
@@ -71,6 +80,12 @@ pub(crate) struct RouteDef {
 pub trait IntoRouteService {
     /// The service and its payload limit.
     fn into_route_service(self) -> (RouteService, Option<u64>);
+
+    /// The layout hash of the typed method the route serves (docs/PROTOCOL.md §15), which the
+    /// endpoint announces in its HELLO's METHODS table; `None` (the default) for untyped routes.
+    fn method_hash(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl IntoRouteService for RouteService {
@@ -121,9 +136,10 @@ impl Blueprint {
 
     /// Adds a route handled by a service (see [`IntoRouteService`]).
     pub fn route_service(mut self, name: &str, service: impl IntoRouteService) -> Self {
+        let method_hash = service.method_hash();
         let (service, max_payload) = service.into_route_service();
         let name = format!("{}{}", self.prefix, name);
-        self.routes.push(RouteDef { name, service, streaming: false, max_payload });
+        self.routes.push(RouteDef { name, service, streaming: false, max_payload, method_hash });
         self
     }
 
@@ -135,7 +151,13 @@ impl Blueprint {
         Fut: Future<Output = Result<Response, HandlerError>> + Send + 'static,
     {
         let name = format!("{}{}", self.prefix, name);
-        self.routes.push(RouteDef { name, service: streaming_handler(f), streaming: true, max_payload: None });
+        self.routes.push(RouteDef {
+            name,
+            service: streaming_handler(f),
+            streaming: true,
+            max_payload: None,
+            method_hash: None,
+        });
         self
     }
 
@@ -187,7 +209,7 @@ impl Router {
         on_error: Option<ErrorHandler>,
     ) -> Result<Self, BuildError> {
         let mut table: HashMap<u32, Entry> = HashMap::new();
-        for RouteDef { name, service, streaming, max_payload } in routes {
+        for RouteDef { name, service, streaming, max_payload, .. } in routes {
             let id = route_id(&name);
             if let Some(existing) = table.get(&id) {
                 return Err(if *existing.name == *name {

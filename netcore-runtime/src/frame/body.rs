@@ -1,5 +1,7 @@
 //! Frame bodies: `type ‖ fields ‖ payload ‖ crc32` (docs/PROTOCOL.md §3, §5).
 
+use std::sync::Arc;
+
 use bytes::{Buf, BufMut, Bytes};
 
 use super::types::*;
@@ -25,6 +27,10 @@ fn fields_len(frame: &Frame) -> usize {
                 + if h.reliable.is_some() { 3 } else { 0 }
                 + if h.nonce.is_some() { 10 } else { 0 }
                 + if h.codec != PayloadCodec::POSTCARD { 3 } else { 0 }
+                + h.methods.as_ref().map_or(0, |m| {
+                    let len = methods_len(m);
+                    1 + vlen(len as u64) + len
+                })
         }
         Frame::Head(h) => {
             let route = match &h.route {
@@ -47,6 +53,11 @@ fn fields_len(frame: &Frame) -> usize {
     }
 }
 
+/// Bytes of a METHODS option's value: `varint count ‖ (u32le route_id ‖ u64le hash)*` (§5.1).
+fn methods_len(methods: &[(u32, u64)]) -> usize {
+    varint::encoded_len(methods.len() as u64) + 12 * methods.len()
+}
+
 /// Bytes of an ACK bitmap: up to its last set bit (§16).
 fn bitmap_len(received: u128) -> usize {
     (128 - received.leading_zeros() as usize).div_ceil(8)
@@ -58,7 +69,8 @@ fn bitmap_len(received: u128) -> usize {
 /// On a frame the decoder would reject or read differently (§5): a HEAD whose payload is longer
 /// than its `total`, whose route is missing for a REQUEST/ONEWAY or present for a RESPONSE/ERROR,
 /// or whose exchange side does not match its kind; an empty DATA payload; an extension type below
-/// 0x80; a SEQ carrying anything but a HEAD, DATA or CANCEL; a reliable window of 0 or above 128.
+/// 0x80; a SEQ carrying anything but a HEAD, DATA or CANCEL; a reliable window of 0 or above 128; a METHODS table above
+/// [`MAX_METHODS`] entries.
 /// The session never builds such frames.
 pub fn encode_body(frame: &Frame, out: &mut impl BufMutSlice) {
     let start = out.written();
@@ -92,6 +104,16 @@ fn encode_typed(frame: &Frame, out: &mut impl BufMut) {
             }
             if h.codec != PayloadCodec::POSTCARD {
                 out.put_slice(&[HELLO_OPTION_CODEC, 1, h.codec.0]);
+            }
+            if let Some(methods) = &h.methods {
+                assert!(methods.len() <= MAX_METHODS, "a METHODS table has at most 1024 entries");
+                out.put_u8(HELLO_OPTION_METHODS);
+                varint::put(out, methods_len(methods) as u64);
+                varint::put(out, methods.len() as u64);
+                for &(route, hash) in methods.iter() {
+                    out.put_u32_le(route);
+                    out.put_u64_le(hash);
+                }
             }
         }
         Frame::Head(h) => encode_head(h, out),
@@ -333,8 +355,8 @@ fn decode_hello(fields: &[u8]) -> Result<Hello, FrameError> {
         window: varint::get(&mut r)?,
         max_in_flight: varint::get_u32(&mut r)?,
     };
-    let Options { reliable, nonce, codec } = decode_options(r);
-    Ok(Hello { version_min, version_max, fingerprint, limits, reliable, nonce, codec })
+    let Options { reliable, nonce, codec, methods } = decode_options(r);
+    Ok(Hello { version_min, version_max, fingerprint, limits, reliable, nonce, codec, methods })
 }
 
 /// The HELLO options this version knows, each as read (§5.1).
@@ -342,18 +364,19 @@ struct Options {
     reliable: Option<u8>,
     nonce: Option<u64>,
     codec: PayloadCodec,
+    methods: Option<Arc<[(u32, u64)]>>,
 }
 
 impl Options {
-    /// What a HELLO without options says: no offers, no nonce, postcard.
-    const NONE: Self = Self { reliable: None, nonce: None, codec: PayloadCodec::POSTCARD };
+    /// What a HELLO without options says: no offers, no nonce, postcard, no methods table.
+    const NONE: Self = Self { reliable: None, nonce: None, codec: PayloadCodec::POSTCARD, methods: None };
 }
 
 /// HELLO options after the v1 fields: `tag ‖ varint len ‖ value`, unknown tags skipped (§5.1).
 /// Bytes that do not parse as options are ignored like v1 ignores all trailing bytes.
 /// A missing or empty CODEC option announces postcard.
 fn decode_options(mut r: &[u8]) -> Options {
-    let Options { mut reliable, mut nonce, mut codec } = Options::NONE;
+    let Options { mut reliable, mut nonce, mut codec, mut methods } = Options::NONE;
     while let Some((&tag, rest)) = r.split_first() {
         r = rest;
         let Some(len) = varint::get(&mut r).ok().filter(|&len| len <= r.len() as u64) else {
@@ -368,10 +391,27 @@ fn decode_options(mut r: &[u8]) -> Options {
             HELLO_OPTION_NONCE => nonce = value.get(..8).map(|v| u64::from_le_bytes(v.try_into().expect("8 bytes"))),
             // One byte names the codec; bytes after it are for later.
             HELLO_OPTION_CODEC => codec = value.first().map_or(PayloadCodec::POSTCARD, |&c| PayloadCodec(c)),
+            // A table that is too long or does not fill its value exactly is ignored, as an
+            // unknown option would be: the peer's calls are then not checked (§5.1).
+            HELLO_OPTION_METHODS => methods = decode_methods(value),
             _ => {}
         }
     }
-    Options { reliable, nonce, codec }
+    Options { reliable, nonce, codec, methods }
+}
+
+/// A METHODS option's value (§5.1): `varint count ‖ (u32le route_id ‖ u64le hash)*`, with at most
+/// [`MAX_METHODS`] entries and no byte after them; `None` otherwise.
+fn decode_methods(mut r: &[u8]) -> Option<Arc<[(u32, u64)]>> {
+    let count = varint::get(&mut r).ok()?;
+    if count > MAX_METHODS as u64 || r.len() as u64 != 12 * count {
+        return None;
+    }
+    let entry = |e: &[u8]| {
+        let (route, hash) = e.split_at(4);
+        (u32::from_le_bytes(route.try_into().expect("4 bytes")), u64::from_le_bytes(hash.try_into().expect("8 bytes")))
+    };
+    Some(r.chunks_exact(12).map(entry).collect())
 }
 
 fn decode_head(fields: Bytes) -> Result<Head, FrameError> {

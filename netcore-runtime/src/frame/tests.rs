@@ -76,6 +76,7 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
                 reliable: None,
                 nonce: None,
                 codec: PayloadCodec::POSTCARD,
+                methods: None,
             }),
         ),
         (
@@ -94,6 +95,7 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
                 reliable: Some(128),
                 nonce: Some(u64::MAX),
                 codec: PayloadCodec(0xff),
+                methods: Some(vec![(0, 0), (u32::MAX, u64::MAX)].into()),
             }),
         ),
         ("HEAD request, route id, complete", head(Kind::Request, Some(Route::Id(route_id("/echo"))), None, 3, b"abc")),
@@ -249,8 +251,12 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
     );
     let reliable = prop_oneof![Just(None), (1..=128u8).prop_map(Some)];
     let nonce = prop_oneof![Just(None), any::<u64>().prop_map(Some)];
-    (any::<u8>(), any::<u8>(), any::<u64>(), limits, reliable, nonce, any::<u8>()).prop_map(
-        |(version_min, version_max, fingerprint, limits, reliable, nonce, codec)| Hello {
+    let methods = prop_oneof![
+        Just(None),
+        proptest::collection::vec((any::<u32>(), any::<u64>()), 0..20).prop_map(|m| Some(m.into()))
+    ];
+    (any::<u8>(), any::<u8>(), any::<u64>(), limits, reliable, nonce, any::<u8>(), methods).prop_map(
+        |(version_min, version_max, fingerprint, limits, reliable, nonce, codec, methods)| Hello {
             version_min,
             version_max,
             fingerprint,
@@ -258,6 +264,7 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
             reliable,
             nonce,
             codec: PayloadCodec(codec),
+            methods,
         },
     )
 }
@@ -680,4 +687,50 @@ fn a_zero_length_prefix_suggests_the_lossy_framing() {
     let err = decode_bytes(Framing::Stream, 1024, &[0]).pop().unwrap().unwrap_err();
     assert_eq!(err, FrameError::ShortLength(0));
     assert!(err.to_string().contains("lossy"), "{err}");
+}
+
+/// The HELLO of `sample_frames` with `option` (tag, length, value) after its v1 fields.
+fn hello_with_option(option: &[u8]) -> Bytes {
+    let mut body = Vec::new();
+    encode_body(&sample_frames()[0].1, &mut body);
+    body.truncate(body.len() - CRC_LEN);
+    body.extend_from_slice(option);
+    let crc = crc32fast::hash(&body);
+    body.extend_from_slice(&crc.to_le_bytes());
+    body.into()
+}
+
+#[test]
+fn a_methods_table_that_is_too_long_or_malformed_is_ignored() {
+    let methods = |option: &[u8]| match decode_body(hello_with_option(option)).unwrap() {
+        Frame::Hello(hello) => hello.methods.map(|m| m.to_vec()),
+        other => panic!("{other:?}"),
+    };
+    let entry = [1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0];
+    let mut one = vec![HELLO_OPTION_METHODS, 13, 1];
+    one.extend_from_slice(&entry);
+    assert_eq!(methods(&one), Some(vec![(1, 2)]));
+    assert_eq!(methods(&[HELLO_OPTION_METHODS, 1, 0]), Some(vec![]), "an empty table is a table");
+    // A count that does not match the entries, a partial entry, a byte after them.
+    let mut wrong_count = one.clone();
+    wrong_count[2] = 2;
+    assert_eq!(methods(&wrong_count), None);
+    assert_eq!(
+        methods(&one[..one.len() - 1].iter().copied().map(|b| if b == 13 { 12 } else { b }).collect::<Vec<_>>()),
+        None
+    );
+    let mut trailing = one.clone();
+    trailing[1] = 14;
+    trailing.push(0);
+    assert_eq!(methods(&trailing), None);
+    // 1025 entries: above MAX_METHODS.
+    let mut long = vec![HELLO_OPTION_METHODS];
+    let value_len = 2 + 12 * (MAX_METHODS + 1);
+    crate::varint::put(&mut long, value_len as u64);
+    crate::varint::put(&mut long, MAX_METHODS as u64 + 1);
+    long.extend(std::iter::repeat_n(entry, MAX_METHODS + 1).flatten());
+    assert_eq!(methods(&long), None);
+    // The other fields read as without the option.
+    let Frame::Hello(read) = decode_body(hello_with_option(&long)).unwrap() else { unreachable!() };
+    assert_eq!(Frame::Hello(read), sample_frames()[0].1);
 }

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 /// A frame's type byte (§3.1). Types with the high bit set are extensions a receiver may ignore.
@@ -179,7 +181,15 @@ pub struct Hello {
     /// The payload codec the sender's typed calls use (§5.1, §9, §14), sent as the CODEC option
     /// unless it is [`PayloadCodec::POSTCARD`], which a HELLO without the option announces.
     pub codec: PayloadCodec,
+    /// The typed methods the sender serves, as (route id, method hash) pairs (§5.1, §15), sent as
+    /// the METHODS option; at most [`MAX_METHODS`] entries. `None` when the sender sent no table
+    /// (an old or untyped peer), or one this version ignored (too long or malformed): calls to such
+    /// a peer are not checked before they are sent.
+    pub methods: Option<Arc<[(u32, u64)]>>,
 }
+
+/// Most entries a HELLO's METHODS table carries (§5.1); a longer table is ignored.
+pub const MAX_METHODS: usize = 1024;
 
 impl Hello {
     /// A HELLO with no options (and so the postcard payload codec).
@@ -192,7 +202,14 @@ impl Hello {
             reliable: None,
             nonce: None,
             codec: PayloadCodec::POSTCARD,
+            methods: None,
         }
+    }
+
+    /// The same HELLO announcing the methods table `methods` (route id, method hash).
+    pub fn with_methods(mut self, methods: impl Into<Arc<[(u32, u64)]>>) -> Self {
+        self.methods = Some(methods.into());
+        self
     }
 
     /// The same HELLO announcing the payload codec `codec`.
@@ -464,6 +481,8 @@ pub(super) const HELLO_OPTION_RELIABLE: u8 = 0x01;
 pub(super) const HELLO_OPTION_NONCE: u8 = 0x02;
 /// HELLO option tag: the sender's payload codec, `u8` (§5.1, §14); absent means postcard.
 pub(super) const HELLO_OPTION_CODEC: u8 = 0x03;
+/// HELLO option: the typed methods the sender serves (§5.1, §15).
+pub(super) const HELLO_OPTION_METHODS: u8 = 0x04;
 /// The largest window of reliable delivery: half the 8-bit sequence space (§16).
 pub const MAX_RELIABLE_WINDOW: u8 = 128;
 

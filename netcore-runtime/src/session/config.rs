@@ -14,8 +14,15 @@ pub struct Config {
     pub chunk_size: usize,
     /// What this side accepts, announced in its HELLO (§8).
     pub limits: Limits,
-    /// Hash of the service declarations; 0 for an untyped endpoint (§9).
+    /// Hash of the service declarations, checked strictly (§9): when both sides set one, any
+    /// difference refuses the connection. 0 (the default) checks nothing at the handshake and
+    /// leaves compatibility to the methods table.
     pub fingerprint: u64,
+    /// The typed methods this side serves, as (route id, method hash) pairs, announced in the
+    /// HELLO's METHODS option (docs/PROTOCOL.md §5.1, §15) so the peer's generated clients can
+    /// check a method before calling it. The endpoint fills it from its typed routes; empty sends
+    /// no table, and so does a table above [`MAX_METHODS`](crate::frame::MAX_METHODS) entries.
+    pub methods: std::sync::Arc<[(u32, u64)]>,
     /// The payload codec announced in the HELLO (docs/PROTOCOL.md §5.1, §14); a peer announcing
     /// another is refused at the handshake. Default [`PayloadCodec::COMPILED`], the one
     /// `netcore::codec` uses in this build.
@@ -165,6 +172,7 @@ impl Config {
             chunk_size: 16 * 1024,
             limits: Limits::default(),
             fingerprint: 0,
+            methods: std::sync::Arc::new([]),
             codec: PayloadCodec::COMPILED,
             keepalive: Some(Keepalive { interval: Duration::from_secs(30), max_missed: 3 }),
             stall_timeout: Some(Duration::from_secs(30)),
@@ -213,7 +221,8 @@ impl Config {
         self
     }
 
-    /// Sets the schema fingerprint.
+    /// Sets the schema fingerprint, which strict mode checks (§9): a peer that sets another
+    /// is refused at the handshake, whatever its methods table says.
     pub fn with_fingerprint(mut self, fingerprint: u64) -> Self {
         self.fingerprint = fingerprint;
         self

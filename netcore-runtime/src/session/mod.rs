@@ -236,6 +236,8 @@ impl Session {
             reliable: offer.map(Reliability::window),
             nonce: self.config.nonce,
             codec: self.config.codec,
+            // §5.1: no table is sent rather than one the peer would ignore.
+            methods: Some(self.config.methods.clone()).filter(|m| !m.is_empty() && m.len() <= frame::MAX_METHODS),
         }
     }
 
