@@ -1,17 +1,17 @@
 //! `netcore call` (typed through a schema, or raw bytes to a route) and `netcore send`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use netcore_codegen::model::MethodKind;
 use netcore_runtime::session::Progress;
-use netcore_runtime::{codec, route_id, Body, CallOptions, Endpoint, Priority, Route};
+use netcore_runtime::{codec, route_id, Body, CallError, CallOptions, Connection, Endpoint, Priority, Reply, Route};
 use serde_json::{json, Value};
 
 use crate::link::{parse_duration, parse_header, LinkArgs};
 use crate::value::Types;
-use crate::{print_json, schema, Failure};
+use crate::{print_json, progress, schema, Failure};
 
 /// Options of a request, shared by `call` and `send`.
 #[derive(Debug, clap::Args)]
@@ -133,6 +133,7 @@ pub async fn call(args: CallArgs, json: bool) -> Result<(), Failure> {
 
     let endpoint = Endpoint::builder().build().map_err(Failure::failed)?;
     let connection = args.link.connect(&endpoint).await?;
+    let route_label = args.route.clone().or(args.method.clone()).unwrap_or_default();
     let mut latencies = Vec::with_capacity(args.repeat as usize);
     let mut last = None;
     for _ in 0..args.repeat {
@@ -144,8 +145,9 @@ pub async fn call(args: CallArgs, json: bool) -> Result<(), Failure> {
                 .await
                 .map_err(Failure::failed)?;
         } else {
-            let reply = connection
-                .call_with(prepared.route.clone(), body, prepared.opts.clone())
+            // A file's upload gets a bar; small bodies are over before one could be drawn.
+            let bar = args.file.as_ref().and_then(|_| progress::bar(body.len(), &route_label, json));
+            let reply = call_with_progress(&connection, prepared.route.clone(), body, prepared.opts.clone(), bar)
                 .await
                 .map_err(Failure::failed)?;
             last = Some(reply);
@@ -214,44 +216,44 @@ fn latency_stats(latencies: &mut [Duration]) -> Value {
     })
 }
 
-/// `netcore send`
-pub async fn send(args: SendArgs, json: bool) -> Result<(), Failure> {
-    let body = Body::file(&args.file).map_err(|e| Failure::failed(format!("{}: {e}", args.file.display())))?;
+/// A call whose upload moves `bar` (when there is one: see [`progress::bar`]).
+async fn call_with_progress(
+    connection: &Connection,
+    route: Route,
+    body: Body,
+    opts: CallOptions,
+    bar: Option<indicatif::ProgressBar>,
+) -> Result<Reply, CallError> {
+    let Some(bar) = bar else { return connection.call_with(route, body, opts).await };
     let total = body.len();
-    let endpoint = Endpoint::builder().build().map_err(Failure::failed)?;
-    let connection = args.link.connect(&endpoint).await?;
     let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(Progress { done: 0, total });
-    let opts = args.request.options(None, None).progress(progress_tx);
-
-    // The bar (drawn on stderr) only when output goes to a terminal: in a pipe or a log it is noise.
-    let bar = (std::io::stdout().is_terminal() && std::io::stderr().is_terminal() && !json).then(|| {
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-                .expect("a valid template"),
-        );
-        bar
-    });
-    let started = Instant::now();
-    let call = connection.call_with(Route::Name(args.route.clone()), body, opts);
+    let call = connection.call_with(route, body, opts.progress(progress_tx));
     tokio::pin!(call);
     let reply = loop {
         tokio::select! {
             reply = &mut call => break reply,
             changed = progress_rx.changed() => {
                 if changed.is_ok() {
-                    if let Some(bar) = &bar {
-                        let p = *progress_rx.borrow();
-                        // The reply's bytes follow the request's: show the upload only.
-                        bar.set_position(p.done.min(total));
-                    }
+                    // The reply's bytes follow the request's: show the upload only.
+                    bar.set_position(progress_rx.borrow().done.min(total));
                 }
             }
         }
     };
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    bar.finish_and_clear();
+    reply
+}
+
+/// `netcore send`
+pub async fn send(args: SendArgs, json: bool) -> Result<(), Failure> {
+    let body = Body::file(&args.file).map_err(|e| Failure::failed(format!("{}: {e}", args.file.display())))?;
+    let total = body.len();
+    let endpoint = Endpoint::builder().build().map_err(Failure::failed)?;
+    let connection = args.link.connect(&endpoint).await?;
+    let started = Instant::now();
+    let bar = progress::bar(total, &args.route, json);
+    let opts = args.request.options(None, None);
+    let reply = call_with_progress(&connection, Route::Name(args.route.clone()), body, opts, bar).await;
     let elapsed = started.elapsed();
     connection.close().await;
     let reply = reply.map_err(Failure::failed)?;

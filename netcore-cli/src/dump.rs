@@ -1,178 +1,163 @@
-//! `netcore dump`: a capture of raw link bytes, decoded frame by frame.
+//! `netcore dump`: a capture decoded frame by frame: a `netcore tap --capture` file (both
+//! directions, timed, every connection), or raw link bytes, one file per direction.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use netcore_runtime::frame::{Decoder, Frame, FrameError, Framing, Route, Xid};
+use netcore_runtime::frame::Framing;
 use serde_json::{json, Value};
 
-use crate::{print_json, schema, Failure};
+use crate::capture::{self, Event};
+use crate::inspect::{self, Catalog, Counts, Link};
+use crate::{print_json, Failure};
 
-/// `netcore dump FILE`
+/// `netcore dump FILE [FILE]`
 #[derive(Debug, clap::Args)]
 pub struct DumpArgs {
-    /// The capture: the bytes one side wrote to the link, as they were written.
-    file: PathBuf,
-    /// The capture is of a byte-lossy link (COBS framing) rather than a stream.
+    /// A `netcore tap --capture` file, or raw bytes one side wrote to the link (a second raw file:
+    /// the other direction).
+    #[arg(required = true, num_args = 1..=2)]
+    files: Vec<PathBuf>,
+    /// Raw captures are of a byte-lossy link (COBS framing) rather than a stream.
     #[arg(long)]
     lossy: bool,
-    /// A label for the capture's direction, shown on every frame (e.g. host→board).
+    /// A label for each raw file's direction (e.g. host→board), shown on every frame.
     #[arg(long)]
-    direction: Option<String>,
-    /// Resolve route ids to method names from this schema.
+    direction: Vec<String>,
+    /// Resolve route ids to method names, and decode messages to JSON, from this schema.
     #[arg(long)]
     schema: Option<PathBuf>,
 }
 
-/// Bodies longer than this are reported as damaged (the protocol's largest frames are far smaller).
-const MAX_BODY: usize = 16 << 20;
+/// Prints records as text lines or JSON lines.
+pub struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    /// Text unless `json`.
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    /// One record.
+    pub fn print(&self, record: &Value) {
+        if self.json {
+            print_json(record);
+        } else {
+            println!("{}", inspect::line(record));
+        }
+    }
+
+    /// The closing summary.
+    pub fn summary(&self, counts: Counts, tail: u64, extra: Value) {
+        let mut summary = json!({
+            "frames": counts.frames,
+            "damaged": counts.damaged,
+            "messages": counts.messages,
+            "retransmissions": counts.retransmissions,
+            "incomplete_tail_bytes": tail,
+        });
+        if let (Some(summary), Some(extra)) = (summary.as_object_mut(), extra.as_object()) {
+            summary.extend(extra.clone());
+        }
+        if self.json {
+            print_json(&json!({ "summary": summary }));
+        } else {
+            println!(
+                "{} frames, {} damaged, {} messages, {} retransmissions, {tail} bytes of an incomplete frame at the end",
+                counts.frames, counts.damaged, counts.messages, counts.retransmissions
+            );
+        }
+    }
+}
+
+/// The framing a connection record names.
+pub fn framing_of(info: &Value) -> Framing {
+    if info["framing"] == "lossy" {
+        Framing::Lossy
+    } else {
+        Framing::Stream
+    }
+}
 
 /// `netcore dump`
 pub fn dump(args: DumpArgs, json: bool) -> Result<(), Failure> {
-    let bytes = std::fs::read(&args.file).map_err(|e| Failure::failed(format!("{}: {e}", args.file.display())))?;
-    let mut names = HashMap::new();
-    if let Some(path) = &args.schema {
-        for service in schema::load(path)?.services {
-            for method in &service.methods {
-                let route = service.route(method);
-                names.insert(netcore_runtime::route_id(&route), format!("{route} ({}.{})", service.name, method.name));
-            }
-        }
+    let catalog = Catalog::load(args.schema.as_deref())?;
+    let printer = Printer::new(json);
+    let mut contents = Vec::new();
+    for file in &args.files {
+        contents.push(capture::read_file(file).map_err(|e| Failure::failed(format!("{}: {e}", file.display())))?);
     }
+    if contents[0].starts_with(capture::MAGIC) {
+        if contents.len() > 1 {
+            return Err(Failure::usage("a tap capture holds both directions: give it alone"));
+        }
+        return dump_capture(&args.files[0], &contents[0], &catalog, &printer);
+    }
+    if let Some(i) = contents.iter().position(|c| c.starts_with(capture::MAGIC)) {
+        return Err(Failure::usage(format!("{} is a tap capture: give it alone", args.files[i].display())));
+    }
+
     let framing = if args.lossy { Framing::Lossy } else { Framing::Stream };
-    let mut decoder = Decoder::new(framing, MAX_BODY);
-    decoder.extend(&bytes);
-    let (mut frames, mut damaged, mut at) = (0u64, 0u64, 0usize);
-    let mut fatal = None;
-    loop {
-        let result = decoder.decode();
-        let end = bytes.len() - decoder.buffered();
-        let mut record = json!({ "offset": at, "wire_bytes": end - at });
-        if let Some(direction) = &args.direction {
-            record["direction"] = json!(direction);
-        }
-        match result {
-            Ok(None) => break,
-            Ok(Some(frame)) => {
-                frames += 1;
-                describe(&frame, &names, &mut record);
-                record["crc"] = json!("ok");
-            }
-            Err(err) => {
-                damaged += 1;
-                record["damaged"] = json!(err.to_string());
-                record["crc"] = json!(if matches!(err, FrameError::BadCrc { .. }) { "bad" } else { "unchecked" });
-                if framing == Framing::Lossy {
-                    record["resync"] = json!(true);
-                } else {
-                    fatal = Some(err);
-                }
-            }
-        }
-        at = end;
-        if json {
-            print_json(&record);
-        } else {
-            println!("{}", line(&record));
-        }
-        if fatal.is_some() {
-            break;
-        }
+    let label = |i: usize| args.direction.get(i).cloned().unwrap_or_else(|| args.files[i].display().to_string());
+    let mut link = Link::new(&catalog, framing, [label(0), label(1)]);
+    let mut records = Vec::new();
+    for (dir, bytes) in contents.iter().enumerate() {
+        link.feed(dir, None, bytes, &mut records);
     }
-    let tail = bytes.len() - at;
-    let summary = json!({ "frames": frames, "damaged": damaged, "incomplete_tail_bytes": tail, "bytes": bytes.len() });
-    if json {
-        print_json(&json!({ "summary": summary }));
-    } else {
-        println!("{frames} frames, {damaged} damaged, {tail} bytes of an incomplete frame at the end");
+    for record in &records {
+        printer.print(record);
     }
-    match fatal {
-        Some(err) => Err(Failure::failed(format!("stream framing cannot resynchronise after: {err}"))),
+    let bytes: usize = contents.iter().map(Vec::len).sum();
+    printer.summary(link.counts, link.tails(), json!({ "bytes": bytes }));
+    match link.stopped() {
+        Some(why) => Err(Failure::failed(why)),
         None => Ok(()),
     }
 }
 
-fn xid(xid: &Xid) -> Value {
-    json!({ "id": xid.id, "opened_by": if xid.opened_by_receiver { "receiver" } else { "sender" } })
-}
-
-fn describe(frame: &Frame, names: &HashMap<u32, String>, record: &mut Value) {
-    let route_name = |route: &Route| match route {
-        Route::Name(name) => name.clone(),
-        Route::Id(id) => names.get(id).cloned().unwrap_or_else(|| format!("#{id:08x}")),
-    };
-    record["type"] = json!(format!("{:?}", frame.frame_type()));
-    match frame {
-        Frame::Hello(hello) => {
-            record["type"] = json!("HELLO");
-            record["hello"] = json!(format!("{hello:?}"));
-        }
-        Frame::Head(head) => {
-            record["type"] = json!("HEAD");
-            record["exchange"] = xid(&head.xid);
-            record["kind"] = json!(format!("{:?}", head.kind));
-            record["priority"] = json!(head.priority.level());
-            record["route"] = json!(head.route.as_ref().map(route_name));
-            record["total"] = json!(head.total);
-            record["payload"] = json!(head.payload.len());
-        }
-        Frame::Data(data) => {
-            record["type"] = json!("DATA");
-            record["exchange"] = xid(&data.xid);
-            record["offset_in_message"] = json!(data.offset);
-            record["payload"] = json!(data.payload.len());
-            record["end"] = json!(data.end);
-        }
-        Frame::Cancel { xid: x, reason } => {
-            record["type"] = json!("CANCEL");
-            record["exchange"] = xid(x);
-            record["reason"] = json!(reason.describe().map_or_else(|| reason.0.to_string(), str::to_owned));
-        }
-        Frame::Credit { limit } => {
-            record["type"] = json!("CREDIT");
-            record["limit"] = json!(limit);
-        }
-        Frame::Ping { nonce } | Frame::Pong { nonce } => {
-            record["type"] = json!(if matches!(frame, Frame::Ping { .. }) { "PING" } else { "PONG" });
-            record["nonce"] = json!(nonce);
-        }
-        Frame::GoAway { code, message } => {
-            record["type"] = json!("GOAWAY");
-            record["code"] = json!(code.0);
-            record["message"] = json!(message);
-        }
-        Frame::Seq { seq, frame } => {
-            describe(frame, names, record);
-            record["seq"] = json!(seq);
-        }
-        Frame::Ack { next, received } => {
-            record["type"] = json!("ACK");
-            record["next"] = json!(next);
-            record["received"] = json!(format!("{received:#x}"));
-        }
-        other => record["type"] = json!(format!("type {:#04x}", other.frame_type().0)),
-    }
-}
-
-/// One record as a line of text: `offset  size  TYPE  field=value …`.
-fn line(record: &Value) -> String {
-    let mut out = format!(
-        "{:>8}  {:>6}B  {}",
-        record["offset"],
-        record["wire_bytes"],
-        record.get("type").and_then(Value::as_str).unwrap_or("DAMAGED")
-    );
-    if let Some(map) = record.as_object() {
-        for (key, value) in map {
-            if matches!(key.as_str(), "offset" | "wire_bytes" | "type") {
-                continue;
+fn dump_capture(path: &std::path::Path, data: &[u8], catalog: &Catalog, printer: &Printer) -> Result<(), Failure> {
+    let (records, truncated) =
+        capture::read_all(data).map_err(|e| Failure::failed(format!("{}: {e}", path.display())))?;
+    let mut links: BTreeMap<u32, Link<'_>> = BTreeMap::new();
+    let mut totals = Counts::default();
+    let mut tail = 0;
+    let mut out = Vec::new();
+    for record in records {
+        let time = record.micros as f64 / 1e6;
+        match record.event {
+            Event::Open(info) => {
+                let direction = |i: usize| info["directions"][i].as_str().unwrap_or(["A→B", "B→A"][i]).to_owned();
+                links.insert(record.conn, Link::new(catalog, framing_of(&info), [direction(0), direction(1)]));
+                out.push(json!({ "time": time, "conn": record.conn, "type": "OPEN", "label": info["label"], "framing": info["framing"] }));
             }
-            let value = match value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            out.push_str(&format!("  {key}={value}"));
+            Event::Bytes(side, bytes) => {
+                let link = links
+                    .entry(record.conn)
+                    .or_insert_with(|| Link::new(catalog, Framing::Stream, ["A→B".to_owned(), "B→A".to_owned()]));
+                let start = out.len();
+                link.feed(usize::from(side), Some(time), &bytes, &mut out);
+                for r in &mut out[start..] {
+                    r["conn"] = json!(record.conn);
+                }
+            }
+            Event::Close(reason) => {
+                if let Some(link) = links.remove(&record.conn) {
+                    totals.add(link.counts);
+                    tail += link.tails();
+                }
+                out.push(json!({ "time": time, "conn": record.conn, "type": "CLOSE", "reason": reason }));
+            }
+        }
+        for r in out.drain(..) {
+            printer.print(&r);
         }
     }
-    out
+    for link in links.values() {
+        totals.add(link.counts);
+        tail += link.tails();
+    }
+    printer.summary(totals, tail, json!({ "bytes": data.len(), "truncated_record_bytes": truncated }));
+    Ok(())
 }

@@ -6,17 +6,22 @@
 //! call      ─▶ model ─▶ value::Types::check(JSON) ─▶ codec::encode ─▶ Connection::call_with
 //!                                   JSON ◀─ codec::decode_seed(value::Decode) ◀─ reply
 //! serve     ─▶ Endpoint (echo, sink, or --mock answers from the model) ─▶ serve_tcp/unix/serial
-//! dump      ─▶ frame::Decoder over a capture file
+//! dump      ─▶ inspect::Link (frame::Decoder, reassembly, value::Decode) over a capture file
+//! tap       ─▶ TCP proxy or serial bridge ─▶ inspect::Link live, capture::Writer to a file
 //! ```
 //!
 //! Exit codes: 0 success; 1 the operation failed (invalid schema, call error, link error);
 //! 2 usage (bad flags, an unknown method, arguments that do not fit the schema).
 
 mod call;
+mod capture;
 mod dump;
+mod inspect;
 mod link;
+mod progress;
 mod schema;
 mod serve;
+mod tap;
 mod value;
 
 use std::process::ExitCode;
@@ -51,6 +56,8 @@ enum Command {
     Send(call::SendArgs),
     /// Decodes a capture of raw link bytes frame by frame.
     Dump(dump::DumpArgs),
+    /// Forwards a TCP connection or bridges two serial ports, decoding the traffic live.
+    Tap(tap::TapArgs),
 }
 
 /// A failure, and the exit code it gives.
@@ -85,6 +92,7 @@ fn main() -> ExitCode {
         Command::Call(args) => runtime().and_then(|rt| rt.block_on(call::call(args, json))),
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(call::send(args, json))),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::serve(args, json))),
+        Command::Tap(args) => runtime().and_then(|rt| rt.block_on(tap::tap(args, json))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,15 +1,21 @@
-//! `netcore serve`: an echo or sink endpoint on any link, or a mock of a schema's services.
+//! `netcore serve`: an echo or sink endpoint on any link, a streaming sink storing into a
+//! directory, or a mock of a schema's services.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use netcore_runtime::{codec, Endpoint, Response};
-use serde_json::json;
+use netcore_runtime::endpoint::BodyStream;
+use netcore_runtime::{codec, Endpoint, EndpointEvent, HandlerError, Request, Response};
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
 
-use crate::link::LinkArgs;
+use crate::link::{parse_duration, LinkArgs};
 use crate::value::Types;
-use crate::{print_json, schema, Failure};
+use crate::{print_json, progress, schema, Failure};
 
 /// `netcore serve`
 #[derive(Debug, clap::Args)]
@@ -17,8 +23,19 @@ pub struct ServeArgs {
     #[command(flatten)]
     link: LinkArgs,
     /// Answer every other route with the length of its payload (as text) instead of echoing it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     sink: bool,
+    /// Store every request's payload in a new file of this directory (answer: its length as
+    /// text, header `x-stored` the file's path); `--upload` routes are streamed to disk.
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// With --store: a route whose payloads are written as they arrive, never held whole
+    /// (repeatable; default /upload).
+    #[arg(long = "upload", value_name = "ROUTE", requires = "store")]
+    uploads: Vec<String>,
+    /// Wait this long before answering (500ms, 2s): to try timeouts and cancellation.
+    #[arg(long, value_parser = parse_duration)]
+    delay: Option<Duration>,
     /// The schema whose services `--mock` serves.
     #[arg(long, requires = "mock")]
     schema: Option<PathBuf>,
@@ -27,8 +44,77 @@ pub struct ServeArgs {
     mock: bool,
 }
 
+/// Where `--store` puts payloads: `DIR/NNNNNN-route.bin`, numbered in arrival order.
+#[derive(Clone)]
+struct Store {
+    dir: Arc<Path>,
+    next: Arc<AtomicU64>,
+    json: bool,
+}
+
+impl Store {
+    fn file_for(&self, route: &str) -> PathBuf {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let name: String =
+            route.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
+        self.dir.join(format!("{n:06}-{}.bin", name.trim_matches('_')))
+    }
+
+    /// Writes a streamed payload chunk by chunk.
+    async fn stream(&self, route: &str, mut body: BodyStream) -> Result<Response, HandlerError> {
+        let path = self.file_for(route);
+        let fail = |e: std::io::Error| {
+            HandlerError::new(netcore_runtime::ErrorCode::INTERNAL, format!("{}: {e}", path.display()))
+        };
+        let mut file = tokio::fs::File::create(&path).await.map_err(fail)?;
+        let bar = progress::bar(body.len(), route, self.json);
+        let mut written = 0u64;
+        while let Some(chunk) = body.chunk().await.map_err(fail)? {
+            file.write_all(&chunk).await.map_err(fail)?;
+            written += chunk.len() as u64;
+            if let Some(bar) = &bar {
+                bar.set_position(written);
+            }
+        }
+        file.flush().await.map_err(fail)?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        Ok(Self::stored(&path, written))
+    }
+
+    /// Writes a payload received whole.
+    async fn whole(&self, route: &str, payload: Bytes) -> Result<Response, HandlerError> {
+        let path = self.file_for(route);
+        tokio::fs::write(&path, &payload)
+            .await
+            .map_err(|e| HandlerError::new(netcore_runtime::ErrorCode::INTERNAL, format!("{}: {e}", path.display())))?;
+        Ok(Self::stored(&path, payload.len() as u64))
+    }
+
+    fn stored(path: &Path, bytes: u64) -> Response {
+        Response::text(bytes.to_string()).with_header("x-stored", path.display().to_string())
+    }
+}
+
+/// The echo answer: the payload, the request's headers, and `x-priority` (its priority class),
+/// so a client sees what reached the server.
+fn echo(request: &Request, payload: Bytes) -> Response {
+    let mut response = Response::bytes(payload).with_priority(request.priority());
+    for (name, value) in request.headers() {
+        response = response.with_header(name.clone(), value.clone());
+    }
+    response.with_header("x-priority", request.priority().level().to_string())
+}
+
 /// `netcore serve`
 pub async fn serve(args: ServeArgs, json: bool) -> Result<(), Failure> {
+    let delay = args.delay;
+    let wait = move || async move {
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+    };
     let mut builder = Endpoint::builder();
     let mut mocked = Vec::new();
     if let Some(path) = &args.schema {
@@ -44,22 +130,62 @@ pub async fn serve(args: ServeArgs, json: bool) -> Result<(), Failure> {
                 builder = builder.route(&route, move |_request| {
                     let answer = answer.clone();
                     tracing::info!(method = %name, "mock answer");
-                    async move { Ok(Response::bytes(answer)) }
+                    async move {
+                        wait().await;
+                        Ok(Response::bytes(answer))
+                    }
                 });
             }
         }
     }
+    let store = match &args.store {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| Failure::failed(format!("{}: {e}", dir.display())))?;
+            Some(Store { dir: dir.as_path().into(), next: Arc::new(AtomicU64::new(1)), json })
+        }
+        None => None,
+    };
+    if let Some(store) = &store {
+        let uploads = if args.uploads.is_empty() { vec!["/upload".to_owned()] } else { args.uploads.clone() };
+        for route in uploads {
+            let store = store.clone();
+            builder = builder.streaming_route(&route, move |request: Request, body| {
+                let store = store.clone();
+                async move {
+                    tracing::info!(route = request.route(), bytes = body.len(), "upload");
+                    let response = store.stream(request.route(), body).await;
+                    wait().await;
+                    response
+                }
+            });
+        }
+    }
     let sink = args.sink;
-    builder = builder.default_handler(move |request| async move {
-        let payload = request.bytes()?;
-        tracing::info!(route = request.route(), bytes = payload.len(), "request");
-        Ok(if sink { Response::text(payload.len().to_string()) } else { Response::bytes(payload) })
+    let default_store = store.clone();
+    builder = builder.default_handler(move |request| {
+        let store = default_store.clone();
+        async move {
+            let payload = request.bytes()?;
+            tracing::info!(route = request.route(), bytes = payload.len(), "request");
+            wait().await;
+            match store {
+                Some(store) => store.whole(request.route(), payload).await,
+                None if sink => Ok(Response::text(payload.len().to_string())),
+                None => Ok(echo(&request, payload)),
+            }
+        }
     });
     let endpoint = builder.build().map_err(Failure::failed)?;
+    tokio::spawn(report_events(endpoint.events(), json));
 
+    let mode = match (&store, sink) {
+        (Some(_), _) => "store",
+        (None, true) => "sink",
+        (None, false) => "echo",
+    };
     let announce = |at: String| {
         if json {
-            print_json(&json!({ "listening": at, "mode": if sink { "sink" } else { "echo" }, "mock": mocked }));
+            print_json(&json!({ "listening": at, "mode": mode, "mock": mocked }));
         } else {
             println!("listening on {at}");
         }
@@ -84,7 +210,7 @@ pub async fn serve(args: ServeArgs, json: bool) -> Result<(), Failure> {
             let connection = endpoint.connect_with(io, format!("serial {port}"), args.link.serial_config());
             announce(format!("serial {port}"));
             let reason = connection.closed().await;
-            Err(Failure::failed(format!("serial {port}: {reason:?}")))
+            Err(Failure::failed(format!("serial {port}: {reason}")))
         }
     };
     tokio::select! {
@@ -92,6 +218,51 @@ pub async fn serve(args: ServeArgs, json: bool) -> Result<(), Failure> {
         _ = tokio::signal::ctrl_c() => {
             endpoint.shutdown().await;
             Ok(())
+        }
+    }
+}
+
+/// Prints connects, disconnects, cancels and handler errors, one line each (JSON with --json):
+/// what a peer's `--timeout` or a dropped call looks like from this side.
+async fn report_events(mut events: tokio::sync::broadcast::Receiver<EndpointEvent>, json: bool) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        let record: Value = match event {
+            EndpointEvent::Connect { connection } => {
+                json!({ "event": "connect", "connection": connection.id().0, "label": connection.label() })
+            }
+            EndpointEvent::Disconnect { connection, reason } => {
+                json!({ "event": "disconnect", "connection": connection.0, "reason": reason.to_string() })
+            }
+            EndpointEvent::Cancel { connection, exchange, reason } => json!({
+                "event": "cancel",
+                "connection": connection.0,
+                "exchange": exchange,
+                "reason": reason.describe().map_or_else(|| reason.0.to_string(), str::to_owned),
+            }),
+            EndpointEvent::Error { connection, route, message } => {
+                json!({ "event": "error", "connection": connection.0, "route": &*route, "message": message })
+            }
+            _ => continue,
+        };
+        if json {
+            print_json(&record);
+        } else {
+            let mut line = format!("{} #{}", record["event"].as_str().unwrap_or_default(), record["connection"]);
+            for key in ["label", "exchange", "route", "reason", "message"] {
+                if let Some(value) = record.get(key) {
+                    line.push_str(&format!(
+                        " {key}={}",
+                        value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+                    ));
+                }
+            }
+            println!("{line}");
         }
     }
 }

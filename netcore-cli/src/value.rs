@@ -671,6 +671,58 @@ impl Serialize for Typed {
     }
 }
 
+/// Decodes the arguments of a method (the tuple the generated client sends) to a JSON object by
+/// argument name, for `dump` and `tap`.
+#[derive(Clone, Copy)]
+pub struct DecodeArgs<'a> {
+    types: &'a Types,
+    method: &'a Method,
+}
+
+impl Types {
+    /// A seed decoding the arguments of `method` to a JSON object by name.
+    pub fn args_decoder<'a>(&'a self, method: &'a Method) -> DecodeArgs<'a> {
+        DecodeArgs { types: self, method }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DecodeArgs<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        if self.method.args.is_empty() {
+            d.deserialize_unit(ArgsVisitor(self))
+        } else {
+            d.deserialize_tuple(self.method.args.len(), ArgsVisitor(self))
+        }
+    }
+}
+
+struct ArgsVisitor<'a>(DecodeArgs<'a>);
+
+impl<'de> Visitor<'de> for ArgsVisitor<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the {} argument(s) of `{}`", self.0.method.args.len(), self.0.method.name)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Object(Map::new()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        for (i, arg) in self.0.method.args.iter().enumerate() {
+            let value = seq
+                .next_element_seed(self.0.types.decoder(&arg.ty.ty))?
+                .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+            out.insert(arg.name.clone(), value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// Decodes a value of a schema type to JSON, calling the deserializer as the generated type's
 /// derive does (so non-self-describing codecs work): enums as externally tagged JSON, `bytes` as
 /// an array of numbers, maps as objects (non-text keys as their JSON text).
@@ -1053,6 +1105,22 @@ mod tests {
         same(&types, &ty("bytes"), &vec![0u8, 1, 255, 128]);
         same(&types, &ty("f64"), &1.0e-300f64);
         same(&types, &ty("f32"), &3.25f32);
+    }
+
+    #[test]
+    fn arguments_decode_back_to_an_object_by_name() {
+        let (schema, types) = load("users");
+        let users = &schema.services[0];
+        for (name, args) in [
+            ("get", json!({"id": 7})),
+            ("create", json!({"name": "Ada", "email": null})),
+            ("list", json!({"prefix": "a", "limit": 3})),
+        ] {
+            let method = users.methods.iter().find(|m| m.name == name).unwrap();
+            let bytes = codec::encode(&types.check_args(method, &args).unwrap()).unwrap();
+            assert_eq!(codec::decode_seed(types.args_decoder(method), &bytes).unwrap(), args, "{name}");
+            assert!(codec::decode_seed(types.args_decoder(method), &bytes[..bytes.len() - 1]).is_err(), "{name}");
+        }
     }
 
     #[test]
