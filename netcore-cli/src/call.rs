@@ -136,25 +136,27 @@ pub async fn call(args: CallArgs, json: bool) -> Result<(), Failure> {
     let route_label = args.route.clone().or(args.method.clone()).unwrap_or_default();
     let mut latencies = Vec::with_capacity(args.repeat as usize);
     let mut last = None;
-    for _ in 0..args.repeat {
-        let started = Instant::now();
-        let body = Body::from(prepared.body.clone());
-        if prepared.one_way {
-            connection
-                .notify_with(prepared.route.clone(), body, prepared.opts.clone())
-                .await
-                .map_err(Failure::failed)?;
-        } else {
-            // A file's upload gets a bar; small bodies are over before one could be drawn.
-            let bar = args.file.as_ref().and_then(|_| progress::bar(body.len(), &route_label, json));
-            let reply = call_with_progress(&connection, prepared.route.clone(), body, prepared.opts.clone(), bar)
-                .await
-                .map_err(Failure::failed)?;
-            last = Some(reply);
+    let calls = async {
+        for _ in 0..args.repeat {
+            let started = Instant::now();
+            let body = Body::from(prepared.body.clone());
+            if prepared.one_way {
+                connection.notify_with(prepared.route.clone(), body, prepared.opts.clone()).await?;
+            } else {
+                // A file's upload gets a bar; small bodies are over before one could be drawn.
+                let bar = args.file.as_ref().and_then(|_| progress::bar(body.len(), &route_label, json));
+                last = Some(
+                    call_with_progress(&connection, prepared.route.clone(), body, prepared.opts.clone(), bar).await?,
+                );
+            }
+            latencies.push(started.elapsed());
         }
-        latencies.push(started.elapsed());
-    }
+        Ok::<(), CallError>(())
+    };
+    let outcome = calls.await;
+    // Closed gracefully on failure too: a timed-out call's CANCEL reaches the peer before GOAWAY.
     connection.close().await;
+    outcome.map_err(Failure::failed)?;
 
     let result = match (&last, &decode) {
         (None, _) => Value::Null,

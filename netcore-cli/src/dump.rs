@@ -100,7 +100,10 @@ pub fn dump(args: DumpArgs, json: bool) -> Result<(), Failure> {
     }
 
     let framing = if args.lossy { Framing::Lossy } else { Framing::Stream };
-    let label = |i: usize| args.direction.get(i).cloned().unwrap_or_else(|| args.files[i].display().to_string());
+    let label = |i: usize| {
+        let file = args.files.get(i).map_or_else(|| "(no file)".to_owned(), |f| f.display().to_string());
+        args.direction.get(i).cloned().unwrap_or(file)
+    };
     let mut link = Link::new(&catalog, framing, [label(0), label(1)]);
     let mut records = Vec::new();
     for (dir, bytes) in contents.iter().enumerate() {

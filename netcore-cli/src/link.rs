@@ -9,7 +9,8 @@ use crate::Failure;
 
 /// The link flags shared by `call`, `send` and `serve`.
 #[derive(Debug, Clone, clap::Args)]
-#[group(id = "link", required = true, multiple = false, args = ["tcp", "unix", "serial"])]
+#[group(skip)]
+#[command(group = clap::ArgGroup::new("link").required(true).multiple(false).args(["tcp", "unix", "serial"]))]
 pub struct LinkArgs {
     /// A TCP address: where to connect, or (serve) where to listen; port 0 picks one.
     #[arg(long, value_name = "ADDR")]

@@ -207,7 +207,10 @@ pub async fn serve(args: ServeArgs, json: bool) -> Result<(), Failure> {
             let port = args.link.serial.as_deref().expect("clap requires one link");
             let io = netcore_runtime::transport::serial::open(port, args.link.baud)
                 .map_err(|e| Failure::failed(format!("serial {port}: {e}")))?;
-            let connection = endpoint.connect_with(io, format!("serial {port}"), args.link.serial_config());
+            // A serial line has no accept: the session waits for each next peer (a client that
+            // ends says GOAWAY; the one after it says HELLO) instead of ending the server.
+            let config = args.link.serial_config().wait_for_peer();
+            let connection = endpoint.connect_with(io, format!("serial {port}"), config);
             announce(format!("serial {port}"));
             let reason = connection.closed().await;
             Err(Failure::failed(format!("serial {port}: {reason}")))

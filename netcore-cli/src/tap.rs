@@ -132,12 +132,14 @@ pub async fn tap(args: TapArgs, json: bool) -> Result<(), Failure> {
             note = rx.recv() => match note { Some(note) => note, None => break },
             _ = tokio::signal::ctrl_c() => break,
         };
+        let now = micros(started, Instant::now());
+        let time = now as f64 / 1e6;
         let (micros, conn, event) = match note {
             Note::Open { conn, info } => {
                 let direction = |i: usize| info["directions"][i].as_str().unwrap_or_default().to_owned();
                 links.insert(conn, Link::new(&catalog, framing_of(&info), [direction(0), direction(1)]));
-                out.push(json!({ "time": secs(started), "conn": conn, "type": "OPEN", "label": info["label"], "framing": info["framing"] }));
-                (micros(started, Instant::now()), conn, Event::Open(info))
+                out.push(json!({ "time": time, "conn": conn, "type": "OPEN", "label": info["label"], "framing": info["framing"] }));
+                (now, conn, Event::Open(info))
             }
             Note::Bytes { conn, side, at, bytes } => {
                 let time = micros(started, at) as f64 / 1e6;
@@ -154,13 +156,13 @@ pub async fn tap(args: TapArgs, json: bool) -> Result<(), Failure> {
                 if let Some(link) = links.remove(&conn) {
                     totals.add(link.counts);
                 }
-                out.push(json!({ "time": secs(started), "conn": conn, "type": "CLOSE", "reason": reason }));
-                (micros(started, Instant::now()), conn, Event::Close(reason))
+                out.push(json!({ "time": time, "conn": conn, "type": "CLOSE", "reason": reason }));
+                (now, conn, Event::Close(reason))
             }
             Note::Failed { conn, reason } => {
-                out.push(json!({ "time": secs(started), "conn": conn, "type": "FAILED", "reason": reason }));
+                out.push(json!({ "time": time, "conn": conn, "type": "FAILED", "reason": reason }));
                 failed = Some(reason.clone());
-                (micros(started, Instant::now()), conn, Event::Close(reason))
+                (now, conn, Event::Close(reason))
             }
         };
         for record in out.drain(..) {
@@ -187,10 +189,6 @@ pub async fn tap(args: TapArgs, json: bool) -> Result<(), Failure> {
 
 fn micros(started: Instant, at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(started).as_micros()).unwrap_or(u64::MAX)
-}
-
-fn secs(started: Instant) -> f64 {
-    micros(started, Instant::now()) as f64 / 1e6
 }
 
 async fn accept_loop(listener: tokio::net::TcpListener, to: String, once: bool, tx: mpsc::UnboundedSender<Note>) {

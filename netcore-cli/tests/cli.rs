@@ -63,27 +63,78 @@ impl users::Users for Accounts {
     }
 }
 
-/// A server of the generated Users service and an /echo route (it echoes header `x-test` as
-/// `x-seen`), on its own thread and runtime.
+/// An endpoint serving the generated Users service and an /echo route (it echoes header
+/// `x-test` as `x-seen`).
+fn users_endpoint() -> Endpoint {
+    Endpoint::builder()
+        .blueprint(users::UsersServer::blueprint(Accounts))
+        .route("/echo", |request: netcore::Request| async move {
+            let seen = request.headers().get("x-test").cloned().unwrap_or_default();
+            Ok(Response::bytes(request.bytes()?).with_header("x-seen", seen))
+        })
+        .build()
+        .unwrap()
+}
+
+/// [`users_endpoint`] on 127.0.0.1, on its own thread and runtime.
 fn users_server() -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         runtime.block_on(async move {
-            let endpoint = Endpoint::builder()
-                .blueprint(users::UsersServer::blueprint(Accounts))
-                .route("/echo", |request: netcore::Request| async move {
-                    let seen = request.headers().get("x-test").cloned().unwrap_or_default();
-                    Ok(Response::bytes(request.bytes()?).with_header("x-seen", seen))
-                })
-                .build()
-                .unwrap();
+            let endpoint = users_endpoint();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
             endpoint.serve_tcp(listener).await.unwrap();
         });
     });
     rx.recv().unwrap()
+}
+
+/// A pty pair standing in for a serial line: the slave's path for the `netcore` child, and the
+/// master, whose bytes `on_master` gets as a netcore transport on its own thread and runtime.
+/// The slave stays open in the returned handle, so the master never sees a hang-up.
+fn pty<F, Fut>(on_master: F) -> (String, serialport::TTYPort)
+where
+    F: FnOnce(netcore::transport::BlockingIo) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (master, path, slave) = pty_pair();
+    run_on(master, on_master);
+    (path, slave)
+}
+
+/// A pty pair: master, the slave's path, the slave.
+fn pty_pair() -> (serialport::TTYPort, String, serialport::TTYPort) {
+    use serialport::SerialPort;
+    let (mut master, slave) = serialport::TTYPort::pair().unwrap();
+    master.set_timeout(Duration::from_millis(100)).unwrap();
+    (master, slave.name().unwrap(), slave)
+}
+
+/// Runs `on_master` with the master of a pty pair as a netcore transport, on its own thread and
+/// runtime.
+fn run_on<F, Fut>(master: serialport::TTYPort, on_master: F)
+where
+    F: FnOnce(netcore::transport::BlockingIo) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let reader = master.try_clone_native().unwrap();
+            on_master(netcore::transport::serial::from_port(reader, master).unwrap()).await;
+        });
+    });
+}
+
+/// [`users_endpoint`] on the master of a pty pair, with `config`.
+fn users_on_pty(config: netcore::Config) -> (String, serialport::TTYPort) {
+    pty(move |io| async move {
+        let endpoint = users_endpoint();
+        let connection = endpoint.connect_with(io, "pty board", config);
+        connection.closed().await;
+    })
 }
 
 fn netcore() -> Command {
@@ -111,26 +162,69 @@ fn json_of(output: &Output) -> Value {
 
 const USERS: &str = "../schemas/users.ncs";
 
-/// `netcore serve …` as a child process, and the address it printed.
+/// `netcore serve …` (or `tap`) as a child process, the address it printed, and the lines it
+/// prints after that.
 struct Served {
     child: Child,
     addr: String,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Served {
+    /// `netcore serve --tcp 127.0.0.1:0 ARGS…`
     fn start(args: &[&str]) -> Self {
-        let mut child = netcore()
-            .arg("serve")
-            .args(["--tcp", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        Self::spawn(&[&["serve", "--tcp", "127.0.0.1:0"], args].concat())
+    }
+
+    /// `netcore ARGS…`, whose first line says where it listens: `listening on tcp ADDR`,
+    /// `tapping tcp ADDR → …`, or JSON with `listening`.
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = netcore().args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on tcp ").unwrap_or_else(|| panic!("{line}")).to_owned();
-        Self { child, addr }
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim();
+        let at = match serde_json::from_str::<Value>(line) {
+            Ok(v) => {
+                v["listening"].as_str().map(str::to_owned).or_else(|| v["bridging"].as_array().map(|_| String::new()))
+            }
+            Err(_) => line
+                .strip_prefix("listening on ")
+                .or_else(|| line.strip_prefix("tapping "))
+                .map(|rest| rest.split(' ').take(2).collect::<Vec<_>>().join(" ")),
+        };
+        let at = at.unwrap_or_else(|| panic!("{line}"));
+        let addr = at.split_once(' ').map_or(at.clone(), |(_, addr)| addr.to_owned());
+        // Drained on a thread, so that the child never blocks on a full pipe.
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, addr, lines }
+    }
+
+    /// The next line that contains `needle` (a guard of 10 s against a hang, not a timing check).
+    fn line_with(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(e) => panic!("no line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    /// Waits for the child to exit by itself; its remaining lines and exit code.
+    fn finish(mut self) -> (Vec<String>, Option<i32>) {
+        let status = self.child.wait().unwrap();
+        (self.lines.iter().collect(), status.code())
     }
 }
 
@@ -389,12 +483,18 @@ fn dump_decodes_captures_frame_by_frame_and_marks_damage() {
     assert_eq!(records[0]["priority"], 5);
     assert_eq!(records[0]["direction"], "host");
     assert_eq!(records[0]["crc"], "ok");
+    assert_eq!(records[1]["type"], "DAMAGED");
     assert_eq!(records[1]["resync"], true, "{}", records[1]);
     assert!(records[1]["damaged"].is_string());
     assert_eq!(records[2]["type"], "DATA");
     assert_eq!(records[2]["end"], true);
-    assert_eq!(records[3]["summary"]["frames"], 2);
-    assert_eq!(records[3]["summary"]["damaged"], 1);
+    // The message reassembled from HEAD and DATA (its bytes are not the arguments of Users.get).
+    assert_eq!(records[3]["type"], "MESSAGE");
+    assert_eq!(records[3]["bytes"], 6);
+    assert!(records[3]["undecodable"].as_str().unwrap().contains("`get`"), "{}", records[3]);
+    assert_eq!(records[4]["summary"]["frames"], 2);
+    assert_eq!(records[4]["summary"]["damaged"], 1);
+    assert_eq!(records[4]["summary"]["messages"], 1);
 
     // Stream framing, text output; a truncated last frame is reported as a tail.
     let mut capture = bytes::BytesMut::new();
@@ -407,4 +507,323 @@ fn dump_decodes_captures_frame_by_frame_and_marks_damage() {
     let text = stdout(&output);
     assert!(text.contains("HEAD") && text.contains("route=#"), "{text}");
     assert!(text.contains("1 frames, 0 damaged, "), "{text}");
+}
+
+/// Every line of a `--json` run's stdout as a value.
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+#[test]
+fn call_send_and_serve_over_a_unix_socket_storing_uploads_in_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("netcore.sock");
+    let store = dir.path().join("received");
+    let served = Served::spawn(&["serve", "--unix", socket.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert_eq!(served.addr, socket.to_str().unwrap());
+
+    // A streamed upload lands in the directory byte for byte.
+    let file = dir.path().join("image.bin");
+    let body: Vec<u8> = (0..(2u32 << 20)).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::write(&file, &body).unwrap();
+    let report = json_of(&run(&[
+        "--json",
+        "send",
+        file.to_str().unwrap(),
+        "--route",
+        "/upload",
+        "--unix",
+        socket.to_str().unwrap(),
+    ]));
+    assert_eq!(report["bytes"], 2 << 20);
+    assert_eq!(report["reply"]["text"], (2 << 20).to_string());
+    let stored = store.join("000001-upload.bin");
+    assert_eq!(std::fs::read(&stored).unwrap(), body);
+
+    // Another route is stored whole; the reply names the file.
+    let report =
+        json_of(&run(&["--json", "call", "--unix", socket.to_str().unwrap(), "--route", "/log/a", "--data", "hello"]));
+    assert_eq!(report["result"]["text"], "5");
+    let path = report["result"]["headers"]["x-stored"].as_str().unwrap().to_owned();
+    assert!(path.ends_with("000002-log_a.bin"), "{path}");
+    assert_eq!(std::fs::read(path).unwrap(), b"hello");
+
+    // A socket nobody serves: the error names the path; exit 1.
+    let missing = dir.path().join("nobody.sock");
+    let output = run(&["call", "--unix", missing.to_str().unwrap(), "--route", "/x"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains(&format!("unix {}: ", missing.display())), "{}", stderr(&output));
+}
+
+#[test]
+fn headers_priority_and_timeout_reach_the_server() {
+    let echo = Served::start(&[]);
+    let report = json_of(&run(&[
+        "--json",
+        "call",
+        "--tcp",
+        &echo.addr,
+        "--route",
+        "/x",
+        "--data",
+        "hi",
+        "-H",
+        "x-a=1",
+        "-H",
+        "x-b=two words",
+        "--priority",
+        "6",
+    ]));
+    let headers = &report["result"]["headers"];
+    assert_eq!(headers["x-a"], "1");
+    assert_eq!(headers["x-b"], "two words");
+    assert_eq!(headers["x-priority"], "6");
+    let report = json_of(&run(&["--json", "call", "--tcp", &echo.addr, "--route", "/x", "--data", "hi"]));
+    assert_eq!(report["result"]["headers"]["x-priority"], "3", "the default class");
+
+    // The client gives up after its timeout and cancels: the server sees the cancel's reason.
+    let slow = Served::start(&["--delay", "5s"]);
+    let output = run(&["call", "--tcp", &slow.addr, "--route", "/slow", "--data", "x", "--timeout", "300ms"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("timed out after"), "{}", stderr(&output));
+    let line = slow.line_with("cancel");
+    assert!(line.contains("reason=timed out"), "{line}");
+}
+
+#[test]
+fn call_serve_and_send_over_a_pty_pair() {
+    // `call` over a serial line (lossy framing by default) to a generated server.
+    let (port, _slave) = users_on_pty(netcore::Config::lossy().wait_for_peer());
+    let report = json_of(&run(&[
+        "--json",
+        "call",
+        "--schema",
+        USERS,
+        "--serial",
+        &port,
+        "--baud",
+        "115200",
+        "Users.get",
+        r#"{"id": 7}"#,
+    ]));
+    assert_eq!(report["result"]["name"], "Ada");
+    let report = json_of(&run(&[
+        "--json",
+        "call",
+        "--serial",
+        &port,
+        "--route",
+        "/echo",
+        "--data",
+        "over a pty",
+        "-H",
+        "x-test=1",
+    ]));
+    assert_eq!(report["result"]["text"], "over a pty");
+    assert_eq!(report["result"]["headers"]["x-seen"], "1");
+
+    // Reliable delivery on both ends.
+    let (port, _slave) = users_on_pty(netcore::Config::lossy().with_reliable(Some(Default::default())).wait_for_peer());
+    let report = json_of(&run(&[
+        "--json",
+        "call",
+        "--schema",
+        USERS,
+        "--serial",
+        &port,
+        "--reliable",
+        "Users.create",
+        r#"["Bob", null]"#,
+    ]));
+    assert_eq!(report["result"], 3);
+
+    // `send` over the line.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blob.bin");
+    std::fs::write(&file, vec![0xa5; 100_000]).unwrap();
+    let (port, _slave) = users_on_pty(netcore::Config::lossy().wait_for_peer());
+    let report = json_of(&run(&["--json", "send", file.to_str().unwrap(), "--route", "/echo", "--serial", &port]));
+    assert_eq!(report["bytes"], 100_000);
+    assert_eq!(report["reply"]["bytes"], 100_000);
+
+    // `serve` on a serial line, called from this process through the pty's other end.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (port, _slave) = pty(move |io| async move {
+        let client = Endpoint::builder().build().unwrap();
+        let connection = client.connect_with(io, "pty host", netcore::Config::lossy());
+        let opts = netcore::CallOptions::default().header("x-k", "v");
+        let reply = connection
+            .call_with(netcore::Route::Name("/any".into()), netcore::Body::from(b"board?".to_vec()), opts)
+            .await;
+        tx.send(reply.map(|r| (r.bytes().unwrap(), r.headers().clone()))).unwrap();
+    });
+    let served = Served::spawn(&["serve", "--serial", &port]);
+    assert_eq!(served.addr, port);
+    let (bytes, headers) = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+    assert_eq!(&bytes[..], b"board?");
+    assert_eq!(headers["x-k"], "v");
+}
+
+#[test]
+fn link_errors_name_the_address_or_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"x").unwrap();
+    let missing = "/dev/netcore-no-such-port";
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["call", "--serial", missing, "--route", "/x"],
+        vec!["send", file.to_str().unwrap(), "--route", "/x", "--serial", missing],
+        vec!["serve", "--serial", missing],
+        vec!["tap", "--serial", missing, "--serial", "/dev/null"],
+    ];
+    for args in cases {
+        let output = run(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&output).contains(&format!("serial {missing}: ")), "{args:?}: {}", stderr(&output));
+    }
+    // Refused TCP connections name the address, for every subcommand that connects.
+    for args in [
+        vec!["send", file.to_str().unwrap(), "--route", "/x", "--tcp", "127.0.0.1:1"],
+        vec!["call", "--tcp", "127.0.0.1:1", "--route", "/x"],
+    ] {
+        let output = run(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&output).contains("tcp 127.0.0.1:1: "), "{args:?}: {}", stderr(&output));
+    }
+    // A port already taken: serve and tap name it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for args in [vec!["serve", "--tcp", &addr], vec!["tap", "--tcp", &addr, "--to", "127.0.0.1:1"]] {
+        let output = run(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&output).contains(&format!("tcp {addr}: ")), "{args:?}: {}", stderr(&output));
+    }
+    // Usage errors: exit 2.
+    let output = run(&["tap", "--serial", "/dev/a"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--serial takes two ports"), "{}", stderr(&output));
+    assert_eq!(run(&["tap", "--tcp", "127.0.0.1:0"]).status.code(), Some(2), "--tcp needs --to");
+    let output = run(&["dump", "no/such/capture"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no/such/capture"), "{}", stderr(&output));
+}
+
+#[test]
+fn tap_forwards_tcp_decodes_live_and_its_capture_dumps_the_same() {
+    let server = users_server().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("cap.nccap");
+    let tap = Served::spawn(&[
+        "--json",
+        "tap",
+        "--tcp",
+        "127.0.0.1:0",
+        "--to",
+        &server,
+        "--once",
+        "--schema",
+        USERS,
+        "--capture",
+        capture.to_str().unwrap(),
+    ]);
+    let report = json_of(&run(&[
+        "--json",
+        "call",
+        "--schema",
+        USERS,
+        "--tcp",
+        &tap.addr,
+        "-H",
+        "x-k=v",
+        "Users.get",
+        r#"{"id": 7}"#,
+    ]));
+    assert_eq!(report["result"]["name"], "Ada", "the call went through the tap");
+    let (lines, code) = tap.finish();
+    assert_eq!(code, Some(0), "{lines:?}");
+    let records = json_lines(&lines.join("\n"));
+
+    let hellos: Vec<&Value> = records.iter().filter(|r| r["type"] == "HELLO").collect();
+    assert_eq!(hellos.len(), 2, "{records:?}");
+    assert!(hellos.iter().any(|h| h["direction"] == "client→server"));
+    assert!(hellos.iter().any(|h| h["direction"] == "server→client"));
+    assert!(hellos.iter().all(|h| h["crc"] == "ok" && h["hello"]["codec"] == "postcard"));
+    let head = records.iter().find(|r| r["type"] == "HEAD" && r["kind"] == "request").unwrap();
+    assert_eq!(head["route"], "/user/get (Users.get)");
+    assert!(head["time"].as_f64().is_some() && head["wire_bytes"].as_u64().unwrap() > 0, "{head}");
+    let messages: Vec<&Value> = records.iter().filter(|r| r["type"] == "MESSAGE").collect();
+    assert_eq!(messages[0]["direction"], "client→server");
+    assert_eq!(messages[0]["args"], json!({"id": 7}));
+    assert_eq!(messages[0]["headers"], json!({"x-k": "v"}));
+    assert_eq!(messages[1]["direction"], "server→client");
+    assert_eq!(messages[1]["route"], "/user/get (Users.get)", "the answer is named after its request");
+    assert_eq!(messages[1]["result"]["name"], "Ada");
+    assert_eq!(messages[0]["exchange"], messages[1]["exchange"]);
+    assert!(records.iter().any(|r| r["type"] == "CLOSE"));
+    let summary = &records.last().unwrap()["summary"];
+    assert_eq!(summary["messages"], 2);
+    assert_eq!(summary["damaged"], 0);
+
+    // The capture file decodes to the very same records.
+    let output = run(&["--json", "dump", capture.to_str().unwrap(), "--schema", USERS]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let dumped = json_lines(&stdout(&output));
+    assert_eq!(dumped[..dumped.len() - 1], records[..records.len() - 1]);
+    // Text output: one line per frame, with time and direction.
+    let output = run(&["dump", capture.to_str().unwrap(), "--schema", USERS]);
+    let text = stdout(&output);
+    assert!(
+        text.lines().any(|l| l.contains("client→server") && l.contains("MESSAGE") && l.contains(r#"args={"id":7}"#)),
+        "{text}"
+    );
+    assert!(text.contains("2 messages"), "{text}");
+
+    // A server the tap cannot reach: the client is dropped, the tap names the address, exit 1.
+    let tap = Served::spawn(&["tap", "--tcp", "127.0.0.1:0", "--to", "127.0.0.1:1", "--once"]);
+    let output = run(&["call", "--tcp", &tap.addr, "--route", "/x"]);
+    assert_eq!(output.status.code(), Some(1));
+    let (lines, code) = tap.finish();
+    assert_eq!(code, Some(1));
+    assert!(lines.iter().any(|l| l.contains("FAILED") && l.contains("cannot reach tcp 127.0.0.1:1")), "{lines:?}");
+}
+
+#[test]
+fn tap_bridges_two_serial_ports_and_marks_damage_and_resyncs() {
+    use std::io::Write as _;
+    // Board: the Users server on pty A's master. Host: a client on pty B's master. The tap
+    // bridges the two slaves; it opens them (and drops what they hold) before either side starts.
+    let (master_a, port_a, _slave_a) = pty_pair();
+    let (master_b, port_b, _slave_b) = pty_pair();
+    let mut noise = master_a.try_clone_native().unwrap();
+    let tap = Served::spawn(&["--json", "tap", "--serial", &port_a, "--serial", &port_b, "--schema", USERS]);
+    // Garbage on the line before the board starts: the tap marks it and resynchronises.
+    noise.write_all(b"\x13\x37 line noise\x00").unwrap();
+    let (board_tx, board_rx) = std::sync::mpsc::channel::<()>();
+    run_on(master_a, move |io| async move {
+        let connection = users_endpoint().connect_with(io, "pty board", netcore::Config::lossy());
+        let _ = tokio::task::spawn_blocking(move || board_rx.recv()).await;
+        drop(connection);
+    });
+    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+    run_on(master_b, move |io| async move {
+        let client = Endpoint::builder().build().unwrap();
+        let connection = client.connect_with(io, "pty host", netcore::Config::lossy());
+        let users = users::UsersClient::new(connection);
+        let name = users.get(7).await.map(|u| u.map(|u| u.name));
+        let status = users.status(1).await.map(|_| ());
+        reply_tx.send((name, status)).unwrap();
+    });
+    let (name, status) = reply_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(name.unwrap().as_deref(), Some("Ada"));
+    status.unwrap();
+    let damaged: Value = serde_json::from_str(&tap.line_with("DAMAGED")).unwrap();
+    assert_eq!(damaged["direction"], format!("{port_a}→{port_b}"));
+    assert_eq!(damaged["resync"], true);
+    let request: Value = serde_json::from_str(&tap.line_with(r#""args":{"id":7}"#)).unwrap();
+    assert_eq!(request["direction"], format!("{port_b}→{port_a}"));
+    assert_eq!(request["route"], "/user/get (Users.get)");
+    let answer: Value = serde_json::from_str(&tap.line_with(r#""result":{"Suspended""#)).unwrap();
+    assert_eq!(answer["result"]["Suspended"]["reason"], "spam");
+    assert_eq!(answer["direction"], format!("{port_a}→{port_b}"));
+    drop(board_tx);
 }

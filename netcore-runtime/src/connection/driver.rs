@@ -222,6 +222,9 @@ impl Driver {
                 linger = None;
             }
             if self.closing && self.session.is_idle() && self.handlers.is_empty() && !self.session.is_closed() {
+                // Control frames already queued (the CANCEL of a call dropped just before
+                // close()) go out ahead of the GOAWAY.
+                while self.session.poll_transmit(Instant::now().into_std(), &mut output) {}
                 self.session.close("closed by the application");
                 continue;
             }
@@ -324,7 +327,12 @@ impl Driver {
                     }
                 }
             }
-            Command::Close => self.closing = true,
+            Command::Close => {
+                // A call dropped (timed out) just before close() still sends its CANCEL, ahead of
+                // the GOAWAY: the peer learns why its handler's answer is no longer wanted.
+                self.cancel_dropped();
+                self.closing = true;
+            }
         }
     }
 
