@@ -827,3 +827,48 @@ fn tap_bridges_two_serial_ports_and_marks_damage_and_resyncs() {
     assert_eq!(answer["direction"], format!("{port_a}→{port_b}"));
     drop(board_tx);
 }
+
+#[test]
+fn send_draws_a_progress_bar_with_rate_and_eta_on_a_terminal() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+    let sink = Served::start(&["--sink"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("image.bin");
+    std::fs::write(&file, vec![0x33; 8 << 20]).unwrap();
+    // stdout and stderr on a pseudo-terminal, as in an interactive shell.
+    let (mut master, slave) = serialport::TTYPort::pair().unwrap();
+    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(100)).unwrap();
+    let err = slave.try_clone_native().unwrap();
+    // Held open here: a pty whose last slave closes drops what the master has not read yet.
+    let _keep = slave.try_clone_native().unwrap();
+    // SAFETY: each raw fd comes from `into_raw_fd`, which gives up its ownership.
+    let (out, err) = unsafe { (OwnedFd::from_raw_fd(slave.into_raw_fd()), OwnedFd::from_raw_fd(err.into_raw_fd())) };
+    let mut child = netcore()
+        .args(["send", file.to_str().unwrap(), "--route", "/upload", "--tcp", &sink.addr])
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap();
+    let (mut seen, mut exited) = (Vec::new(), false);
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            // Quiet for 100 ms: done once the child has exited and its output is drained.
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                if exited {
+                    break;
+                }
+                exited = child.try_wait().unwrap().is_some();
+            }
+            Err(_) => break, // EIO: the child closed the terminal
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains("/upload ") && text.contains("MiB/8.00 MiB") && text.contains("ETA"), "{text}");
+    assert!(text.contains("/s"), "a rate: {text}");
+    assert!(text.contains(&(8 << 20).to_string()), "the reply: {text}");
+}
