@@ -549,6 +549,24 @@ mod tests {
     }
 
     #[test]
+    fn a_retransmitted_frame_is_marked_and_not_reassembled_twice() {
+        let catalog = Catalog::default();
+        let mut link = Link::new(&catalog, Framing::Lossy, ["a".into(), "b".into()]);
+        let request = head(Xid::sender(3), Kind::Request, Some(Route::Name("/x".into())), 2, b"hi");
+        let mut bytes = BytesMut::new();
+        for _ in 0..2 {
+            frame::encode(Framing::Lossy, &Frame::Seq { seq: 9, frame: Box::new(request.clone()) }, &mut bytes);
+        }
+        let mut out = Vec::new();
+        link.feed(0, None, &bytes, &mut out);
+        let types: Vec<&str> = out.iter().map(|r| r["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["HEAD", "MESSAGE", "HEAD"], "{out:?}");
+        assert_eq!(out[2]["retransmission"], true);
+        assert_eq!(out[2]["seq"], 9);
+        assert_eq!((link.counts.messages, link.counts.retransmissions, link.counts.frames), (1, 1, 2));
+    }
+
+    #[test]
     fn headers_and_error_payloads_decode_and_garbage_does_not_panic() {
         assert_eq!(headers_json(Some(&[1, 1, b'k', 2, b'v', b'w'])), json!({"k": "vw"}));
         assert!(headers_json(Some(&[9, 200])).is_string());

@@ -507,6 +507,54 @@ fn dump_decodes_captures_frame_by_frame_and_marks_damage() {
     let text = stdout(&output);
     assert!(text.contains("HEAD") && text.contains("route=#"), "{text}");
     assert!(text.contains("1 frames, 0 damaged, "), "{text}");
+
+    // Two raw files, one per direction: the answer is named after the request, and an ERROR
+    // payload shows its code's name.
+    let mut answer = bytes::BytesMut::new();
+    let error = Frame::Head(Head {
+        xid: Xid::receiver(1),
+        kind: Kind::Error,
+        priority: Priority::HIGH,
+        route: None,
+        meta: None,
+        total: 6,
+        payload: bytes::Bytes::from_static(b"\x01\x00nope"),
+    });
+    frame::encode(Framing::Stream, &error, &mut answer);
+    let (out, back) = (dir.path().join("out.bin"), dir.path().join("back.bin"));
+    let mut request = bytes::BytesMut::new();
+    frame::encode(Framing::Stream, &head, &mut request);
+    frame::encode(Framing::Stream, &data, &mut request);
+    std::fs::write(&out, &request).unwrap();
+    std::fs::write(&back, &answer).unwrap();
+    let output = run(&[
+        "--json",
+        "dump",
+        out.to_str().unwrap(),
+        back.to_str().unwrap(),
+        "--schema",
+        USERS,
+        "--direction",
+        "host",
+        "--direction",
+        "board",
+    ]);
+    let records = json_lines(&stdout(&output));
+    let answer = records.iter().find(|r| r["type"] == "MESSAGE" && r["direction"] == "board").unwrap();
+    assert_eq!(answer["route"], "/user/get (Users.get)");
+    assert_eq!(answer["error"], json!({"code": 1, "name": "NOT_FOUND", "message": "nope"}));
+
+    // Stream framing cannot resynchronise: damage stops the decoding, exit 1 with a hint.
+    let mut broken = request.to_vec();
+    broken[6] ^= 0xff;
+    std::fs::write(&out, &broken).unwrap();
+    let output = run(&["dump", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot resynchronise") && stderr(&output).contains("--lossy"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 /// Every line of a `--json` run's stdout as a value.
