@@ -21,21 +21,43 @@ pub struct LinkArgs {
     /// A serial port, e.g. /dev/ttyUSB0.
     #[arg(long, value_name = "PORT")]
     pub serial: Option<String>,
-    /// The serial line's baud rate.
-    #[arg(long, default_value_t = 115_200, requires = "serial")]
-    pub baud: u32,
+    /// The serial line's baud rate [default: 115200].
+    #[arg(long)]
+    baud: Option<u32>,
     /// Serial: byte-lossy framing with resynchronisation (the default on a serial port).
-    #[arg(long, conflicts_with = "stream", requires = "serial")]
+    #[arg(long, conflicts_with = "stream")]
     pub lossy: bool,
     /// Serial: plain length-prefixed framing, for a link that never loses a byte.
-    #[arg(long, requires = "serial")]
+    #[arg(long)]
     pub stream: bool,
     /// Serial: acknowledged, retransmitted delivery (docs/PROTOCOL.md §16).
-    #[arg(long, requires = "serial")]
+    #[arg(long)]
     pub reliable: bool,
 }
 
 impl LinkArgs {
+    /// The serial line's baud rate.
+    pub fn baud(&self) -> u32 {
+        self.baud.unwrap_or(115_200)
+    }
+
+    /// The serial flags without `--serial` are a usage error (clap's `requires` does not see
+    /// through the link group).
+    pub fn check(&self) -> Result<(), Failure> {
+        let serial_only = [
+            ("--baud", self.baud.is_some()),
+            ("--lossy", self.lossy),
+            ("--stream", self.stream),
+            ("--reliable", self.reliable),
+        ];
+        match serial_only.iter().find(|(_, given)| *given) {
+            Some((flag, _)) if self.serial.is_none() => {
+                Err(Failure::usage(format!("{flag} applies to a serial link: give --serial PORT")))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The session configuration of a serial link.
     pub fn serial_config(&self) -> Config {
         let base = if self.stream { Config::stream() } else { Config::lossy() };
@@ -44,6 +66,7 @@ impl LinkArgs {
 
     /// Connects as a client and waits for the handshake.
     pub async fn connect(&self, endpoint: &Endpoint) -> Result<Connection, Failure> {
+        self.check()?;
         let connection = if let Some(addr) = &self.tcp {
             endpoint.connect_tcp(addr.as_str()).await.map_err(|e| Failure::failed(format!("tcp {addr}: {e}")))?
         } else if let Some(path) = &self.unix {
@@ -53,7 +76,7 @@ impl LinkArgs {
             endpoint.connect(stream, format!("unix {}", path.display()))
         } else {
             let port = self.serial.as_deref().expect("clap requires one link");
-            let io = netcore_runtime::transport::serial::open(port, self.baud)
+            let io = netcore_runtime::transport::serial::open(port, self.baud())
                 .map_err(|e| Failure::failed(format!("serial {port}: {e}")))?;
             endpoint.connect_with(io, format!("serial {port}"), self.serial_config())
         };

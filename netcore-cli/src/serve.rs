@@ -109,6 +109,7 @@ fn echo(request: &Request, payload: Bytes) -> Response {
 
 /// `netcore serve`
 pub async fn serve(args: ServeArgs, json: bool) -> Result<(), Failure> {
+    args.link.check()?;
     let delay = args.delay;
     let wait = move || async move {
         if let Some(delay) = delay {
@@ -205,7 +206,7 @@ pub async fn serve(args: ServeArgs, json: bool) -> Result<(), Failure> {
             endpoint.serve_unix(listener).await.map_err(Failure::failed)
         } else {
             let port = args.link.serial.as_deref().expect("clap requires one link");
-            let io = netcore_runtime::transport::serial::open(port, args.link.baud)
+            let io = netcore_runtime::transport::serial::open(port, args.link.baud())
                 .map_err(|e| Failure::failed(format!("serial {port}: {e}")))?;
             // A serial line has no accept: the session waits for each next peer (a client that
             // ends says GOAWAY; the one after it says HELLO) instead of ending the server.

@@ -751,6 +751,14 @@ fn link_errors_name_the_address_or_path() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--serial takes two ports"), "{}", stderr(&output));
     assert_eq!(run(&["tap", "--tcp", "127.0.0.1:0"]).status.code(), Some(2), "--tcp needs --to");
+    for args in [
+        vec!["call", "--tcp", "127.0.0.1:1", "--baud", "9600", "--route", "/x"],
+        vec!["serve", "--unix", "/tmp/x", "--reliable"],
+    ] {
+        let output = run(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&output).contains("applies to a serial link: give --serial PORT"), "{}", stderr(&output));
+    }
     let output = run(&["dump", "no/such/capture"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("no/such/capture"), "{}", stderr(&output));
