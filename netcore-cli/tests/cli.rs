@@ -834,6 +834,15 @@ fn tap_forwards_tcp_decodes_live_and_its_capture_dumps_the_same() {
     );
     assert!(text.contains("2 messages"), "{text}");
 
+    // Without --once the tap forwards one connection after another, each decoded on its own.
+    let tap = Served::spawn(&["tap", "--tcp", "127.0.0.1:0", "--to", &server]);
+    for (n, data) in [(1, "first"), (2, "second")] {
+        let output = run(&["call", "--tcp", &tap.addr, "--route", "/echo", "--data", data]);
+        assert_eq!(stdout(&output), data, "{}", stderr(&output));
+        let line = tap.line_with(&format!("#{n} server→client  MESSAGE"));
+        assert!(line.contains(&format!("text={data}")) && line.contains("route=/echo"), "{line}");
+    }
+
     // A server the tap cannot reach: the client is dropped, the tap names the address, exit 1.
     let tap = Served::spawn(&["tap", "--tcp", "127.0.0.1:0", "--to", "127.0.0.1:1", "--once"]);
     let output = run(&["call", "--tcp", &tap.addr, "--route", "/x"]);
