@@ -25,6 +25,14 @@ const MAX_BODY: usize = 16 << 20;
 /// Messages up to this size are kept and decoded; larger ones are only counted.
 pub const MAX_DECODED: usize = 1 << 20;
 
+/// Messages reassembled at once per link (the protocol's default in-flight limit is 64): beyond,
+/// a new message is described frame by frame but not reassembled, so that at most
+/// `MAX_PARTIAL × MAX_DECODED` bytes are held.
+const MAX_PARTIAL: usize = 128;
+
+/// Open exchanges whose route is remembered to name their answers.
+const MAX_ROUTES: usize = 4096;
+
 /// How many sequence numbers of a reliable link (§16) are remembered to spot retransmissions.
 const SEQ_MEMORY: usize = 64;
 
@@ -220,7 +228,7 @@ impl<'c> Link<'c> {
                 record["total"] = json!(head.total);
                 record["payload"] = json!(head.payload.len());
                 let key = (opener(&head.xid), head.xid.id);
-                if head.kind.opens_exchange() {
+                if head.kind.opens_exchange() && self.routes.len() < MAX_ROUTES {
                     if let Some(route) = &head.route {
                         self.routes.insert(key, route.clone());
                     }
@@ -240,8 +248,10 @@ impl<'c> Link<'c> {
                 }
                 if partial.received >= partial.total {
                     *message = Some(self.complete(dir, key, partial));
-                } else {
+                } else if self.partial.len() < MAX_PARTIAL {
                     self.partial.insert((dir, key.0, key.1), partial);
+                } else {
+                    record["note"] = json!(format!("not reassembled: {MAX_PARTIAL} messages already in progress"));
                 }
             }
             Frame::Data(data) => {
@@ -258,8 +268,10 @@ impl<'c> Link<'c> {
                             record["gap"] = json!(format!("expected offset {}", partial.received));
                         }
                         partial.received += data.payload.len() as u64;
+                        // Never more than the announced total (at most MAX_DECODED) is kept.
+                        let room = (partial.total.min(MAX_DECODED as u64) as usize).saturating_sub(partial.bytes.len());
                         if partial.total as usize <= MAX_DECODED {
-                            partial.bytes.extend_from_slice(&data.payload);
+                            partial.bytes.extend_from_slice(&data.payload[..data.payload.len().min(room)]);
                         }
                         if data.end || partial.received >= partial.total {
                             let partial = self.partial.remove(&(dir, key.0, key.1)).expect("present");
@@ -564,6 +576,31 @@ mod tests {
         assert_eq!(out[2]["retransmission"], true);
         assert_eq!(out[2]["seq"], 9);
         assert_eq!((link.counts.messages, link.counts.retransmissions, link.counts.frames), (1, 1, 2));
+    }
+
+    #[test]
+    fn messages_in_progress_and_their_bytes_are_bounded() {
+        let catalog = Catalog::default();
+        let mut link = Link::new(&catalog, Framing::Stream, ["a".into(), "b".into()]);
+        let mut bytes = BytesMut::new();
+        for id in 0..(MAX_PARTIAL as u32 + 10) {
+            let request = head(Xid::sender(id), Kind::Request, Some(Route::Id(1)), 10, b"x");
+            frame::encode(Framing::Stream, &request, &mut bytes);
+        }
+        let mut out = Vec::new();
+        link.feed(0, None, &bytes, &mut out);
+        assert_eq!(out.iter().filter(|r| r.get("note").is_some()).count(), 10);
+        assert_eq!(link.partial.len(), MAX_PARTIAL);
+        // DATA beyond the announced total is counted, not kept.
+        let data = Data { xid: Xid::sender(0), offset: 1, end: false, payload: Bytes::from(vec![7u8; 100]) };
+        let mut bytes = BytesMut::new();
+        frame::encode(Framing::Stream, &Frame::Data(data), &mut bytes);
+        out.clear();
+        link.feed(0, None, &bytes, &mut out);
+        let message = out.last().unwrap();
+        assert_eq!(message["type"], "MESSAGE");
+        assert_eq!(message["bytes"], 101);
+        assert_eq!(message["hex"], format!("78{}", "07".repeat(9)));
     }
 
     #[test]

@@ -87,7 +87,9 @@ pub async fn tap(args: TapArgs, json: bool) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    // Bounded: a printer that falls behind (a slow terminal) slows the link down rather than
+    // holding its bytes in memory.
+    let (tx, mut rx) = mpsc::channel(1024);
     let started = Instant::now();
 
     let forwarding = if let Some(listen) = &args.tcp {
@@ -191,7 +193,7 @@ fn micros(started: Instant, at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(started).as_micros()).unwrap_or(u64::MAX)
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, to: String, once: bool, tx: mpsc::UnboundedSender<Note>) {
+async fn accept_loop(listener: tokio::net::TcpListener, to: String, once: bool, tx: mpsc::Sender<Note>) {
     let mut conn = 0;
     loop {
         let (client, peer) = match listener.accept().await {
@@ -206,7 +208,8 @@ async fn accept_loop(listener: tokio::net::TcpListener, to: String, once: bool, 
         let server = match tokio::net::TcpStream::connect(&to).await {
             Ok(server) => server,
             Err(e) => {
-                let _ = tx.send(Note::Failed { conn, reason: format!("client {peer}: cannot reach tcp {to}: {e}") });
+                let _ =
+                    tx.send(Note::Failed { conn, reason: format!("client {peer}: cannot reach tcp {to}: {e}") }).await;
                 drop(client);
                 if once {
                     return;
@@ -229,12 +232,12 @@ async fn accept_loop(listener: tokio::net::TcpListener, to: String, once: bool, 
 }
 
 /// Forwards both ways until both directions end, telling the printer everything.
-async fn forward<A, B>(conn: u32, a: A, b: B, info: Value, tx: mpsc::UnboundedSender<Note>)
+async fn forward<A, B>(conn: u32, a: A, b: B, info: Value, tx: mpsc::Sender<Note>)
 where
     A: AsyncRead + AsyncWrite + Send + 'static,
     B: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let _ = tx.send(Note::Open { conn, info });
+    let _ = tx.send(Note::Open { conn, info }).await;
     let (a_read, a_write) = tokio::io::split(a);
     let (b_read, b_write) = tokio::io::split(b);
     let mut ab = tokio::spawn(pump(a_read, b_write, conn, 0, tx.clone()));
@@ -257,11 +260,11 @@ where
             Err(e) => format!("{}: {e}", if first_side.ends_with('A') { "reading side B" } else { "reading side A" }),
         },
     };
-    let _ = tx.send(Note::Close { conn, reason });
+    let _ = tx.send(Note::Close { conn, reason }).await;
 }
 
 /// Copies one direction, reporting each read before forwarding it.
-async fn pump<R, W>(mut from: R, mut to: W, conn: u32, side: u8, tx: mpsc::UnboundedSender<Note>) -> std::io::Result<()>
+async fn pump<R, W>(mut from: R, mut to: W, conn: u32, side: u8, tx: mpsc::Sender<Note>) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -274,7 +277,7 @@ where
             let _ = to.shutdown().await;
             return Ok(());
         }
-        let _ = tx.send(Note::Bytes { conn, side, at: Instant::now(), bytes: buf[..n].to_vec() });
+        let _ = tx.send(Note::Bytes { conn, side, at: Instant::now(), bytes: buf[..n].to_vec() }).await;
         to.write_all(&buf[..n]).await?;
         to.flush().await?;
     }
