@@ -513,7 +513,9 @@ fn run_session(framing: Framing, reliable: bool, data: &[u8]) -> Report {
         streams: Default::default(),
     };
 
-    let mut hello = Hello::new(PROTOCOL_VERSION, PROTOCOL_VERSION, 0, Limits { max_frame: 1024, ..Limits::default() });
+    // The payload codec of this build, so that the session opens with `--features bincode` too.
+    let mut hello = Hello::new(PROTOCOL_VERSION, PROTOCOL_VERSION, 0, Limits { max_frame: 1024, ..Limits::default() })
+        .with_codec(frame::PayloadCodec::COMPILED);
     if reliable {
         hello = hello.with_reliable(8);
     }
