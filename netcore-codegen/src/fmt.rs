@@ -644,6 +644,74 @@ struct Empty {}
         assert_eq!(tidy, expected);
     }
 
+    /// Each example schema with its tokens and comments re-joined by random spacing (spaces, line
+    /// breaks, none where the tokens allow) formats back to itself.
+    #[test]
+    fn respaced_example_schemas_format_back_to_canonical_form() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "ncs") {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).unwrap();
+            let error = |l, c, m| SchemaError::new(path.clone(), &source, l, c, m);
+            let mut comments = Vec::new();
+            let tokens = lex_keeping(&source, error, Some(&mut comments)).unwrap();
+            // (line, column, text, kind): kind 0 a token, 1 a doc or line comment (ends its line),
+            // 2 a word or number (needs a space before another).
+            let mut items: Vec<(usize, usize, String, u8)> = comments
+                .iter()
+                .map(|c| (c.line, c.column, c.text.trim_end().to_string(), u8::from(c.text.starts_with("//"))))
+                .collect();
+            for token in &tokens {
+                let (text, kind) = match &token.tok {
+                    Tok::Ident(w) => (w.clone(), 2),
+                    Tok::Int(n) => (n.to_string(), 2),
+                    Tok::Str(t) => (quote(t), 0),
+                    Tok::Doc(t) => (format!("/// {t}"), 1),
+                    Tok::Punct(c) => (c.to_string(), 0),
+                    Tok::Arrow => ("->".into(), 0),
+                    Tok::Eof => continue,
+                };
+                items.push((token.line, token.column, text, kind));
+            }
+            items.sort();
+            let mut state = 0x9e37_79b9u32;
+            for round in 0..50 {
+                let mut out = String::new();
+                let mut previous: Option<&(usize, usize, String, u8)> = None;
+                for item in &items {
+                    if let Some(prev) = previous {
+                        state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345 + round);
+                        let pick = (state >> 16) % 4;
+                        let prev_end = prev.0 + prev.2.matches('\n').count();
+                        let comment = comments.iter().any(|c| (c.line, c.column) == (item.0, item.1));
+                        let separator = if prev.3 == 1 || item.2.starts_with("///") {
+                            "\n"
+                        } else if comment && item.0 == prev_end {
+                            " " // a comment after code stays on its line
+                        } else if prev.3 == 2 && item.3 == 2 {
+                            [" ", "\n", "  ", " \n  "][pick as usize]
+                        } else {
+                            ["", " ", "\n", "\n    "][pick as usize]
+                        };
+                        if item.0 > prev_end + 1 {
+                            out.push_str("\n\n"); // the source's blank line
+                        } else {
+                            out.push_str(separator);
+                        }
+                    }
+                    out.push_str(&item.2);
+                    previous = Some(item);
+                }
+                out.push('\n');
+                let formatted = check(&out, &path);
+                assert_eq!(formatted, source, "{} respaced (round {round}):\n{out}", path.display());
+            }
+        }
+    }
+
     #[test]
     fn what_does_not_parse_is_the_parsers_error() {
         let err = format_str("struct A { x: u32 ", Path::new("bad.ncs")).unwrap_err();
