@@ -1,7 +1,9 @@
 //! A serde adapter that bounds nesting depth, so a small hostile payload for a recursive type
 //! (`enum Tree { Leaf, Node(Vec<Tree>) }`: two bytes a level) is an error, not a stack overflow
 //! that aborts the process. Every nested value (sequence, map, enum, option, newtype) costs one
-//! level; what does not nest is forwarded untouched. The adapter works the same over every
+//! level; what does not nest is forwarded untouched, except that owned strings and bytes are asked
+//! for as borrowed ones (the claim is then checked against the input before anything is
+//! allocated). The adapter works the same over every
 //! codec's deserializer; since a codec may drop the text of a custom error (postcard does), it
 //! also raises a flag the caller reads to report [`CodecError::TooDeep`](super::CodecError::TooDeep).
 
