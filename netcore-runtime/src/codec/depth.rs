@@ -3,9 +3,9 @@
 //! that aborts the process. Every nested value (sequence, map, enum, option, newtype) costs one
 //! level; what does not nest is forwarded untouched, except that owned strings and bytes are asked
 //! for as borrowed ones (the claim is then checked against the input before anything is
-//! allocated). The adapter works the same over every
-//! codec's deserializer; since a codec may drop the text of a custom error (postcard does), it
-//! also raises a flag the caller reads to report [`CodecError::TooDeep`](super::CodecError::TooDeep).
+//! allocated). The adapter works the same over every codec's deserializer; since a codec may drop
+//! the text of a custom error (postcard does), it also raises a flag the caller reads to report
+//! [`CodecError::TooDeep`](super::CodecError::TooDeep).
 
 use std::cell::Cell;
 use std::fmt;
