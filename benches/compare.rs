@@ -4,6 +4,8 @@
 //! cargo bench --bench compare               # every workload in full (under 5 minutes on 2 cores)
 //! cargo bench --bench compare -- --quick    # CI: every workload briefly; checks the harness, not the figures
 //! cargo bench --bench compare -- --only hol,bulk --systems netcore   # a subset, e.g. under a profiler
+//! cargo bench --bench compare -- --only wire_bytes_small_call_typed   # one typed call's bytes (postcard)
+//! cargo bench --bench compare --features bincode -- --only wire_bytes_small_call_typed   # with bincode
 //! ```
 //!
 //! Each workload runs against three systems over loopback TCP: `raw_tcp` (a u32-length-prefixed
@@ -167,9 +169,10 @@ fn main() {
     let started = Instant::now();
     let machine = machine();
     println!(
-        "netcore compare: {} mode on {}",
+        "netcore compare: {} mode on {}, payload codec {}",
         if plan.quick { "quick" } else { "full" },
-        machine["summary"].as_str().unwrap_or("?")
+        machine["summary"].as_str().unwrap_or("?"),
+        netcore::codec::CODEC.name()
     );
 
     // `--only a,b`: run only the workloads whose names start with one of these (for profiling).
@@ -210,6 +213,9 @@ fn main() {
     }
     if wanted("wire_bytes_small_call") {
         entries.push(wire_bytes(&mut notes));
+    }
+    if wanted("wire_bytes_small_call_typed") {
+        entries.push(wire_bytes_typed(&mut notes));
     }
     if wanted("serial_hol_p99_ms") {
         entries.push(serial(&plan, &mut notes));
@@ -573,6 +579,84 @@ fn wire_bytes(notes: &mut Vec<String>) -> Entry {
         parts.join(", ")
     ));
     entry
+}
+
+/// `wire_bytes_small_call_typed`: bytes on the wire, both directions, for one typed call of the
+/// client generated from schemas/users.ncs (`Users.get(7)`, answered with a `User`) through the
+/// payload codec of this build (postcard, or bincode with `--features bincode`), counted under the
+/// client's transport after the handshake and one warm-up call. netcore only: the other systems
+/// have no client generated from the schema.
+fn wire_bytes_typed(notes: &mut Vec<String>) -> Entry {
+    let mut entry = Entry::new("wire_bytes_small_call_typed", "bytes");
+    let peers = Peers::new();
+    let listener = peers.listener();
+    let addr = listener.local_addr().expect("addr");
+    peers.server.spawn(async move {
+        let listener = TcpListener::from_std(listener).expect("listener");
+        let endpoint = Endpoint::builder()
+            .blueprint(users::UsersServer::blueprint(users::Accounts))
+            .build()
+            .expect("typed server");
+        let _ = endpoint.serve_tcp(listener).await;
+    });
+    let (sent, received, user) = peers.run(async move {
+        let counted = Counted::new(tcp(addr).await);
+        let (written, read) = (counted.written.clone(), counted.read.clone());
+        let conn = Endpoint::builder().build().expect("client endpoint").connect(counted, "bench typed client");
+        conn.ready().await.expect("handshake");
+        let client = users::UsersClient::new(conn);
+        client.get(7).await.expect("warm-up call");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = (written.load(Ordering::SeqCst), read.load(Ordering::SeqCst));
+        let user = client.get(7).await.expect("typed call").expect("user 7 exists");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        (written.load(Ordering::SeqCst) - before.0, read.load(Ordering::SeqCst) - before.1, user)
+    });
+    let request = netcore::codec::encode(&(7u32,)).expect("encode").len();
+    let reply = netcore::codec::encode(&Some(user)).expect("encode").len();
+    entry.set(System::Netcore, (sent + received) as f64);
+    notes.push(format!(
+        "wire_bytes_small_call_typed (Users.get(7) -> User, codec {}; request+reply bytes, framing included; \
+         HELLO and a warm-up call excluded): netcore {sent}+{received} (payloads {request}+{reply})",
+        netcore::codec::CODEC.name()
+    ));
+    entry
+}
+
+/// The service of schemas/users.ncs, for `wire_bytes_small_call_typed`.
+mod users {
+    #![allow(dead_code)]
+    netcore::include_schema!("users");
+
+    /// Answers `get(7)` with a small user, everything else with a default.
+    pub struct Accounts;
+
+    impl Users for Accounts {
+        async fn get(&self, id: u32) -> Result<Option<User>, netcore::HandlerError> {
+            Ok((id == 7).then(|| User {
+                id,
+                name: "Ada".into(),
+                email: None,
+                tags: vec!["admin".into()],
+                created: Timestamp { millis: 1_700_000_000_000 },
+            }))
+        }
+        async fn create(&self, _name: String, _email: Option<String>) -> Result<u32, netcore::HandlerError> {
+            Ok(1)
+        }
+        async fn list(&self, _prefix: String, _limit: u32) -> Result<Vec<User>, netcore::HandlerError> {
+            Ok(Vec::new())
+        }
+        async fn status(&self, _id: u32) -> Result<UserStatus, netcore::HandlerError> {
+            Ok(UserStatus::Active)
+        }
+        async fn delete(&self, _id: u32) -> Result<bool, netcore::HandlerError> {
+            Ok(false)
+        }
+        async fn changed(&self, _id: u32) -> Result<(), netcore::HandlerError> {
+            Ok(())
+        }
+    }
 }
 
 /// `serial_hol_p99_ms`: an emulated 115 200-baud link (both directions paced to 11 520 bytes/s),
@@ -1247,7 +1331,7 @@ fn format_value(value: Option<f64>) -> String {
 fn print_table(entries: &[Entry], targets: &[Target], quick: bool) {
     println!();
     println!(
-        "{:<24} {:>12} {:>12} {:>12}  {:<8} {:<8} target",
+        "{:<28} {:>12} {:>12} {:>12}  {:<8} {:<8} target",
         "workload", "raw_tcp", "tarpc", "netcore", "unit", "verdict"
     );
     for entry in entries {
@@ -1259,7 +1343,7 @@ fn print_table(entries: &[Entry], targets: &[Target], quick: bool) {
             None => "-",
         };
         println!(
-            "{:<24} {:>12} {:>12} {:>12}  {:<8} {:<8} {}",
+            "{:<28} {:>12} {:>12} {:>12}  {:<8} {:<8} {}",
             entry.name,
             format_value(entry.get(System::RawTcp)),
             format_value(entry.get(System::Tarpc)),

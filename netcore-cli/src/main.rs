@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! check/gen ─▶ netcore_codegen::load ─▶ model ─▶ (emit + render)
+//! diff      ─▶ two models ─▶ netcore_codegen::compat ─▶ changes, exit 1 if one breaks
+//! fmt       ─▶ netcore_codegen::fmt::format_str ─▶ file rewritten (or named, with --check)
 //! call      ─▶ model ─▶ value::Types::check(JSON) ─▶ codec::encode ─▶ Connection::call_with
 //!                                   JSON ◀─ codec::decode_seed(value::Decode) ◀─ reply
 //! serve     ─▶ Endpoint (echo, sink, or --mock answers from the model) ─▶ serve_tcp/unix/serial
@@ -11,7 +13,9 @@
 //! ```
 //!
 //! Exit codes: 0 success; 1 the operation failed (invalid schema, call error, link error);
-//! 2 usage (bad flags, an unknown method, arguments that do not fit the schema).
+//! 2 usage (bad flags, an unknown method, arguments that do not fit the schema, a declaration
+//! `diff` cannot load). `diff` exits 1 when a change breaks old peers, `fmt --check` when a file
+//! is not in canonical form.
 
 mod call;
 mod capture;
@@ -48,6 +52,10 @@ enum Command {
     Check(schema::CheckArgs),
     /// Prints the Rust that build.rs generates from a schema.
     Gen(schema::GenArgs),
+    /// Lists what changed between two declarations and whether it breaks old peers (exit 1 if so).
+    Diff(schema::DiffArgs),
+    /// Rewrites schemas in canonical form, comments kept; --check only names those that differ.
+    Fmt(schema::FmtArgs),
     /// Calls a method of a schema with JSON arguments, or an untyped route with raw bytes.
     Call(call::CallArgs),
     /// Serves an echo or sink endpoint, or a mock of a schema's services.
@@ -88,6 +96,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => schema::check(args, json),
         Command::Gen(args) => schema::gen(args),
+        Command::Diff(args) => schema::diff(args, json),
+        Command::Fmt(args) => schema::fmt(args, json),
         Command::Dump(args) => dump::dump(args, json),
         Command::Call(args) => runtime().and_then(|rt| rt.block_on(call::call(args, json))),
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(call::send(args, json))),

@@ -1,8 +1,10 @@
-//! `netcore check` and `netcore gen`: the compiler's own parse, validation and emitter.
+//! `netcore check`, `gen`, `diff` and `fmt`: the compiler's own parse, validation, emitter,
+//! compatibility analysis (`netcore_codegen::compat`) and formatter (`netcore_codegen::fmt`).
 
 use std::path::{Path, PathBuf};
 
-use netcore_codegen::model::{Method, MethodKind, Schema, Service};
+use netcore_codegen::compat::{Change, Impact};
+use netcore_codegen::model::{fnv1a64, Method, MethodKind, Origin, Schema, Service};
 use netcore_codegen::SchemaError;
 use serde_json::{json, Value};
 
@@ -24,6 +26,31 @@ pub struct GenArgs {
     /// Write here instead of stdout.
     #[arg(short, long)]
     output: Option<PathBuf>,
+}
+
+/// `netcore diff OLD NEW`
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The declaration old peers are built from.
+    old: PathBuf,
+    /// The new declaration.
+    new: PathBuf,
+}
+
+/// `netcore fmt SCHEMA… [--check]`
+#[derive(Debug, clap::Args)]
+pub struct FmtArgs {
+    /// Schema files, each rewritten in canonical form (imports are not followed).
+    #[arg(required = true)]
+    schemas: Vec<PathBuf>,
+    /// Change nothing; name the files that are not in canonical form and exit 1 if there are any.
+    #[arg(long)]
+    check: bool,
+}
+
+/// The method hash a server announces in its HELLO's METHODS table (docs/PROTOCOL.md §5.1, §15).
+pub fn method_hash(schema: &Schema, service: &Service, method: &Method) -> u64 {
+    fnv1a64(service.method_layout(method, &schema.types).as_bytes())
 }
 
 /// Loads and validates a schema, with every error as the compiler reports it.
@@ -98,7 +125,11 @@ pub fn check(args: CheckArgs, json: bool) -> Result<(), Failure> {
                         "name": s.name,
                         "prefix": s.prefix,
                         "fingerprint": format!("{:016x}", s.fingerprint(&schema.types)),
-                        "methods": s.methods.iter().map(|m| describe_method(s, m)).collect::<Vec<_>>(),
+                        "methods": s.methods.iter().map(|m| {
+                            let mut method = describe_method(s, m);
+                            method["hash"] = json!(format!("{:016x}", method_hash(schema, s, m)));
+                            method
+                        }).collect::<Vec<_>>(),
                     })).collect::<Vec<_>>(),
                 }),
                 Err(errors) => json!({
@@ -151,11 +182,12 @@ fn print_schema(path: &Path, schema: &Schema) {
                 options.push_str(&format!("  timeout {t} ms"));
             }
             println!(
-                "  {kind:5} {}.{}({}){ret}\n        route {route}  id {:08x}{options}",
+                "  {kind:5} {}.{}({}){ret}\n        route {route}  id {:08x}  hash {:016x}{options}",
                 service.name,
                 method.name,
                 args.join(", "),
-                netcore_runtime::route_id(&route)
+                netcore_runtime::route_id(&route),
+                method_hash(schema, service, method)
             );
         }
     }
@@ -171,5 +203,113 @@ pub fn gen(args: GenArgs) -> Result<(), Failure> {
             print!("{code}");
             Ok(())
         }
+    }
+}
+
+/// `netcore diff`: every difference, classified for peers built from OLD; exit 1 if one breaks
+/// them, 2 if either declaration does not load.
+pub fn diff(args: DiffArgs, json: bool) -> Result<(), Failure> {
+    let load = |path: &Path| {
+        netcore_codegen::load(path).map(|(schema, _)| schema).map_err(|errors| Failure::Usage(render_errors(&errors)))
+    };
+    let (old, new) = (load(&args.old)?, load(&args.new)?);
+    let changes = netcore_codegen::compat(&old, &new);
+    let count = |impact| changes.iter().filter(|c| c.impact == impact).count();
+    let (breaking, compatible, cosmetic) =
+        (count(Impact::Breaking), count(Impact::Compatible), count(Impact::Cosmetic));
+    if json {
+        print_json(&json!({
+            "old": args.old,
+            "new": args.new,
+            "breaking": breaking > 0,
+            "changes": changes.iter().map(change_json).collect::<Vec<_>>(),
+        }));
+    } else {
+        for change in &changes {
+            println!("{change}");
+        }
+        println!(
+            "{}: {breaking} breaking, {compatible} compatible, {cosmetic} cosmetic change(s) against {}",
+            args.new.display(),
+            args.old.display()
+        );
+    }
+    match breaking {
+        0 => Ok(()),
+        _ if json => Err(Failure::Reported),
+        n => Err(Failure::Failed(format!(
+            "{n} change(s) break peers built from {}: upgrade them first, or keep the old methods beside the new",
+            args.old.display()
+        ))),
+    }
+}
+
+fn change_json(change: &Change) -> Value {
+    let origin = |origin: &Option<Origin>| match origin {
+        Some(Origin::Schema { file, line, column }) => json!({"file": file, "line": line, "column": column}),
+        _ => Value::Null,
+    };
+    json!({
+        "impact": match change.impact {
+            Impact::Breaking => "breaking",
+            Impact::Compatible => "compatible",
+            Impact::Cosmetic => "cosmetic",
+        },
+        "message": change.message,
+        "old": origin(&change.old),
+        "new": origin(&change.new),
+    })
+}
+
+/// `netcore fmt`: rewrites each file in canonical form, or with `--check` names those that are not.
+pub fn fmt(args: FmtArgs, json: bool) -> Result<(), Failure> {
+    let mut reports = Vec::new();
+    let (mut changed, mut failed) = (0, 0);
+    for path in &args.schemas {
+        let report = std::fs::read_to_string(path)
+            .map_err(|err| format!("{}: cannot read the schema: {err}", path.display()))
+            .and_then(|source| {
+                let formatted = netcore_codegen::fmt::format_str(&source, path).map_err(|err| err.to_string())?;
+                let differs = formatted != source;
+                if differs && !args.check {
+                    std::fs::write(path, &formatted)
+                        .map_err(|err| format!("{}: cannot write: {err}", path.display()))?;
+                }
+                Ok(differs)
+            });
+        match &report {
+            Ok(true) => changed += 1,
+            Ok(false) => {}
+            Err(_) => failed += 1,
+        }
+        reports.push((path, report));
+    }
+    if json {
+        let files: Vec<Value> = reports
+            .iter()
+            .map(|(path, report)| match report {
+                Ok(differs) => json!({"schema": path, "ok": true, "changed": differs}),
+                Err(error) => json!({"schema": path, "ok": false, "error": error}),
+            })
+            .collect();
+        print_json(&json!({"check": args.check, "ok": failed == 0 && !(args.check && changed > 0), "files": files}));
+    } else {
+        for (path, report) in &reports {
+            match report {
+                Ok(true) if args.check => println!("would reformat {}", path.display()),
+                Ok(true) => println!("formatted {}", path.display()),
+                Ok(false) => {}
+                Err(error) => eprintln!("{error}"),
+            }
+        }
+    }
+    match (failed, args.check && changed > 0) {
+        (0, false) => Ok(()),
+        _ if json => Err(Failure::Reported),
+        (0, true) => Err(Failure::Failed(format!(
+            "{changed} of {} schema(s) not in canonical form: run `netcore fmt` on them",
+            args.schemas.len()
+        ))),
+        (n, _) => Err(Failure::Failed(format!("{n} of {} schema(s) could not be formatted", args.schemas.len()))),
     }
 }

@@ -252,6 +252,9 @@ fn check_prints_services_methods_routes_and_ids() {
     assert_eq!(users["fingerprint"], format!("{:016x}", users::UsersClient::fingerprint()));
     assert_eq!(users["methods"][0]["route_id"], netcore::route_id("/user/get"));
     assert_eq!(users["methods"][1]["timeout_ms"], 2000);
+    // The hash a server of the generated code announces in its HELLO's METHODS table.
+    assert_eq!(users["methods"][0]["hash"], format!("{:016x}", users::UsersServer::get_hash()));
+    assert!(text.contains(&format!("id {id}  hash {:016x}", users::UsersServer::get_hash())), "{text}");
 }
 
 #[test]
@@ -278,6 +281,89 @@ fn check_reports_the_compilers_errors_with_positions_and_exits_1() {
     let output = run(&["check", "no/such.ncs"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("cannot read no/such.ncs"), "{}", stderr(&output));
+}
+
+/// A copy of schemas/users.ncs (and the file it imports) in `dir`, edited by `edit`.
+fn edited_users(dir: &std::path::Path, edit: impl Fn(String) -> String) -> String {
+    std::fs::copy("../schemas/common.ncs", dir.join("common.ncs")).unwrap();
+    let path = dir.join("users.ncs");
+    std::fs::write(&path, edit(std::fs::read_to_string(USERS).unwrap())).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn diff_classifies_every_change_with_its_position_and_exits_1_when_one_breaks() {
+    let dir = tempfile::tempdir().unwrap();
+    // A method added: compatible, exit 0.
+    let added = edited_users(dir.path(), |s| s.replace("    /// Tells", "    rpc ping() -> bool;\n    /// Tells"));
+    let output = run(&["diff", USERS, &added]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains(&format!("{added}:32:9: compatible: ")), "{text}");
+    assert!(text.contains("0 breaking, 1 compatible, 0 cosmetic"), "{text}");
+
+    // An argument changed and a field added: breaking, exit 1, each with its position.
+    let broken = edited_users(dir.path(), |s| {
+        s.replace("rpc delete(id: u32)", "rpc delete(id: u64)").replace("    tags:", "    phone: string?,\n    tags:")
+    });
+    let output = run(&["diff", USERS, &broken]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(text.contains(&format!("{broken}:32:9: breaking: argument `id` of `/user/delete` changed")), "{text}");
+    assert!(text.contains(&format!("{broken}:9:5: breaking: field `phone` added to struct `User`")), "{text}");
+    assert!(stderr(&output).contains("break peers built from ../schemas/users.ncs"), "{}", stderr(&output));
+
+    let output = run(&["--json", "diff", USERS, &broken]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["breaking"], true);
+    let changes = report["changes"].as_array().unwrap();
+    assert!(changes.iter().all(|c| c["impact"] == "breaking" && c["new"]["file"] == broken.as_str()), "{report}");
+    assert!(changes.iter().any(|c| c["new"]["line"] == 9 && c["new"]["column"] == 5), "{report}");
+
+    // Docs only: cosmetic, exit 0; the same file: no change at all.
+    let docs = edited_users(dir.path(), |s| s.replace("/// A user account.", "/// An account."));
+    let report = json_of(&run(&["--json", "diff", USERS, &docs]));
+    assert_eq!(report["changes"][0]["impact"], "cosmetic", "{report}");
+    assert_eq!(json_of(&run(&["--json", "diff", USERS, USERS]))["changes"], json!([]));
+
+    // A declaration that does not load, or a missing argument: usage, exit 2.
+    std::fs::write(dir.path().join("bad.ncs"), "struct {").unwrap();
+    let output = run(&["diff", USERS, dir.path().join("bad.ncs").to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("bad.ncs:1:8: "), "{}", stderr(&output));
+    assert_eq!(run(&["diff", USERS]).status.code(), Some(2));
+}
+
+#[test]
+fn fmt_rewrites_schemas_in_canonical_form_and_check_names_the_ones_that_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let messy = dir.path().join("messy.ncs");
+    std::fs::write(&messy, "// kept\nstruct A{x:u32 // why\n}\nservice S{rpc get(a:A)->A?;}\n").unwrap();
+    let messy = messy.to_str().unwrap();
+
+    let output = run(&["fmt", "--check", USERS, messy]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), format!("would reformat {messy}\n"));
+    assert!(stderr(&output).contains("1 of 2 schema(s) not in canonical form"), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&run(&["--json", "fmt", "--check", messy]).stdout).unwrap();
+    assert_eq!(report["files"][0]["changed"], true, "{report}");
+
+    let output = run(&["fmt", messy]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), format!("formatted {messy}\n"));
+    let tidy = "// kept\nstruct A {\n    x: u32, // why\n}\n\nservice S {\n    rpc get(a: A) -> A?;\n}\n";
+    assert_eq!(std::fs::read_to_string(messy).unwrap(), tidy);
+    let output = run(&["fmt", "--check", USERS, messy]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "");
+
+    // What does not parse: the compiler's error, the file left alone, exit 1.
+    std::fs::write(messy, "struct A {").unwrap();
+    let output = run(&["fmt", messy]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains(&format!("{messy}:1:11: ")), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(messy).unwrap(), "struct A {");
 }
 
 #[test]

@@ -15,6 +15,7 @@
 mod build;
 pub mod compat;
 pub mod emit;
+pub mod fmt;
 pub mod model;
 pub mod schema;
 pub mod validate;

@@ -194,6 +194,42 @@ pub fn codec(data: &[u8]) {
     with_codec!(crate::codec::bincode);
 }
 
+/// One type (a schema-generated one, in `fuzz/fuzz_targets/schema_types.rs`) on arbitrary bytes,
+/// through postcard and, with the `bincode` feature, bincode too (docs/PROTOCOL.md §14). A value
+/// that decodes must encode; its bytes must decode to an equal value (equal bytes again, which
+/// also holds for a NaN that `PartialEq` calls unequal). Returns how many codecs decoded `data`.
+///
+/// The allocation bound is the caller's to measure (a global allocator belongs to a binary).
+#[cfg(feature = "tokio")]
+pub fn schema_type<T>(data: &[u8]) -> usize
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    macro_rules! with_codec {
+        ($codec:path) => {{
+            use $codec as c;
+            match c::decode::<T>(data) {
+                Ok(value) => {
+                    let bytes = c::encode(&value).expect("a decoded value encodes");
+                    let back: T = c::decode(&bytes).expect("a re-encoded value decodes");
+                    // A NaN is unequal to itself: compare values only where equality is reflexive.
+                    #[allow(clippy::eq_op)]
+                    if value == value {
+                        assert_eq!(back, value, "a re-encoded value decodes to another value");
+                    }
+                    assert_eq!(c::encode(&back).expect("encodes"), bytes, "a second round trip changes the bytes");
+                    1
+                }
+                Err(_) => 0,
+            }
+        }};
+    }
+    let decoded = with_codec!(crate::codec::postcard);
+    #[cfg(feature = "bincode")]
+    let decoded = decoded + with_codec!(crate::codec::bincode);
+    decoded
+}
+
 #[cfg(feature = "tokio")]
 mod codec_types {
     use std::collections::BTreeMap;
@@ -477,7 +513,9 @@ fn run_session(framing: Framing, reliable: bool, data: &[u8]) -> Report {
         streams: Default::default(),
     };
 
-    let mut hello = Hello::new(PROTOCOL_VERSION, PROTOCOL_VERSION, 0, Limits { max_frame: 1024, ..Limits::default() });
+    // The payload codec of this build, so that the session opens with `--features bincode` too.
+    let mut hello = Hello::new(PROTOCOL_VERSION, PROTOCOL_VERSION, 0, Limits { max_frame: 1024, ..Limits::default() })
+        .with_codec(frame::PayloadCodec::COMPILED);
     if reliable {
         hello = hello.with_reliable(8);
     }
@@ -679,6 +717,23 @@ mod tests {
         codec(&[0x01, 0x02, 0x61, 0x62, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xf0, 0x3f, 0x02, 0x04]);
         codec(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
         codec(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn schema_type_round_trips_and_refuses() {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Reading {
+            sensor: String,
+            value: f64,
+        }
+        let reading = crate::codec::postcard::encode(&Reading { sensor: "t".into(), value: 1.5 }).unwrap();
+        // A one-byte length, a byte, a little-endian f64: postcard and bincode spell it alike.
+        assert_eq!(schema_type::<Reading>(&reading), if cfg!(feature = "bincode") { 2 } else { 1 });
+        let nan = crate::codec::postcard::encode(&Reading { sensor: String::new(), value: f64::NAN }).unwrap();
+        assert!(schema_type::<Reading>(&nan) >= 1);
+        assert_eq!(schema_type::<Reading>(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), 0);
+        assert_eq!(schema_type::<Vec<Reading>>(&[]), 0);
     }
 
     #[test]

@@ -74,7 +74,9 @@ fn open(config: Config, now: Instant) -> Session {
     let framing = config.framing;
     let mut session = Session::new(config, now);
     let mut wire = BytesMut::new();
-    let hello = Hello::new(PROTOCOL_VERSION, PROTOCOL_VERSION, 0, Limits { max_frame: 1024, ..Limits::default() });
+    // The payload codec of this build, so that the session opens with `--features bincode` too.
+    let hello = Hello::new(PROTOCOL_VERSION, PROTOCOL_VERSION, 0, Limits { max_frame: 1024, ..Limits::default() })
+        .with_codec(frame::PayloadCodec::COMPILED);
     frame::encode(framing, &Frame::Hello(hello), &mut wire);
     session.handle_input(now, &wire);
     drain(&mut session, now);
@@ -152,6 +154,25 @@ fn hostile_lengths_allocate_nothing_of_their_claim() {
             kib(peak)
         ));
         assert!(peak <= (1 << 20) + 4096, "serde preallocates at most 1 MiB: peak {peak}");
+    }
+    // A string claiming 8 MiB (half the decode limit) in 4 or 5 bytes, spelled for each codec
+    // (postcard's LEB128, bincode's 0xfc + u32), through the codec of this build, alone and as a
+    // struct's field: bincode's own string path allocates the claim before reading it (found by
+    // the `schema_types` fuzz target).
+    let claim = 8u32 << 20;
+    let leb128 = vec![0x80, 0x80, 0x80, 0x04];
+    let bincode = [&[0xfc][..], &claim.to_le_bytes()].concat();
+    for (spelling, input) in [("LEB128", leb128), ("bincode varint", bincode)] {
+        let (string, peak_string) = peak_during(|| netcore_runtime::codec::decode::<String>(&input));
+        let (field, peak_field) = peak_during(|| netcore_runtime::codec::decode::<(String, u32)>(&input));
+        assert!(string.is_err() && field.is_err());
+        let peak = peak_string.max(peak_field);
+        report.push(format!(
+            "codec ({}): a string claiming {claim} bytes ({spelling}): error, peak {}",
+            netcore_runtime::codec::CODEC.name(),
+            kib(peak)
+        ));
+        assert!(peak < 64 * 1024, "{spelling}: peak {peak} bytes");
     }
     for line in report {
         eprintln!("hostile lengths: {line}");

@@ -24,6 +24,24 @@ pub(crate) struct Token {
 }
 
 pub(crate) fn lex(src: &str, err: impl Fn(usize, usize, String) -> SchemaError) -> Result<Vec<Token>, SchemaError> {
+    lex_keeping(src, err, None)
+}
+
+/// A comment the parser skips (`//…` or `/*…*/`, not a `///` doc), kept for the formatter: its
+/// whole text and where it starts (1-based).
+#[derive(Debug, Clone)]
+pub(crate) struct Comment {
+    pub text: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// [`lex`], also collecting the comments into `comments` when given.
+pub(crate) fn lex_keeping(
+    src: &str,
+    err: impl Fn(usize, usize, String) -> SchemaError,
+    mut comments: Option<&mut Vec<Comment>>,
+) -> Result<Vec<Token>, SchemaError> {
     let chars: Vec<char> = src.chars().collect();
     let (mut i, mut line, mut col) = (0usize, 1usize, 1usize);
     let mut out = Vec::new();
@@ -45,7 +63,7 @@ pub(crate) fn lex(src: &str, err: impl Fn(usize, usize, String) -> SchemaError) 
     }
     while i < chars.len() {
         let c = chars[i];
-        let (start_line, start_col) = (line, col);
+        let (start, start_line, start_col) = (i, line, col);
         if c.is_whitespace() {
             bump!();
         } else if c == '/' && at!(1) == Some('/') {
@@ -59,6 +77,8 @@ pub(crate) fn lex(src: &str, err: impl Fn(usize, usize, String) -> SchemaError) 
                 let body = text.trim_start_matches('/');
                 let body = body.strip_prefix(' ').unwrap_or(body);
                 out.push(Token { tok: Tok::Doc(body.to_string()), line: start_line, column: start_col });
+            } else if let Some(comments) = comments.as_deref_mut() {
+                comments.push(Comment { text, line: start_line, column: start_col });
             }
         } else if c == '/' && at!(1) == Some('*') {
             bump!();
@@ -73,6 +93,9 @@ pub(crate) fn lex(src: &str, err: impl Fn(usize, usize, String) -> SchemaError) 
                     break;
                 }
                 bump!();
+            }
+            if let Some(comments) = comments.as_deref_mut() {
+                comments.push(Comment { text: chars[start..i].iter().collect(), line: start_line, column: start_col });
             }
         } else if c.is_ascii_alphabetic() || c == '_' {
             let mut word = String::new();

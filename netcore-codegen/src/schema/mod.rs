@@ -1,6 +1,6 @@
 //! The schema language front end: `.ncs` files to the [model](crate::model) (docs/SCHEMA.md).
 
-mod lexer;
+pub(crate) mod lexer;
 mod parser;
 
 use std::collections::HashSet;

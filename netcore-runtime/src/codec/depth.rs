@@ -1,9 +1,11 @@
 //! A serde adapter that bounds nesting depth, so a small hostile payload for a recursive type
 //! (`enum Tree { Leaf, Node(Vec<Tree>) }`: two bytes a level) is an error, not a stack overflow
 //! that aborts the process. Every nested value (sequence, map, enum, option, newtype) costs one
-//! level; what does not nest is forwarded untouched. The adapter works the same over every
-//! codec's deserializer; since a codec may drop the text of a custom error (postcard does), it
-//! also raises a flag the caller reads to report [`CodecError::TooDeep`](super::CodecError::TooDeep).
+//! level; what does not nest is forwarded untouched, except that owned strings and bytes are asked
+//! for as borrowed ones (the claim is then checked against the input before anything is
+//! allocated). The adapter works the same over every codec's deserializer; since a codec may drop
+//! the text of a custom error (postcard does), it also raises a flag the caller reads to report
+//! [`CodecError::TooDeep`](super::CodecError::TooDeep).
 
 use std::cell::Cell;
 use std::fmt;
@@ -68,13 +70,28 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         deserialize_any(), deserialize_bool(), deserialize_i8(), deserialize_i16(), deserialize_i32(),
         deserialize_i64(), deserialize_i128(), deserialize_u8(), deserialize_u16(), deserialize_u32(),
         deserialize_u64(), deserialize_u128(), deserialize_f32(), deserialize_f64(), deserialize_char(),
-        deserialize_str(), deserialize_string(), deserialize_bytes(), deserialize_byte_buf(),
+        deserialize_str(), deserialize_bytes(),
         deserialize_option(), deserialize_unit(), deserialize_unit_struct(name: &'static str),
         deserialize_newtype_struct(name: &'static str), deserialize_seq(), deserialize_tuple(len: usize),
         deserialize_tuple_struct(name: &'static str, len: usize), deserialize_map(),
         deserialize_struct(name: &'static str, fields: &'static [&'static str]),
         deserialize_enum(name: &'static str, variants: &'static [&'static str]),
         deserialize_identifier(), deserialize_ignored_any(),
+    }
+
+    /// Asks for a borrowed `str` instead: bincode's owned path allocates a string's claimed
+    /// length (up to the decode limit) before reading it, the borrowed one checks the claim
+    /// against the bytes left first. `String`'s visitor takes either (found by the
+    /// `schema_types` fuzz target: 5 bytes held 16 MiB).
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let visitor = self.wrap(visitor);
+        self.inner.deserialize_str(visitor)
+    }
+
+    /// Borrowed bytes instead, for the same reason as [`deserialize_string`](Self::deserialize_string).
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let visitor = self.wrap(visitor);
+        self.inner.deserialize_bytes(visitor)
     }
 
     fn is_human_readable(&self) -> bool {
