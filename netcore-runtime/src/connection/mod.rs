@@ -1,5 +1,15 @@
 //! Connections: one driver task per link owns the sans-IO [`Session`](crate::session::Session);
 //! [`Connection`] is the cloneable handle the application calls through.
+//!
+//! # Observability
+//!
+//! [`Connection::stats`] returns a [`ConnectionStats`] snapshot (the session's counters, its
+//! credit and queues, the driver's pending calls and handlers), [`Connection::ping`] measures a
+//! round trip, and [`Endpoint::stats`](crate::Endpoint::stats) adds up every connection of an
+//! endpoint. Each driver runs in a `tracing` span `connection{id, label, peer}` and reports the
+//! handshake (both HELLOs), GOAWAYs, cancels, timeouts, retransmissions, resynchronisations,
+//! limits hit and handler failures as `tracing` events; the table of levels is in the README's
+//! "Observability" section. With no subscriber installed none of it formats or allocates.
 
 mod driver;
 pub(crate) mod py;
