@@ -3,14 +3,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use netcore::frame::lossy::LossyDecoder;
 use netcore::frame::{self, Frame, Framing, Hello, Limits};
+use netcore::session::Reliability;
 use netcore::{CallError, CallOptions, Config, Connection, Endpoint, Response, Route};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
@@ -146,6 +150,70 @@ async fn read_until_pong(raw: &mut DuplexStream, nonce: u64) {
         assert!(n > 0, "the link ended before the PONG");
         decoder.extend(&buffer[..n]);
     }
+}
+
+/// A transport that loses the first write carrying a sequenced HEAD (reliable delivery, §16),
+/// as a noisy serial line would.
+struct LosesOneHead<T> {
+    inner: T,
+    lost: bool,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for LosesOneHead<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for LosesOneHead<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if !self.lost {
+            // The lossy driver writes one frame at a time.
+            let mut decoder = LossyDecoder::new(64 * 1024);
+            decoder.extend(buf);
+            if let Ok(Some(Frame::Seq { frame, .. })) = decoder.decode() {
+                if matches!(*frame, Frame::Head(_)) {
+                    self.lost = true;
+                    return Poll::Ready(Ok(buf.len()));
+                }
+            }
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retransmission_counts_and_is_traced() {
+    let records = Captured::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(records.layer()));
+    let config = Config::lossy().with_reliable(Some(Reliability::default()));
+    let server = Endpoint::builder()
+        .config(config.clone())
+        .route("/echo", |req| async move { Ok(Response::bytes(req.bytes()?)) })
+        .build()
+        .unwrap();
+    let client = Endpoint::builder().config(config).build().unwrap();
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    server.connect(a, "server end");
+    let link = client.connect(LosesOneHead { inner: b, lost: false }, "noisy client end");
+    link.ready().await.unwrap();
+    assert!(link.is_reliable());
+    let reply = link.call("/echo", vec![5u8; 100]).await.unwrap();
+    assert_eq!(reply.bytes().unwrap().len(), 100, "the lost HEAD was sent again");
+    let stats = link.stats().await;
+    assert!(stats.counters.retransmitted >= 1, "{stats:?}");
+    let retransmitted = records.all("retransmitted");
+    assert!(!retransmitted.is_empty(), "{:#?}", records.0.lock().unwrap());
+    assert_eq!(retransmitted[0].level, Level::DEBUG);
+    assert_eq!(retransmitted[0].spans["label"], "noisy client end");
 }
 
 #[tokio::test]

@@ -1267,6 +1267,8 @@ fn check_peer_limits(limits: &Limits) -> Result<(), ProtocolError> {
 #[cfg(test)]
 mod limit_tests;
 #[cfg(test)]
+mod stats_tests;
+#[cfg(test)]
 mod stream_tests;
 #[cfg(test)]
 mod tests;
