@@ -251,6 +251,28 @@ async fn handshake_and_goaway_are_traced() {
 }
 
 #[tokio::test]
+async fn a_failed_handshake_is_traced_with_the_reason() {
+    let records = Captured::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(records.layer()));
+    let one = Endpoint::builder().config(Config::stream().with_fingerprint(1)).build().unwrap();
+    let two = Endpoint::builder().config(Config::stream().with_fingerprint(2)).build().unwrap();
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let first = one.connect(a, "one");
+    let second = two.connect(b, "two");
+    assert!(first.ready().await.is_err() && second.ready().await.is_err());
+    first.closed().await;
+    second.closed().await;
+    let failed = records.all("handshake failed");
+    assert!(!failed.is_empty(), "{:#?}", records.0.lock().unwrap());
+    for event in &failed {
+        assert_eq!(event.level, Level::WARN);
+        assert!(event.fields["reason"].contains("fingerprint"), "{event:?}");
+        assert!(event.fields["ours"].starts_with("v1..=1 fingerprint"), "{event:?}");
+    }
+    assert!(records.all("handshake done").is_empty());
+}
+
+#[tokio::test]
 async fn a_handler_panic_is_traced_with_its_route() {
     let records = Captured::default();
     let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(records.layer()));

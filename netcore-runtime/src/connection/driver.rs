@@ -508,7 +508,7 @@ impl Driver {
                 // its successor, which already accepted the new HELLO, takes over the transport;
                 // its events (Connected first) follow in this same drain.
                 self.fail_calls(CloseReason::PeerRestarted);
-                trace::closed(&CloseReason::PeerRestarted, false);
+                trace::closed(&self.session, &CloseReason::PeerRestarted, false);
                 self.dispatch.emit(EndpointEvent::PeerRestarted { connection: self.shared.id });
                 if let Some(next) = self.session.successor(Instant::now().into_std(), draw_nonce()) {
                     self.retire_session();
@@ -517,7 +517,7 @@ impl Driver {
                 }
             }
             Event::Closed(reason) if self.waits_again(&reason) => {
-                trace::closed(&reason, matches!(&*self.state.borrow(), LinkState::Connecting));
+                trace::closed(&self.session, &reason, matches!(&*self.state.borrow(), LinkState::Connecting));
                 trace::waiting_again(&reason);
                 self.fail_calls(reason.clone());
                 self.rearm = true;
@@ -525,7 +525,7 @@ impl Driver {
                 self.dispatch.emit(EndpointEvent::PeerLost { connection: self.shared.id, reason });
             }
             Event::Closed(reason) => {
-                trace::closed(&reason, matches!(&*self.state.borrow(), LinkState::Connecting));
+                trace::closed(&self.session, &reason, matches!(&*self.state.borrow(), LinkState::Connecting));
                 self.fail_everything(reason)
             }
         }

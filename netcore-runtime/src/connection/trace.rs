@@ -105,10 +105,11 @@ pub(super) fn connected(session: &Session, peer: &Hello, restarted: bool) {
     );
 }
 
-/// The session ended; `handshaking` if it never opened.
-pub(super) fn closed(reason: &CloseReason, handshaking: bool) {
+/// The session ended; `handshaking` if it never opened (the reason then names what the peer's
+/// HELLO had that ours did not accept).
+pub(super) fn closed(session: &Session, reason: &CloseReason, handshaking: bool) {
     if handshaking && !matches!(reason, CloseReason::Local | CloseReason::Disconnected) {
-        return tracing::warn!(%reason, "handshake failed");
+        return tracing::warn!(%reason, ours = %HelloLine(&session.hello()), "handshake failed");
     }
     match reason {
         CloseReason::Local => {
@@ -187,7 +188,7 @@ pub(super) struct Counters {
 impl Counters {
     /// Compares the session's counters with those seen last (only if someone listens).
     pub(super) fn observe(&mut self, session: &Session) {
-        if !tracing::enabled!(Level::DEBUG) && !tracing::enabled!(Level::WARN) {
+        if !tracing::enabled!(Level::WARN) {
             return;
         }
         let now = session.stats();
