@@ -99,6 +99,7 @@ where
         closing: false,
         carry: Carry::default(),
         counters: trace::Counters::default(),
+        unwritten: 0,
     };
     tokio::spawn(tracing::Instrument::instrument(driver.run(io, command_rx, done_rx), span));
     connection
@@ -198,6 +199,8 @@ struct Driver {
     carry: Carry,
     /// The counters last reported as `tracing` events.
     counters: trace::Counters,
+    /// Bytes in the loop's output buffer, as of the last turn of the loop.
+    unwritten: usize,
 }
 
 impl Driver {
@@ -242,6 +245,7 @@ impl Driver {
             if self.session.is_closed() && output.is_empty() {
                 break;
             }
+            self.unwritten = output.len();
             let deadline = match self.session.is_closed() {
                 true => Some(*linger.get_or_insert_with(|| Instant::now() + LINGER)),
                 false => self.session.poll_timeout().map(Instant::from_std),
@@ -342,9 +346,7 @@ impl Driver {
             }
             Command::Close => self.closing = true,
             Command::Stats(reply) => {
-                // The bytes waiting in the loop's output buffer are not known here: the
-                // session's queues say what is still to send.
-                let _ = reply.send(self.snapshot(0, true));
+                let _ = reply.send(self.snapshot(self.unwritten, true));
             }
             Command::Ping(reply) => {
                 let error = self.send_error(SendError::Closed);
