@@ -47,7 +47,7 @@ pub use frame::{route_id, CancelReason, Framing, GoAwayCode, Kind, Limits, Prior
 pub use session::{Body, Config, Event, Payload, Session, SpillBudget};
 
 #[cfg(feature = "tokio")]
-pub use connection::{CallOptions, Connection, ConnectionId, LinkState};
+pub use connection::{CallOptions, Connection, ConnectionId, ConnectionStats, EndpointStats, LinkState};
 #[cfg(feature = "tokio")]
 pub use endpoint::{
     Blueprint, CallError, Endpoint, EndpointEvent, ErrorCode, EventKind, HandlerError, Reply, Request, Response,

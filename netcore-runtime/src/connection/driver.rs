@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::{Command, Connection, ConnectionId, CreditReturn, LinkState, Shared};
+use super::stats::{Carry, ConnectionStats};
+use super::{trace, Command, Connection, ConnectionId, CreditReturn, LinkState, Shared};
 use crate::endpoint::wire::{decode_headers, encode_headers};
 use crate::endpoint::{
     BodyStream, CallError, EndpointEvent, ErrorCode, HandlerError, PayloadSlot, Reply, Request, Response,
@@ -40,8 +41,8 @@ pub(crate) trait Dispatch: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<Response, HandlerError>> + Send>>;
     /// Reports an event to the endpoint's subscribers.
     fn emit(&self, event: EndpointEvent);
-    /// Forgets a closed connection.
-    fn detach(&self, id: ConnectionId);
+    /// Forgets a closed connection, adding its last statistics to the endpoint's totals.
+    fn detach(&self, id: ConnectionId, stats: &ConnectionStats);
 }
 
 /// Bytes gathered from `poll_transmit` before a write on a reliable stream. On a lossy (serial)
@@ -73,6 +74,7 @@ where
     let (commands, command_rx) = mpsc::channel(COMMAND_DEPTH);
     let (state_tx, state) = watch::channel(LinkState::Connecting);
     let (released_tx, released) = watch::channel(false);
+    let span = trace::connection_span(id.0, &label);
     let shared = Shared::new(id, label, commands, state, released, None);
     let connection = Connection { shared: shared.clone() };
     let (done_tx, done_rx) = mpsc::channel(MAX_HANDLERS);
@@ -95,8 +97,11 @@ where
         deferred: Default::default(),
         done_tx,
         closing: false,
+        carry: Carry::default(),
+        counters: trace::Counters::default(),
+        unwritten: 0,
     };
-    tokio::spawn(driver.run(io, command_rx, done_rx));
+    tokio::spawn(tracing::Instrument::instrument(driver.run(io, command_rx, done_rx), span));
     connection
 }
 
@@ -190,6 +195,12 @@ struct Driver {
     done_tx: mpsc::Sender<HandlerResult>,
     /// A graceful close was asked for: refuse new calls, close when idle.
     closing: bool,
+    /// The counters of the sessions before this one, and pings awaiting their PONG.
+    carry: Carry,
+    /// The counters last reported as `tracing` events.
+    counters: trace::Counters,
+    /// Bytes in the loop's output buffer, as of the last turn of the loop.
+    unwritten: usize,
 }
 
 impl Driver {
@@ -217,6 +228,7 @@ impl Driver {
                 // failing on the ended session; what the ended one still had to say (its GOAWAY)
                 // goes out first.
                 while self.session.poll_transmit(Instant::now().into_std(), &mut output) {}
+                self.retire_session();
                 self.session = new_session(&self.config, &self.dispatch);
                 self.rearm = false;
                 linger = None;
@@ -231,10 +243,12 @@ impl Driver {
             if output.is_empty() {
                 while output.len() < batch && self.session.poll_transmit(Instant::now().into_std(), &mut output) {}
                 self.report_progress();
+                self.counters.observe(&self.session);
             }
             if self.session.is_closed() && output.is_empty() {
                 break;
             }
+            self.unwritten = output.len();
             let deadline = match self.session.is_closed() {
                 true => Some(*linger.get_or_insert_with(|| Instant::now() + LINGER)),
                 false => self.session.poll_timeout().map(Instant::from_std),
@@ -253,6 +267,7 @@ impl Driver {
                     Ok(n) if n > 0 => {
                         self.session.handle_buffered(Instant::now().into_std(), n);
                         self.report_progress();
+                        self.observe_input();
                     }
                     _ => {
                         reading = false;
@@ -284,9 +299,14 @@ impl Driver {
                         break; // the peer did not take our last bytes in time
                     }
                     self.session.handle_timeout(Instant::now().into_std());
+                    self.counters.observe(&self.session);
                 }
             }
         }
+        // From here on the handle reads the last statistics; commands are no longer answered.
+        let last = self.snapshot(output.len(), false);
+        self.shared.set_final_stats(last.clone());
+        drop(commands);
         // `LinkState::Closed` was published when the session closed, before the GOAWAY was
         // written; `Connection::closed` waits for this point instead (§10).
         let _ = tokio::time::timeout(LINGER, async {
@@ -294,7 +314,7 @@ impl Driver {
             writer.shutdown().await
         })
         .await;
-        self.dispatch.detach(self.shared.id);
+        self.dispatch.detach(self.shared.id, &last);
         self.released.send_replace(true);
     }
 
@@ -333,7 +353,44 @@ impl Driver {
                 self.cancel_dropped();
                 self.closing = true;
             }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.snapshot(self.unwritten, true));
+            }
+            Command::Ping(reply) => {
+                let error = self.send_error(SendError::Closed);
+                self.carry.ping(&mut self.session, reply, || error);
+            }
         }
+    }
+
+    /// The connection's statistics now (`unwritten` bytes wait in the loop's output buffer).
+    fn snapshot(&self, unwritten: usize, running: bool) -> ConnectionStats {
+        let (sessions, counters) = self.carry.counters(&self.session);
+        ConnectionStats {
+            sessions,
+            counters,
+            running,
+            credit: self.session.credit(),
+            queues: self.session.queues(),
+            pending_calls: self.pending.len(),
+            running_handlers: MAX_HANDLERS - self.handler_slots.available_permits(),
+            deferred_requests: self.deferred.len(),
+            unwritten_bytes: unwritten,
+            ..ConnectionStats::empty(self.shared.id, &self.shared.label)
+        }
+    }
+
+    /// The session the link carried ends and another takes over: its counters are kept.
+    fn retire_session(&mut self) {
+        self.counters.observe(&self.session);
+        self.carry.retire(&self.session);
+        self.counters.reset();
+    }
+
+    /// After bytes were read: PONGs answer pings, counters may have moved.
+    fn observe_input(&mut self) {
+        self.carry.answer_pings(&self.session);
+        self.counters.observe(&self.session);
     }
 
     /// A call made just as the link closed fails like the calls that were pending then.
@@ -350,7 +407,8 @@ impl Driver {
         for (token, reason) in dropped {
             if let Some(message) = self.tokens.remove(&token) {
                 self.pending.remove(&message);
-                self.session.cancel(Exchange::Ours(message), reason);
+                let found = self.session.cancel(Exchange::Ours(message), reason);
+                trace::call_dropped(reason, found);
             }
         }
     }
@@ -386,12 +444,14 @@ impl Driver {
             };
             let defer = matches!(next, Some((Kind::Request, priority)) if self.session.send_budget_full(priority));
             if next.is_some() && !defer && self.handler_slots.available_permits() == 0 {
+                trace::handlers_full(MAX_HANDLERS);
                 self.slot_blocked = true;
                 break;
             }
             let Some(event) = self.session.poll_event() else { break };
             match event {
                 Event::Message(message @ Incoming { exchange: Exchange::Theirs(exchange), .. }) if defer => {
+                    trace::deferred(exchange);
                     let prepared = self.prepare(exchange, message);
                     self.deferred.push_back(prepared);
                 }
@@ -407,10 +467,12 @@ impl Driver {
     fn handle_event(&mut self, event: Event) {
         match event {
             Event::Connected(hello) => {
-                if matches!(&*self.state.borrow(), LinkState::Open(_)) {
+                let restarted = matches!(&*self.state.borrow(), LinkState::Open(_));
+                if restarted {
                     // §9 rule 7: the peer restarted before any exchange; its HELLO was adopted.
                     self.dispatch.emit(EndpointEvent::PeerRestarted { connection: self.shared.id });
                 }
+                trace::connected(&self.session, &hello, restarted);
                 self.shared.reliable.store(self.session.is_reliable(), std::sync::atomic::Ordering::Relaxed);
                 self.state.send_replace(LinkState::Open(hello));
                 self.dispatch.emit(EndpointEvent::Connect { connection: self.connection() });
@@ -427,11 +489,13 @@ impl Driver {
             }
             Event::Oversized { id, route, total, limit, priority } => {
                 let route = self.dispatch.route_name(&route);
+                trace::oversized(&route, total, limit);
                 let message =
                     format!("request to {route} of {total} bytes exceeds the route's decode limit of {limit} bytes");
                 self.answer(id, priority, Err(HandlerError::new(ErrorCode::TOO_LARGE, message)));
             }
             Event::Cancelled { exchange: Exchange::Ours(id), reason } => {
+                trace::cancelled(Exchange::Ours(id), reason);
                 if let Some(call) = self.pending.remove(&id) {
                     self.tokens.remove(&call.token);
                     let _ = call.reply.send(Err(CallError::Cancelled(reason)));
@@ -441,6 +505,7 @@ impl Driver {
                 }
             }
             Event::Cancelled { exchange: Exchange::Theirs(id), reason } => {
+                trace::cancelled(Exchange::Theirs(id), reason);
                 self.streams.remove(&id);
                 self.deferred.retain(|prepared| prepared.exchange != id);
                 if let Some(handler) = self.handlers.remove(&id) {
@@ -453,19 +518,26 @@ impl Driver {
                 // its successor, which already accepted the new HELLO, takes over the transport;
                 // its events (Connected first) follow in this same drain.
                 self.fail_calls(CloseReason::PeerRestarted);
+                trace::closed(&self.session, &CloseReason::PeerRestarted, false);
                 self.dispatch.emit(EndpointEvent::PeerRestarted { connection: self.shared.id });
                 if let Some(next) = self.session.successor(Instant::now().into_std(), draw_nonce()) {
+                    self.retire_session();
                     self.session = next;
                     self.state.send_replace(LinkState::Connecting);
                 }
             }
             Event::Closed(reason) if self.waits_again(&reason) => {
+                trace::closed(&self.session, &reason, matches!(&*self.state.borrow(), LinkState::Connecting));
+                trace::waiting_again(&reason);
                 self.fail_calls(reason.clone());
                 self.rearm = true;
                 self.state.send_replace(LinkState::Connecting);
                 self.dispatch.emit(EndpointEvent::PeerLost { connection: self.shared.id, reason });
             }
-            Event::Closed(reason) => self.fail_everything(reason),
+            Event::Closed(reason) => {
+                trace::closed(&self.session, &reason, matches!(&*self.state.borrow(), LinkState::Connecting));
+                self.fail_everything(reason)
+            }
         }
     }
 
@@ -536,6 +608,8 @@ impl Driver {
     fn run_handler(&mut self, prepared: Prepared) {
         let Prepared { exchange, wants_reply, priority, request, header_error } = prepared;
         let slot = self.handler_slots.clone().try_acquire_owned().expect("drain_events checked a slot is free");
+        // Named in a panic's event, if anyone listens (no cost otherwise).
+        let route = tracing::enabled!(tracing::Level::ERROR).then(|| request.route.clone());
         let handler = match header_error {
             Some(err) => Box::pin(std::future::ready(Err(err))),
             None => self.dispatch.clone().handle(request),
@@ -546,20 +620,20 @@ impl Driver {
         if let std::task::Poll::Ready(result) = handler.as_mut().poll(&mut first_poll) {
             drop(slot);
             if wants_reply {
-                self.answer(exchange, priority, result.unwrap_or_else(panicked));
+                self.answer(exchange, priority, result.unwrap_or_else(|panic| panicked(panic, route.as_deref())));
             }
             return;
         }
         let done = self.done_tx.clone();
         // Events may be waiting for the slot: freeing it, even by an abort, wakes the driver.
         let slot = Slot { _permit: slot, shared: self.shared.clone() };
-        let task = tokio::spawn(async move {
-            let result = handler.await.unwrap_or_else(panicked);
+        let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
+            let result = handler.await.unwrap_or_else(|panic| panicked(panic, route.as_deref()));
             drop(slot);
             if wants_reply {
                 let _ = done.send((exchange, priority, result)).await;
             }
-        });
+        }));
         if wants_reply {
             self.handlers.insert(exchange, task.abort_handle());
         }
@@ -586,6 +660,7 @@ impl Driver {
         // A closed session or a cancelled exchange has no one left to answer: nothing to do then.
         // §8.1: if the requester cannot take the answer, tell it why, naming both sizes.
         if let Err(SendError::TooLarge { len, max }) = self.session.respond(exchange, result, opts) {
+            trace::answer_too_large(exchange, len, max);
             let message = format!("answer of {len} bytes exceeds the requester's max_message of {max} bytes");
             let refusal = Body::from(HandlerError::new(ErrorCode::TOO_LARGE, message).to_payload());
             if self.session.respond(exchange, Err(refusal), SendOptions { priority, meta: None }).is_err() {
@@ -641,10 +716,13 @@ impl Driver {
     }
 }
 
-/// A handler's panic as the INTERNAL error its caller receives.
-fn panicked(panic: Box<dyn std::any::Any + Send>) -> Result<Response, HandlerError> {
+/// A handler's panic as the INTERNAL error its caller receives; `route` is known if someone
+/// listens to `tracing` events.
+fn panicked(panic: Box<dyn std::any::Any + Send>, route: Option<&str>) -> Result<Response, HandlerError> {
     let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
-    Err(HandlerError::new(ErrorCode::INTERNAL, format!("handler panicked: {}", what.unwrap_or_default())))
+    let what = what.unwrap_or_default();
+    trace::handler_panic(route.unwrap_or("?"), &what);
+    Err(HandlerError::new(ErrorCode::INTERNAL, format!("handler panicked: {what}")))
 }
 
 fn error_from_payload(payload: &Payload) -> HandlerError {

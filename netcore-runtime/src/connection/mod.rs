@@ -1,9 +1,21 @@
 //! Connections: one driver task per link owns the sans-IO [`Session`](crate::session::Session);
 //! [`Connection`] is the cloneable handle the application calls through.
+//!
+//! # Observability
+//!
+//! [`Connection::stats`] returns a [`ConnectionStats`] snapshot (the session's counters, its
+//! credit and queues, the driver's pending calls and handlers), [`Connection::ping`] measures a
+//! round trip, and [`Endpoint::stats`](crate::Endpoint::stats) adds up every connection of an
+//! endpoint. Each driver runs in a `tracing` span `connection{id, label, peer}` and reports the
+//! handshake (both HELLOs), GOAWAYs, cancels, timeouts, retransmissions, resynchronisations,
+//! limits hit and handler failures as `tracing` events; the table of levels is in the README's
+//! "Observability" section. With no subscriber installed none of it formats or allocates.
 
 mod driver;
 pub(crate) mod py;
 mod reconnect;
+mod stats;
+pub(crate) mod trace;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +32,8 @@ pub(crate) use driver::{draw_nonce, spawn, Dispatch};
 #[cfg(feature = "serial")]
 pub use reconnect::keep_serial_connected;
 pub use reconnect::{keep_connected, Reconnecting};
+pub(crate) use stats::Retired;
+pub use stats::{ConnectionStats, EndpointStats};
 
 /// Identifies a connection within its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -85,6 +99,8 @@ pub(crate) enum Command {
     Call { token: u64, route: Route, body: Body, opts: CallOptions, reply: oneshot::Sender<Result<Reply, CallError>> },
     Notify { route: Route, body: Body, opts: CallOptions, done: oneshot::Sender<Result<(), CallError>> },
     Close,
+    Stats(oneshot::Sender<ConnectionStats>),
+    Ping(oneshot::Sender<Result<Duration, CallError>>),
 }
 
 pub(crate) struct Shared {
@@ -105,6 +121,9 @@ pub(crate) struct Shared {
     /// The timeout of calls that set none: `Some` on a Python Netcore link (docs/COMPAT.md §4),
     /// whose peer never answers an error.
     py_timeout: Option<Duration>,
+    /// The last statistics, set by the driver when its loop ends, for
+    /// [`Connection::stats`] after that.
+    final_stats: Mutex<Option<ConnectionStats>>,
 }
 
 impl Shared {
@@ -129,7 +148,13 @@ impl Shared {
             released,
             reliable: Default::default(),
             py_timeout,
+            final_stats: Default::default(),
         })
+    }
+
+    /// Keeps a closed link's last statistics; its driver no longer answers.
+    pub(crate) fn set_final_stats(&self, stats: ConnectionStats) {
+        *self.final_stats.lock().expect("never poisoned: no panics under the lock") = Some(stats);
     }
 }
 
@@ -393,6 +418,32 @@ impl Connection {
     pub async fn close(&self) -> CloseReason {
         let _ = self.shared.commands.send(Command::Close).await;
         self.closed().await
+    }
+
+    /// A snapshot of this connection's counters, credit and queues (see [`ConnectionStats`]).
+    /// Answered by the connection's task between two of its steps; once the link has ended, its
+    /// last snapshot.
+    pub async fn stats(&self) -> ConnectionStats {
+        let (reply, rx) = oneshot::channel();
+        if self.shared.commands.send(Command::Stats(reply)).await.is_ok() {
+            if let Ok(stats) = rx.await {
+                return stats;
+            }
+        }
+        let last = self.shared.final_stats.lock().expect("never poisoned: no panics under the lock").clone();
+        last.unwrap_or_else(|| ConnectionStats { running: false, ..ConnectionStats::empty(self.id(), self.label()) })
+    }
+
+    /// Sends a PING (docs/PROTOCOL.md §5.6), once the handshake is done, and returns the time
+    /// until its PONG arrived; [`ConnectionStats::counters`]' `last_rtt` keeps it. It does not
+    /// time out by itself: a peer that never answers is found dead by keepalive, and the ping
+    /// then fails like a call, or wrap it in [`tokio::time::timeout`]. A Python Netcore link
+    /// has no PING: [`CallError::Io`].
+    pub async fn ping(&self) -> Result<Duration, CallError> {
+        self.ready().await?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Ping(reply)).await?;
+        rx.await.unwrap_or_else(|_| Err(CallError::Disconnected(self.closed_reason())))
     }
 
     async fn send(&self, command: Command) -> Result<(), CallError> {

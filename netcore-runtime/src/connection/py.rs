@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-use super::{Command, Connection, ConnectionId, Dispatch, LinkState, Shared};
+use super::{Command, Connection, ConnectionId, ConnectionStats, Dispatch, LinkState, Shared};
 use crate::compat::py::{Event, Info, Limits, Peer};
 use crate::endpoint::{CallError, EndpointEvent, HandlerError, PayloadSlot, Reply, Request, Response};
 use crate::frame::{Hello, Priority};
@@ -211,7 +211,9 @@ impl PyDriver {
         drop(frames);
         // The writer flushes what it was given, then shuts the link down; bounded by LINGER.
         let _ = tokio::time::timeout(LINGER, writer).await;
-        self.dispatch.detach(self.shared.id);
+        let last = ConnectionStats { running: false, ..self.snapshot() };
+        self.shared.set_final_stats(last.clone());
+        self.dispatch.detach(self.shared.id, &last);
         let _ = released.send(true);
     }
 
@@ -259,11 +261,26 @@ impl PyDriver {
                 self.notifies.insert(extension, done);
             }
             Command::Close => self.closing = true,
+            Command::Stats(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+            Command::Ping(reply) => {
+                let _ = reply.send(Err(CallError::Io("a Python Netcore 0.1.3 link has no PING".into())));
+            }
         }
     }
 
     /// Calls whose futures were dropped or timed out: forgotten, and their missions cancelled
     /// if still being sent (Python drops what it received of them).
+    /// What a Python link counts: its queues (its wire has no session counters here).
+    fn snapshot(&self) -> ConnectionStats {
+        ConnectionStats {
+            pending_calls: self.pending.len(),
+            running_handlers: self.handlers.len(),
+            ..ConnectionStats::empty(self.shared.id, &self.shared.label)
+        }
+    }
+
     fn cancel_dropped(&mut self) {
         let dropped = std::mem::take(&mut *self.shared.dropped.lock().expect("never poisoned"));
         for (token, _) in dropped {

@@ -36,7 +36,7 @@ pub use scheduler::{Scheduler, TaskHandle};
 pub use stream::BodyStream;
 pub use wire::Headers;
 
-use crate::connection::{self, Connection, ConnectionId, Dispatch};
+use crate::connection::{self, Connection, ConnectionId, ConnectionStats, Dispatch, EndpointStats, Retired};
 use crate::frame::Route;
 use crate::session::Config;
 use router::{layer_fn, AfterHook, BeforeHook, ErrorHandler, LayerFn, RouteDef, Router};
@@ -308,6 +308,7 @@ impl EndpointBuilder {
                 cache: self.cache.unwrap_or_default(),
                 max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
                 connections: Mutex::new(HashMap::new()),
+                retired: Mutex::new(Retired::default()),
                 next_connection: AtomicU64::new(1),
                 started: AtomicBool::new(false),
                 stop,
@@ -331,6 +332,8 @@ struct Inner {
     cache: Cache,
     max_connections: usize,
     connections: Mutex<HashMap<ConnectionId, Connection>>,
+    /// The totals of the connections that ended. Locked after `connections`, never before.
+    retired: Mutex<Retired>,
     next_connection: AtomicU64,
     started: AtomicBool,
     stop: CancellationToken,
@@ -583,6 +586,22 @@ impl Endpoint {
         open
     }
 
+    /// The statistics of every connection added up (see [`EndpointStats`]): the live ones'
+    /// snapshots ([`Connection::stats`]) and the totals of those that ended. Each connection is
+    /// counted once, live or ended, even if it ends meanwhile.
+    pub async fn stats(&self) -> EndpointStats {
+        let mut total = EndpointStats::default();
+        let live: Vec<Connection> = {
+            let registry = self.inner.connections.lock().expect("never poisoned");
+            total.add_closed(&self.inner.retired.lock().expect("never poisoned"));
+            registry.values().cloned().collect()
+        };
+        for connection in live {
+            total.add_live(&connection.stats().await);
+        }
+        total
+    }
+
     /// The task scheduler; its tasks stop at shutdown.
     pub fn scheduler(&self) -> &Scheduler {
         &self.inner.scheduler
@@ -653,6 +672,7 @@ impl Dispatch for Inner {
             let ok = result.is_ok();
             self.events.emit(EndpointEvent::Response { connection, route: route.clone(), ok });
             if let Err(err) = &result {
+                connection::trace::handler_error(&route, err.code.0, &err.message);
                 self.events.emit(EndpointEvent::Error { connection, route, message: err.to_string() });
             }
             result
@@ -663,7 +683,10 @@ impl Dispatch for Inner {
         self.events.emit(event);
     }
 
-    fn detach(&self, id: ConnectionId) {
-        self.connections.lock().expect("never poisoned").remove(&id);
+    fn detach(&self, id: ConnectionId, stats: &ConnectionStats) {
+        let mut registry = self.connections.lock().expect("never poisoned");
+        registry.remove(&id);
+        // Under the registry's lock: `Endpoint::stats` sees the connection live or retired, once.
+        self.retired.lock().expect("never poisoned").add(stats);
     }
 }

@@ -82,6 +82,15 @@ impl Decoder {
             Decoder::Lossy(d) => d.buffered(),
         }
     }
+
+    /// Bytes dropped so far by the lossy framing's resynchronisation (§4.2); 0 on the stream
+    /// framing, where an error is final.
+    pub fn discarded_bytes(&self) -> u64 {
+        match self {
+            Decoder::Stream(_) => 0,
+            Decoder::Lossy(d) => d.discarded_bytes(),
+        }
+    }
 }
 
 /// Appends `frame`, framed for `framing`, to `out`.

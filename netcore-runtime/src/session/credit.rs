@@ -34,6 +34,11 @@ impl SendCredit {
         }
     }
 
+    /// Payload bytes the peer still allows (reserved ones included); `None` without credit.
+    pub(super) fn remaining(&self) -> Option<u64> {
+        self.limit.map(|limit| limit.saturating_sub(self.sent))
+    }
+
     pub(super) fn reserve(&mut self, bytes: u64) {
         self.reserved += bytes;
     }
@@ -100,6 +105,12 @@ impl RecvCredit {
         }
         self.announced = limit;
         Some(limit)
+    }
+
+    /// Payload bytes the peer may still send under the limit last announced; `None` without
+    /// credit (window 0).
+    pub(super) fn remaining(&self) -> Option<u64> {
+        (self.window > 0).then(|| self.announced.saturating_sub(self.received))
     }
 
     /// Bytes received and not yet released: the memory the peer makes us hold.

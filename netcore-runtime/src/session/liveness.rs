@@ -27,6 +27,11 @@ pub(super) struct Liveness {
     /// PINGs sent since we last heard from the peer.
     pings: u32,
     next_nonce: u64,
+    /// The latest PING that went out and when, until its PONG arrives: a PONG of an older one
+    /// measures nothing (§5.6: PONGs need no matching; the RTT is only a diagnostic).
+    ping_out: Option<(u64, Instant)>,
+    /// The nonce and round-trip time of the latest PING answered.
+    answered: Option<(u64, Duration)>,
 }
 
 impl Liveness {
@@ -45,7 +50,42 @@ impl Liveness {
             last_heard: now,
             pings: 0,
             next_nonce: 0,
+            ping_out: None,
+            answered: None,
         }
+    }
+
+    /// A nonce for a PING the application asked for, from the keepalive's sequence (§5.6).
+    pub(super) fn next_nonce(&mut self) -> u64 {
+        self.next_nonce += 1;
+        self.next_nonce
+    }
+
+    /// A PING with `nonce` was handed to the link at `now`.
+    pub(super) fn ping_sent(&mut self, nonce: u64, now: Instant) {
+        self.ping_out = Some((nonce, now));
+    }
+
+    /// A PONG arrived: the RTT of the PING it answers, if it is the latest one sent.
+    pub(super) fn pong(&mut self, nonce: u64, now: Instant) -> Option<Duration> {
+        let (sent_nonce, at) = self.ping_out?;
+        if sent_nonce != nonce {
+            return None;
+        }
+        self.ping_out = None;
+        let rtt = now.saturating_duration_since(at);
+        self.answered = Some((nonce, rtt));
+        Some(rtt)
+    }
+
+    /// The round-trip time of the latest PING answered by its PONG.
+    pub(super) fn rtt(&self) -> Option<Duration> {
+        self.answered.map(|(_, rtt)| rtt)
+    }
+
+    /// The nonce and round-trip time of the latest PING answered.
+    pub(super) fn last_pong(&self) -> Option<(u64, Duration)> {
+        self.answered
     }
 
     /// Bytes arrived: a waiting handshake's deadline starts now.
@@ -92,7 +132,6 @@ impl Liveness {
             return Due::Dead(Deadline::Keepalive(keepalive), now.saturating_duration_since(self.last_heard));
         }
         self.pings += 1;
-        self.next_nonce += 1;
-        Due::Ping(self.next_nonce)
+        Due::Ping(self.next_nonce())
     }
 }

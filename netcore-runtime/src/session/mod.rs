@@ -81,7 +81,7 @@ enum State {
     Closed,
 }
 
-/// Counters for diagnostics and tests.
+/// Counters for diagnostics and tests, since the session started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -99,6 +99,59 @@ pub struct Stats {
     pub duplicates: u64,
     /// SEQ frames sent again (reliable delivery, §16).
     pub retransmitted: u64,
+    /// Messages delivered to the application: requests, one-way messages and answers (a
+    /// streamed one when it begins).
+    pub messages_in: u64,
+    /// Messages whose last byte was sent: requests, one-way messages and answers.
+    pub messages_out: u64,
+    /// CANCEL frames sent (§5.4), whatever their reason.
+    pub cancels_sent: u64,
+    /// CANCEL frames received.
+    pub cancels_received: u64,
+    /// Exchanges of the peer refused with CANCEL REFUSED for `max_in_flight` (§8.1); they
+    /// count in `cancels_sent` too.
+    pub refused: u64,
+    /// Bytes the lossy decoder dropped: damaged and oversized frames and noise between frames
+    /// (§4.2); 0 on the stream framing.
+    pub bytes_discarded: u64,
+    /// PING frames sent: keepalive's and [`Session::ping`]'s.
+    pub pings_sent: u64,
+    /// The round-trip time of the latest PING answered by its PONG, from the PING's
+    /// `poll_transmit` to the PONG's `handle_input`.
+    pub last_rtt: Option<Duration>,
+}
+
+/// How much waits where inside a session: a snapshot for diagnostics ([`Session::queues`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Queues {
+    /// Outgoing messages (ours and answers) not yet completely sent.
+    pub outgoing: usize,
+    /// Payload bytes they hold in memory ([`Session::queued_bytes`]).
+    pub outgoing_bytes: u64,
+    /// Control frames waiting to be sent.
+    pub control: usize,
+    /// Incoming messages being reassembled or streamed.
+    pub incoming: usize,
+    /// Our requests whose answer has not fully arrived.
+    pub awaiting_answer: usize,
+    /// Requests of the peer delivered and not yet answered.
+    pub unanswered: usize,
+    /// Events the application has not taken yet.
+    pub events: usize,
+    /// Sequenced frames sent and not yet acknowledged (reliable delivery, §16).
+    pub unacked: usize,
+}
+
+/// The flow-control credit of a session at one moment (§5.5): `None` where no credit applies
+/// (a window of 0, always on the lossy framing, or before the handshake).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Credit {
+    /// Payload bytes the peer still allows us to send.
+    pub send: Option<u64>,
+    /// Payload bytes we still allow the peer to send.
+    pub recv: Option<u64>,
 }
 
 /// One side of a connection: handshake, exchanges, scheduling, reassembly, flow control, liveness.
@@ -284,7 +337,51 @@ impl Session {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats { bytes_discarded: self.decoder.discarded_bytes(), last_rtt: self.liveness.rtt(), ..self.stats }
+    }
+
+    /// The queues' depths now.
+    pub fn queues(&self) -> Queues {
+        Queues {
+            outgoing: self.outbox.len(),
+            outgoing_bytes: self.outbox.queued_bytes(0),
+            control: self.control.len(),
+            incoming: self.inbox.len(),
+            awaiting_answer: self.awaiting.len(),
+            unanswered: self.unanswered.len(),
+            events: self.events.len(),
+            unacked: self.reliable.as_ref().map_or(0, Reliable::unacked),
+        }
+    }
+
+    /// The flow-control credit now, both ways (§5.5).
+    pub fn credit(&self) -> Credit {
+        let open = self.peer.is_some();
+        Credit {
+            send: self.outbox.credit.remaining().filter(|_| open),
+            recv: self.recv_credit.remaining().filter(|_| open),
+        }
+    }
+
+    /// The HELLO this side sends (§5.1).
+    pub fn hello(&self) -> Hello {
+        self.our_hello()
+    }
+
+    /// Queues a PING (§5.6) and returns its nonce; its PONG sets [`Stats::last_rtt`]. Nothing is
+    /// queued on a session that is not open (`None`).
+    pub fn ping(&mut self) -> Option<u64> {
+        if self.state != State::Open {
+            return None;
+        }
+        let nonce = self.liveness.next_nonce();
+        self.push_control(Frame::Ping { nonce });
+        Some(nonce)
+    }
+
+    /// The nonce and round-trip time of the latest PING answered, if any.
+    pub fn last_pong(&self) -> Option<(u64, Duration)> {
+        self.liveness.last_pong()
     }
 
     /// Payload bytes held in memory by queued outgoing messages, answers and calls, whole until
@@ -549,6 +646,7 @@ impl Session {
             Frame::Data(data) => self.handle_data(data, now)?,
             Frame::Cancel { xid, reason } => {
                 self.count_noise(now)?;
+                self.stats.cancels_received += 1;
                 self.handle_cancel(Key::from_xid(xid), reason, now)
             }
             Frame::Credit { limit } => {
@@ -559,7 +657,11 @@ impl Session {
                 self.count_noise(now)?;
                 self.push_control(Frame::Pong { nonce })
             }
-            Frame::Pong { .. } | Frame::Extension { .. } => self.count_noise(now)?,
+            Frame::Pong { nonce } => {
+                self.count_noise(now)?;
+                self.liveness.pong(nonce, now);
+            }
+            Frame::Extension { .. } => self.count_noise(now)?,
             Frame::GoAway { code, message } => self.close_with(CloseReason::Peer { code, message }, None),
         }
         Ok(())
@@ -661,6 +763,7 @@ impl Session {
             let counted = head.kind == Kind::Request || !head.is_complete();
             if counted && self.peer_in_flight() >= self.config.limits.max_in_flight as usize {
                 self.release(head.payload.len() as u64);
+                self.stats.refused += 1;
                 self.push_control(Frame::Cancel { xid: key.to_xid(), reason: CancelReason::REFUSED });
                 return Ok(());
             }
@@ -787,6 +890,7 @@ impl Session {
             }
             Exchange::Theirs(_) => {}
         }
+        self.stats.messages_in += 1;
         self.events.push_back((Event::Message(message), held));
     }
 
@@ -863,6 +967,7 @@ impl Session {
                 self.stats.bytes_out += (out.len() - start) as u64;
                 return true;
             };
+            self.note_sent(&frame, now);
             match &mut self.reliable {
                 Some(reliable) if frame::is_sequenced(&frame) => {
                     let seq = reliable.next_seq();
@@ -875,6 +980,18 @@ impl Session {
         self.stats.frames_out += 1;
         self.stats.bytes_out += (out.len() - start) as u64;
         true
+    }
+
+    /// Counts a frame going out for the first time.
+    fn note_sent(&mut self, frame: &Frame, now: Instant) {
+        match frame {
+            Frame::Cancel { .. } => self.stats.cancels_sent += 1,
+            Frame::Ping { nonce } => {
+                self.stats.pings_sent += 1;
+                self.liveness.ping_sent(*nonce, now);
+            }
+            _ => {}
+        }
     }
 
     fn retransmission(&mut self, now: Instant) -> Option<Bytes> {
@@ -903,6 +1020,7 @@ impl Session {
                         self.note_opened(head, finished);
                     }
                     if let Some(message) = finished {
+                        self.stats.messages_out += 1;
                         self.events.push_back((Event::Sent(message), 0));
                     }
                     return Some(frame);
@@ -1148,6 +1266,8 @@ fn check_peer_limits(limits: &Limits) -> Result<(), ProtocolError> {
 
 #[cfg(test)]
 mod limit_tests;
+#[cfg(test)]
+mod stats_tests;
 #[cfg(test)]
 mod stream_tests;
 #[cfg(test)]

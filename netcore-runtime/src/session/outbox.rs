@@ -373,6 +373,11 @@ impl Outbox {
         self.messages.get(&id).map(|m| (m.sent, m.total))
     }
 
+    /// Messages not yet completely sent (diagnostics).
+    pub(super) fn len(&self) -> usize {
+        self.messages.len()
+    }
+
     /// Whether nothing is waiting to be sent.
     pub(super) fn is_empty(&self) -> bool {
         self.messages.is_empty()

@@ -97,7 +97,6 @@ impl Reliable {
     }
 
     /// Frames waiting to be acknowledged.
-    #[cfg(test)]
     pub(super) fn unacked(&self) -> usize {
         self.slots.iter().filter(|s| !s.acked).count()
     }
