@@ -120,7 +120,8 @@ impl EndpointBuilder {
     /// Python original's cached routes, for answers that are costly and change slowly.
     ///
     /// ```
-    /// use netcore_runtime::{Endpoint, Response};
+    /// # use netcore_runtime as netcore;
+    /// use netcore::{Endpoint, Response};
     /// use std::time::Duration;
     ///
     /// let endpoint = Endpoint::builder()
@@ -141,7 +142,8 @@ impl EndpointBuilder {
     /// For uploads to write somewhere as they come: flash, a file, a decoder.
     ///
     /// ```
-    /// use netcore_runtime::{Endpoint, Response};
+    /// # use netcore_runtime as netcore;
+    /// use netcore::{Endpoint, Response};
     ///
     /// let endpoint = Endpoint::builder()
     ///     .streaming_route("/firmware", |_req, mut body| async move {
@@ -173,7 +175,8 @@ impl EndpointBuilder {
     /// only the rest. Partial uploads are bounded by [`resume_limits`](Self::resume_limits).
     ///
     /// ```
-    /// use netcore_runtime::{Endpoint, Response};
+    /// # use netcore_runtime as netcore;
+    /// use netcore::{Endpoint, Response};
     ///
     /// let endpoint = Endpoint::builder()
     ///     .resumable_route("/log/upload", |req| async move {
@@ -205,7 +208,8 @@ impl EndpointBuilder {
     /// after an interruption continues from the bytes it already wrote.
     ///
     /// ```
-    /// use netcore_runtime::{Endpoint, Resumable};
+    /// # use netcore_runtime as netcore;
+    /// use netcore::{Endpoint, Resumable};
     ///
     /// let endpoint = Endpoint::builder()
     ///     .download_route("/log", |_req| async move { Ok(Resumable::bytes(vec![7u8; 1 << 20])) })

@@ -96,7 +96,8 @@ impl Request {
     /// handler, hook and connection of the endpoint.
     ///
     /// ```
-    /// use netcore_runtime::{Endpoint, Response};
+    /// # use netcore_runtime as netcore;
+    /// use netcore::{Endpoint, Response};
     /// use std::time::Duration;
     ///
     /// let endpoint = Endpoint::builder()
