@@ -638,3 +638,30 @@ fn cached_routes_must_exist_and_store_their_requests() {
         .unwrap_err();
     assert!(err.to_string().contains("\"/upload\" streams its requests"), "{err}");
 }
+
+#[tokio::test]
+async fn call_and_call_with_take_the_same_routes() {
+    let conn = duplex_pair(&echo_server());
+    let id = Route::Id(netcore::route_id("/echo"));
+    let name = String::from("/echo");
+    let opts = CallOptions::default;
+    let replies = [
+        conn.call("/echo", b"a".to_vec()).await.unwrap(),
+        conn.call(&name, b"b".to_vec()).await.unwrap(),
+        conn.call(id.clone(), b"c".to_vec()).await.unwrap(),
+        conn.call_with("/echo", b"d".to_vec(), opts()).await.unwrap(),
+        conn.call_with(name.clone(), b"e".to_vec(), opts()).await.unwrap(),
+        conn.call_with(id, b"f".to_vec(), opts()).await.unwrap(),
+    ];
+    let texts: Vec<String> = replies.iter().map(|r| r.text().unwrap()).collect();
+    assert_eq!(texts, ["a", "b", "c", "d", "e", "f"]);
+    conn.notify("/echo", b"g".to_vec()).await.unwrap();
+    conn.notify_with(&name, b"h".to_vec(), opts()).await.unwrap();
+}
+
+#[test]
+fn limits_are_found_where_config_is() {
+    let limits = netcore::session::Limits { max_frame: 4096, ..netcore::session::Limits::default() };
+    let config = Config::stream().with_limits(limits);
+    assert_eq!(config.limits.max_frame, 4096);
+}
