@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 /// What a [`Config`] announces and enforces ([`Config::limits`]); the same type as
-/// [`frame::Limits`](crate::frame::Limits), here so that it is found where `Config` is.
+/// [`frame::Limits`], here so that it is found where `Config` is.
 pub use crate::frame::Limits;
 pub use config::{Config, Keepalive, Reliability};
 pub use error::{ProtocolError, SendError};
