@@ -427,7 +427,6 @@ impl Connection {
     }
 }
 
-/// A route as a timeout error names it: its name, or its id for a bare [`Route::Id`].
 /// A NOT_FOUND answer to a call sent by route id names only the id (`no route #4b8223ef`): the
 /// caller knows the name it called, so say it.
 fn name_unknown_route(
@@ -444,6 +443,7 @@ fn name_unknown_route(
     err
 }
 
+/// A route as a timeout error names it: its name, or its id for a bare [`Route::Id`].
 fn route_label(route: &Route) -> Arc<str> {
     match route {
         Route::Name(name) => name.as_str().into(),
