@@ -19,36 +19,27 @@ struct User {
 
 const TTL: Option<Duration> = Some(Duration::from_secs(300));
 
-fn users(cache: netcore::endpoint::Cache) -> Blueprint {
-    let for_get = cache.clone();
+fn users() -> Blueprint {
+    // Handlers reach the endpoint's cache through the request.
     Blueprint::new("/user")
-        .route("/create", move |req| {
-            let cache = cache.clone();
-            async move {
-                let user: User = req.json()?;
-                cache.insert(format!("user:{}", user.id), user.clone(), TTL);
-                Response::json(&user)
-            }
+        .route("/create", |req| async move {
+            let user: User = req.json()?;
+            req.cache().insert(format!("user:{}", user.id), user.clone(), TTL);
+            Response::json(&user)
         })
-        .route("/get", move |req| {
-            let cache = for_get.clone();
-            async move {
-                let id: u32 = req.json()?;
-                match cache.get::<User>(&format!("user:{id}")) {
-                    Some(user) => Response::json(&user),
-                    None => Err(HandlerError::handler(format!("no user {id}"))),
-                }
+        .route("/get", |req| async move {
+            let id: u32 = req.json()?;
+            match req.cache().get::<User>(&format!("user:{id}")) {
+                Some(user) => Response::json(&user),
+                None => Err(HandlerError::handler(format!("no user {id}"))),
             }
         })
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The routes hold the cache, so it exists before them; the endpoint shares it.
-    let cache = netcore::endpoint::Cache::default();
     let server = Endpoint::builder()
-        .blueprint(users(cache.clone()))
-        .cache(cache)
+        .blueprint(users())
         .on(EventKind::Start, |_| println!("server: started"))
         .on(EventKind::Connect, |event| println!("server: {event:?}"))
         .after_request(|info, _response| println!("server: answered {}", info.route))

@@ -33,7 +33,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     if let [path, baud] = &args[..] {
-        let port = serialport::new(path, baud.parse()?).timeout(Duration::from_millis(100)).open()?;
+        let baud: u32 = baud.parse().map_err(|e| format!("baud rate {baud:?}: {e}"))?;
+        let port = serialport::new(path, baud)
+            .timeout(Duration::from_millis(100))
+            .open()
+            .map_err(|e| format!("cannot open serial port {path} at {baud} baud: {e}"))?;
         let link = endpoint.connect_with(pipe(port.try_clone()?, port)?, path.clone(), Config::lossy());
         let reply = link.call("message", "hello from netcore".as_bytes().to_vec()).await?;
         println!("peer answered: {}", reply.text()?);

@@ -139,7 +139,7 @@ async fn an_urgent_reply_overtakes_bulk_replies_in_flight() {
 async fn an_answer_over_the_callers_max_message_fails_the_call_at_once() {
     let server = server();
     let limits = Limits { max_message: 4096, inline_limit: 4096, ..Limits::default() };
-    let client = Endpoint::builder().config(netcore::Config::stream().with_limits(limits)).build().unwrap();
+    let client = Endpoint::builder().config(netcore::session::Config::stream().with_limits(limits)).build().unwrap();
     let (a, b) = tokio::io::duplex(64 * 1024);
     server.connect(b, "server");
     let conn = client.connect(a, "client");

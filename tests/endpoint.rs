@@ -221,6 +221,10 @@ async fn blueprints_hooks_middleware_and_error_handler() {
     assert_eq!(reply.text().unwrap(), "fallback for /user/fail");
     let err = conn.call("/user/get", b"1".to_vec()).await.unwrap_err();
     assert!(matches!(&err, CallError::Remote(e) if e.code == ErrorCode(401)), "{err}");
+    // Route lookup comes first: an unknown route is NOT_FOUND, not the hook's 401, and the hook
+    // does not run for it.
+    let err = conn.call("/user/nowhere", b"1".to_vec()).await.unwrap_err();
+    assert!(matches!(&err, CallError::Remote(e) if e.code == ErrorCode::NOT_FOUND), "{err}");
     let log = log.lock().unwrap().clone();
     assert_eq!(
         log,
@@ -537,4 +541,127 @@ async fn one_way_handlers_that_held_every_slot_let_the_rest_run_when_they_finish
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(handled.load(Ordering::SeqCst), 300);
+}
+
+#[tokio::test]
+async fn a_refused_tcp_connection_names_the_address() {
+    // A port that was just free: nothing listens on it.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let err = client().connect_tcp(addr).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(err.to_string().starts_with(&format!("cannot connect to {addr}: ")), "{err}");
+    assert!(format!("{err:?}").contains(&addr.to_string()), "the Debug form `main` prints names it too: {err:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_route_called_by_id_is_named_by_the_caller() {
+    let conn = duplex_pair(&echo_server());
+    let route = "/board/read";
+    let err =
+        netcore::typed::call::<_, f64>(&conn, netcore::route_id(route), route, 0, &(), None, None).await.unwrap_err();
+    assert!(matches!(&err, CallError::Remote(e) if e.code == ErrorCode::NOT_FOUND), "{err}");
+    let id = netcore::route_id(route);
+    assert_eq!(
+        err.to_string(),
+        format!("remote error: NOT_FOUND: no route /board/read (route id #{id:08x}); the peer does not serve it")
+    );
+}
+
+#[tokio::test]
+async fn handlers_reach_the_endpoint_cache() {
+    let server = Endpoint::builder()
+        .route("/visit", |req| async move {
+            let visits = req.cache().get::<u64>("visits").unwrap_or(0) + 1;
+            req.cache().insert("visits", visits, None);
+            Ok(Response::text(visits.to_string()))
+        })
+        .build()
+        .unwrap();
+    let conn = duplex_pair(&server);
+    for n in 1..=3u64 {
+        assert_eq!(conn.call("/visit", Vec::new()).await.unwrap().text().unwrap(), n.to_string());
+    }
+    assert_eq!(server.cache().get::<u64>("visits"), Some(3), "the handlers' cache is the endpoint's");
+}
+
+#[tokio::test]
+async fn cached_routes_answer_a_repeated_payload_without_the_handler() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (r1, r2) = (runs.clone(), runs.clone());
+    let server = Endpoint::builder()
+        .route("/square", move |req| {
+            let runs = r1.clone();
+            async move {
+                let n = runs.fetch_add(1, Ordering::SeqCst);
+                let x: u64 = req.text()?.parse().map_err(|_| HandlerError::bad_request("a number"))?;
+                Ok(Response::text(format!("{} (run {n})", x * x)).with_header("computed", n.to_string()))
+            }
+        })
+        .route("/fails", move |_req| {
+            let runs = r2.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Err::<Response, _>(HandlerError::handler("not cached"))
+            }
+        })
+        .cache_responses("/square", Duration::from_secs(3600))
+        .cache_responses("/fails", Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let conn = duplex_pair(&server);
+    let first = conn.call("/square", b"7".to_vec()).await.unwrap();
+    assert_eq!(first.text().unwrap(), "49 (run 0)");
+    let again = conn.call("/square", b"7".to_vec()).await.unwrap();
+    assert_eq!(again.text().unwrap(), "49 (run 0)", "the stored answer");
+    assert_eq!(again.headers().get("computed").map(String::as_str), Some("0"), "with its headers");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // Another payload is another key.
+    assert_eq!(conn.call("/square", b"8".to_vec()).await.unwrap().text().unwrap(), "64 (run 1)");
+    // Errors are not kept.
+    for _ in 0..2 {
+        assert!(conn.call("/fails", Vec::new()).await.is_err());
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+    // Removing everything from the endpoint's cache drops the stored answers too.
+    server.cache().clear();
+    assert_eq!(conn.call("/square", b"7".to_vec()).await.unwrap().text().unwrap(), "49 (run 4)");
+}
+
+#[test]
+fn cached_routes_must_exist_and_store_their_requests() {
+    let err = Endpoint::builder().cache_responses("/nowhere", Duration::from_secs(1)).build().unwrap_err();
+    assert_eq!(err, netcore::endpoint::BuildError::UnknownRoute("/nowhere".into()));
+    let err = Endpoint::builder()
+        .streaming_route("/upload", |_req, _body| async move { Ok(Response::empty()) })
+        .cache_responses("/upload", Duration::from_secs(1))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("\"/upload\" streams its requests"), "{err}");
+}
+
+#[tokio::test]
+async fn call_and_call_with_take_the_same_routes() {
+    let conn = duplex_pair(&echo_server());
+    let id = Route::Id(netcore::route_id("/echo"));
+    let name = String::from("/echo");
+    let opts = CallOptions::default;
+    let replies = [
+        conn.call("/echo", b"a".to_vec()).await.unwrap(),
+        conn.call(&name, b"b".to_vec()).await.unwrap(),
+        conn.call(id.clone(), b"c".to_vec()).await.unwrap(),
+        conn.call_with("/echo", b"d".to_vec(), opts()).await.unwrap(),
+        conn.call_with(name.clone(), b"e".to_vec(), opts()).await.unwrap(),
+        conn.call_with(id, b"f".to_vec(), opts()).await.unwrap(),
+    ];
+    let texts: Vec<String> = replies.iter().map(|r| r.text().unwrap()).collect();
+    assert_eq!(texts, ["a", "b", "c", "d", "e", "f"]);
+    conn.notify("/echo", b"g".to_vec()).await.unwrap();
+    conn.notify_with(&name, b"h".to_vec(), opts()).await.unwrap();
+}
+
+#[test]
+fn limits_are_found_where_config_is() {
+    let limits = netcore::session::Limits { max_frame: 4096, ..netcore::session::Limits::default() };
+    let config = Config::stream().with_limits(limits);
+    assert_eq!(config.limits.max_frame, 4096);
 }

@@ -11,7 +11,8 @@ use bytes::{Bytes, BytesMut};
 use netcore::endpoint::Response;
 use netcore::frame::stream::StreamDecoder;
 use netcore::frame::{CancelReason, Frame, GoAwayCode, Head, Hello, Kind, Limits, Priority, Route, Xid};
-use netcore::{Config, Endpoint};
+use netcore::session::Config;
+use netcore::Endpoint;
 
 fn echo_server() -> netcore::endpoint::EndpointBuilder {
     Endpoint::builder().route("/echo", |req| async move { Ok(Response::bytes(req.bytes()?)) })

@@ -15,7 +15,8 @@ use netcore::endpoint::Response;
 use netcore::frame::stream::StreamDecoder;
 use netcore::frame::{self, CancelReason, Data, Frame, FrameType, Framing, GoAwayCode, Head, Hello, Kind, Limits};
 use netcore::frame::{Priority, Route, Xid};
-use netcore::{Config, Endpoint};
+use netcore::session::Config;
+use netcore::Endpoint;
 
 const CHILD_ENV: &str = "NETCORE_HOSTILE_SESSION_CHILD";
 const PORT_MARK: &str = "netcore-child-port=";

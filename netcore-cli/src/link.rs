@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use netcore_runtime::session::Config;
 use netcore_runtime::session::Reliability;
-use netcore_runtime::{Config, Connection, Endpoint};
+use netcore_runtime::{Connection, Endpoint};
 
 use crate::Failure;
 

@@ -121,7 +121,7 @@ pub fn generate(path: &Path) -> Result<String, Vec<SchemaError>> {
 /// Parses and validates one root schema and its imports, printing nothing (the `netcore check`
 /// command and [`generate`] share it). Returns the model and every file read.
 pub fn load(path: &Path) -> Result<(Schema, Vec<PathBuf>), Vec<SchemaError>> {
-    let (model, files) = schema::parse_file(path).map_err(|err| vec![err])?;
+    let (model, files) = schema::parse_file_all(path)?;
     let problems = validate::validate(&model, true);
     if !problems.is_empty() {
         return Err(problems.into_iter().map(|d| to_schema_error(&d.origin, d.message)).collect());

@@ -24,6 +24,23 @@ fn lower(input: &DeriveInput) -> Result<LayoutDef, Error> {
             "generic types have no single layout; derive `netcore::Schema` on a concrete type",
         ));
     }
+    let mut refused: Option<Error> = None;
+    let fields: Vec<&Fields> = match &input.data {
+        Data::Struct(data) => vec![&data.fields],
+        Data::Enum(data) => data.variants.iter().map(|v| &v.fields).collect(),
+        Data::Union(_) => Vec::new(),
+    };
+    for field in fields.into_iter().flat_map(|fields| fields.iter()) {
+        for err in not_in_schema_language(field.ty.to_token_stream()) {
+            match &mut refused {
+                Some(all) => all.combine(err),
+                None => refused = Some(err),
+            }
+        }
+    }
+    if let Some(err) = refused {
+        return Err(err);
+    }
     match &input.data {
         Data::Struct(data) => Ok(LayoutDef::Struct(payload(&data.fields))),
         Data::Enum(data) => {
@@ -47,4 +64,30 @@ fn payload(fields: &Fields) -> Payload {
                 .collect(),
         ),
     }
+}
+
+/// Errors for the types a field's type mentions that the schema language does not have (`u128`,
+/// `i128`, `char`, also inside `Vec<…>` and the like): the service macro refuses them in method
+/// signatures, and a schema could not declare them, so user types refuse them too.
+fn not_in_schema_language(tokens: TokenStream) -> Vec<Error> {
+    let mut out = Vec::new();
+    for tree in tokens {
+        match tree {
+            proc_macro2::TokenTree::Ident(ident) => {
+                let instead = match ident.to_string().as_str() {
+                    "u128" | "i128" => "its integers go up to 64 bits: use `u64`/`i64`, two of them, or `Vec<u8>`",
+                    "char" => "use `String` for text or `u32` for a code point",
+                    _ => continue,
+                };
+                let message = format!(
+                    "`{ident}` is not supported: the schema language has no such type, so a peer built from a \
+                     schema could not declare it; {instead}"
+                );
+                out.push(Error::new(ident.span(), message));
+            }
+            proc_macro2::TokenTree::Group(group) => out.extend(not_in_schema_language(group.stream())),
+            _ => {}
+        }
+    }
+    out
 }

@@ -21,7 +21,8 @@ use proc_macro::TokenStream;
 /// `Result<T, netcore::CallError>`) and `NameServer::blueprint(impl)` to register an
 /// implementation. Options: `#[netcore::service(prefix = "/user")]` on the trait (default
 /// `"/TraitName"`), and `#[netcore(priority = 0..=7, timeout_ms = N)]` or `#[netcore(event)]`
-/// (one-way) on a method.
+/// (one-way) on a method. A schema file declaring the same service generates the same items; the
+/// guide is docs/TYPED.md (`netcore::docs::typed`).
 #[proc_macro_attribute]
 pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     lower::expand(attr.into(), item.into()).into()
@@ -29,7 +30,8 @@ pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Derives `netcore::layout::Schema`: the layout (fields in order with their types, variants in
 /// order with their payloads) that service fingerprints hash. Put it next to serde's derives on
-/// every struct and enum a service method reaches; the schema compiler adds it to its types.
+/// every struct and enum a service method reaches, so that the service fingerprint covers its
+/// fields and variants; the schema compiler adds it to its types.
 #[proc_macro_derive(Schema)]
 pub fn derive_schema(item: TokenStream) -> TokenStream {
     layout::expand(item.into()).into()

@@ -271,16 +271,54 @@ fn lower_path(path: &syn::TypePath) -> Result<Type, Error> {
         "Bytes" => Some(Type::Bytes),
         other => Type::scalar(other).filter(|_| name != "string" && name != "bytes"),
     };
+    if let Some(instead) = not_in_schema_language(&name).filter(|_| generic_args.is_empty()) {
+        return Err(Error::new_spanned(
+            path,
+            format!(
+                "`{name}` is not supported: the schema language has no such type, so a peer built from a schema \
+                 could not declare it; {instead}"
+            ),
+        ));
+    }
     match (name.as_str(), &generic_args[..]) {
         (_, []) if scalar.is_some() => Ok(scalar.expect("checked")),
+        ("Result", [ok, _]) => Err(Error::new_spanned(
+            path,
+            format!(
+                "the trait declares what a call returns on success: write `-> {}` here; the impl's method returns \
+                 `Result<{0}, HandlerError>`, and a caller gets `Result<{0}, CallError>`",
+                ok.to_token_stream()
+            ),
+        )),
+        ("HashSet" | "BTreeSet" | "IndexSet" | "LinkedList" | "BinaryHeap", _) => Err(Error::new_spanned(
+            path,
+            format!(
+                "`{name}` is not supported; the collections are `Vec<T>` and `VecDeque<T>` (a list), \
+                 `HashMap<K, V>` and `BTreeMap<K, V>` (a map) and `Option<T>`: use `Vec<T>` for a set"
+            ),
+        )),
         ("Vec", [inner]) if is_u8(inner) => Ok(Type::Bytes),
         ("Vec" | "VecDeque", [inner]) => Ok(Type::List(Box::new(lower_type(inner)?))),
         ("Option", [inner]) => Ok(Type::Option(Box::new(lower_type(inner)?))),
         ("Box", [inner]) => lower_type(inner),
         ("HashMap" | "BTreeMap", [k, v]) => Ok(Type::Map(Box::new(lower_type(k)?), Box::new(lower_type(v)?))),
         (_, []) => Ok(Type::Named(name)),
-        _ => Err(Error::new_spanned(path, "generic user types are not supported; use a concrete type")),
+        _ => Err(Error::new_spanned(
+            path,
+            "generic user types are not supported; use a concrete type (the generic types that cross the wire \
+             are `Vec<T>`, `VecDeque<T>`, `Option<T>`, `Box<T>`, `HashMap<K, V>` and `BTreeMap<K, V>`)",
+        )),
     }
+}
+
+/// What to write instead of a Rust type that serde could carry but the schema language cannot
+/// express (docs/TYPED.md): both front ends refuse it, so either side can be declared either way.
+fn not_in_schema_language(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "u128" | "i128" => "its integers go up to 64 bits: use `u64`/`i64`, two of them, or `Vec<u8>`",
+        "char" => "use `String` for text or `u32` for a code point",
+        _ => return None,
+    })
 }
 
 fn is_u8(ty: &syn::Type) -> bool {

@@ -44,7 +44,13 @@ mod varint;
 pub mod fuzzing;
 
 pub use frame::{route_id, CancelReason, Framing, GoAwayCode, Kind, Limits, Priority, Route};
-pub use session::{Body, Config, Event, Payload, Session, SpillBudget};
+pub use session::{Body, Event, Payload, Session, SpillBudget};
+
+/// The old second path of [`session::Config`], the one documented path of a connection's
+/// configuration.
+#[doc(hidden)]
+#[deprecated(since = "0.1.0", note = "use `session::Config` (`netcore::session::Config`), its one documented path")]
+pub type Config = session::Config;
 
 #[cfg(feature = "tokio")]
 pub use connection::{CallOptions, Connection, ConnectionId, ConnectionStats, EndpointStats, LinkState};

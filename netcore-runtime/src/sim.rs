@@ -5,8 +5,9 @@
 //! through a filter that damages, drops or duplicates bytes.
 //!
 //! ```
-//! use netcore_runtime::session::{Config, Event, SendOptions};
-//! use netcore_runtime::{sim::Pair, Route};
+//! # use netcore_runtime as netcore;
+//! use netcore::session::{Config, Event, SendOptions};
+//! use netcore::{sim::Pair, Route};
 //!
 //! let mut pair = Pair::new(Config::stream(), Config::stream());
 //! pair.a.request(Route::Name("/echo".into()), b"hi".to_vec(), SendOptions::default()).unwrap();

@@ -597,6 +597,7 @@ impl Driver {
             priority: message.priority,
             connection: self.connection(),
             extensions: Default::default(),
+            cache: None,
         };
         let (request, header_error) = match decode_headers(message.meta.as_ref()) {
             Ok(headers) => (Request { headers, ..request }, None),

@@ -227,14 +227,21 @@ impl Connection {
         reason
     }
 
-    /// Calls `route` with a payload and waits for the reply.
-    pub async fn call(&self, route: &str, body: impl Into<Body>) -> Result<Reply, CallError> {
-        self.call_with(Route::Name(route.into()), body, CallOptions::default()).await
+    /// Calls `route` with a payload and waits for the reply. The route is a name (`"/echo"`, a
+    /// `String`) or a [`Route`] (`Route::Id(id)` for a bare route id), as in
+    /// [`call_with`](Self::call_with).
+    pub async fn call(&self, route: impl Into<Route>, body: impl Into<Body>) -> Result<Reply, CallError> {
+        self.call_with(route, body, CallOptions::default()).await
     }
 
     /// Calls a route with options. Dropping the future cancels the call on both sides (§5.4).
-    pub async fn call_with(&self, route: Route, body: impl Into<Body>, opts: CallOptions) -> Result<Reply, CallError> {
-        self.call_named(route, None, body.into(), opts).await
+    pub async fn call_with(
+        &self,
+        route: impl Into<Route>,
+        body: impl Into<Body>,
+        opts: CallOptions,
+    ) -> Result<Reply, CallError> {
+        self.call_named(route.into(), None, body.into(), opts).await
     }
 
     /// [`call_with`](Self::call_with), naming the route `name` in a timeout error: typed calls
@@ -247,6 +254,7 @@ impl Connection {
         opts: CallOptions,
     ) -> Result<Reply, CallError> {
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
+        let route_id = route.id();
         let timeout = opts.timeout.or(self.shared.py_timeout);
         // Named before the route moves into the command, and only for a call that can time out.
         let label = timeout.map(|_| name.map_or_else(|| route_label(&route), Arc::from));
@@ -268,7 +276,13 @@ impl Connection {
             },
         };
         guard.reason = None;
-        result.unwrap_or_else(|_| Err(CallError::Disconnected(self.closed_reason())))
+        match result {
+            Ok(Err(CallError::Remote(err))) if err.code == ErrorCode::NOT_FOUND => {
+                Err(CallError::Remote(name_unknown_route(err, route_id, name)))
+            }
+            Ok(result) => result,
+            Err(_) => Err(CallError::Disconnected(self.closed_reason())),
+        }
     }
 
     /// Uploads a [`Resumable`] body to a resumable route
@@ -400,15 +414,21 @@ impl Connection {
         })
     }
 
-    /// Sends a one-way message; resolves once its last byte is handed to the transport.
-    pub async fn notify(&self, route: &str, body: impl Into<Body>) -> Result<(), CallError> {
-        self.notify_with(Route::Name(route.into()), body, CallOptions::default()).await
+    /// Sends a one-way message; resolves once its last byte is handed to the transport. The
+    /// route is a name or a [`Route`], as in [`call`](Self::call).
+    pub async fn notify(&self, route: impl Into<Route>, body: impl Into<Body>) -> Result<(), CallError> {
+        self.notify_with(route, body, CallOptions::default()).await
     }
 
     /// Sends a one-way message with options (the timeout and progress options are not used).
-    pub async fn notify_with(&self, route: Route, body: impl Into<Body>, opts: CallOptions) -> Result<(), CallError> {
+    pub async fn notify_with(
+        &self,
+        route: impl Into<Route>,
+        body: impl Into<Body>,
+        opts: CallOptions,
+    ) -> Result<(), CallError> {
         let (done, rx) = oneshot::channel();
-        self.send(Command::Notify { route, body: body.into(), opts, done }).await?;
+        self.send(Command::Notify { route: route.into(), body: body.into(), opts, done }).await?;
         rx.await.unwrap_or_else(|_| Err(CallError::Disconnected(self.closed_reason())))
     }
 
@@ -456,6 +476,22 @@ impl Connection {
             _ => CloseReason::Disconnected,
         }
     }
+}
+
+/// A NOT_FOUND answer to a call sent by route id names only the id (`no route #4b8223ef`): the
+/// caller knows the name it called, so say it.
+fn name_unknown_route(
+    mut err: crate::endpoint::HandlerError,
+    id: u32,
+    name: Option<&str>,
+) -> crate::endpoint::HandlerError {
+    let Some(name) = name else { return err };
+    let bare = format!("#{id:08x}");
+    if err.message.contains(&bare) && !err.message.contains(name) {
+        err.message =
+            err.message.replacen(&bare, &format!("{name} (route id {bare})"), 1) + "; the peer does not serve it";
+    }
+    err
 }
 
 /// A route as a timeout error names it: its name, or its id for a bare [`Route::Id`].

@@ -341,6 +341,7 @@ impl PyDriver {
             priority: Priority::default(),
             connection: self.connection(),
             extensions: Default::default(),
+            cache: None,
         };
         let handler = self.dispatch.clone().handle(request);
         let done = self.done_tx.clone();

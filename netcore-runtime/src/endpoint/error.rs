@@ -8,7 +8,9 @@ use crate::frame::CancelReason;
 use crate::session::{CloseReason, Millis};
 
 /// Category of a failed call, carried in the ERROR message's first two bytes (docs/PROTOCOL.md §15).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Displayed by its name (`NOT_FOUND`), or as `code 42` for a code §15 does not define.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ErrorCode(pub u16);
 
 impl ErrorCode {
@@ -30,11 +32,45 @@ impl ErrorCode {
     /// A resumed upload's offset does not match what the receiver holds under its token; the
     /// message says what it holds (§17.3).
     pub const RESUME: Self = Self(7);
+
+    /// The code's name in docs/PROTOCOL.md §15 (`NOT_FOUND`), or `None` for a code it does not define.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::HANDLER => "HANDLER",
+            Self::NOT_FOUND => "NOT_FOUND",
+            Self::BAD_REQUEST => "BAD_REQUEST",
+            Self::INTERNAL => "INTERNAL",
+            Self::UNAVAILABLE => "UNAVAILABLE",
+            Self::TIMEOUT => "TIMEOUT",
+            Self::TOO_LARGE => "TOO_LARGE",
+            Self::RESUME => "RESUME",
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "code {}", self.0),
+        }
+    }
+}
+
+/// `ErrorCode::NOT_FOUND`, or `ErrorCode(42)` for a code §15 does not define.
+impl std::fmt::Debug for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "ErrorCode::{name}"),
+            None => write!(f, "ErrorCode({})", self.0),
+        }
+    }
 }
 
 /// What a handler returns when it fails; sent to the caller as an ERROR message.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{message} (code {})", code.0)]
+#[error("{code}: {message}")]
 pub struct HandlerError {
     /// Category.
     pub code: ErrorCode,
@@ -251,4 +287,34 @@ pub enum BuildError {
     /// A setting names a route that is not registered.
     #[error("no route {0:?} is registered")]
     UnknownRoute(String),
+    /// [`cache_responses`](super::EndpointBuilder::cache_responses) names a streaming route, whose
+    /// request body is never stored and so cannot key a cache.
+    #[error("route {0:?} streams its requests, so its responses cannot be cached by request body; cache in the handler with Request::cache")]
+    NotCacheable(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_printed_by_name() {
+        assert_eq!(ErrorCode::NOT_FOUND.to_string(), "NOT_FOUND");
+        assert_eq!(ErrorCode(42).to_string(), "code 42");
+        assert_eq!(format!("{:?}", ErrorCode::BAD_REQUEST), "ErrorCode::BAD_REQUEST");
+        assert_eq!(format!("{:?}", ErrorCode(42)), "ErrorCode(42)");
+        let err = CallError::Remote(HandlerError::new(ErrorCode::BAD_REQUEST, "payload is not UTF-8"));
+        assert_eq!(err.to_string(), "remote error: BAD_REQUEST: payload is not UTF-8");
+        for code in 0..8 {
+            assert!(ErrorCode(code).name().is_some(), "every code of §15 has a name: {code}");
+        }
+    }
+
+    #[test]
+    fn goaway_codes_are_printed_by_name() {
+        use crate::frame::GoAwayCode;
+        let reason = CloseReason::Peer { code: GoAwayCode::LIMIT, message: "too many connections".into() };
+        assert_eq!(reason.to_string(), "peer closed (LIMIT): too many connections");
+        assert_eq!(GoAwayCode(200).to_string(), "code 200");
+    }
 }

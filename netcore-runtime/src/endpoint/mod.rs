@@ -57,6 +57,7 @@ pub struct EndpointBuilder {
     /// Partial uploads of resumable routes, created by the first of them.
     resume: Option<Arc<resume::ResumeStore>>,
     decode_limits: Vec<(String, u64)>,
+    response_ttls: Vec<(String, std::time::Duration)>,
 }
 
 impl EndpointBuilder {
@@ -110,13 +111,39 @@ impl EndpointBuilder {
         self
     }
 
+    /// Caches the responses of `route` (registered before or after this call) in the endpoint's
+    /// [`Cache`] for `ttl`, keyed by the route and the request's payload: a request whose payload
+    /// equals one answered within `ttl` gets the stored response without running the handler.
+    /// Layers, before and after hooks still run for every request, so a hook that refuses a
+    /// request still does; headers are not part of the key. Errors, responses streamed from a
+    /// reader and requests stored in a file (above the in-memory limit) are not cached. As the
+    /// Python original's cached routes, for answers that are costly and change slowly.
+    ///
+    /// ```
+    /// # use netcore_runtime as netcore;
+    /// use netcore::{Endpoint, Response};
+    /// use std::time::Duration;
+    ///
+    /// let endpoint = Endpoint::builder()
+    ///     .route("/user/list", |_req| async move { Ok(Response::text("ada, grace")) })
+    ///     .cache_responses("/user/list", Duration::from_secs(30))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(endpoint);
+    /// ```
+    pub fn cache_responses(mut self, route: &str, ttl: std::time::Duration) -> Self {
+        self.response_ttls.push((route.to_owned(), ttl));
+        self
+    }
+
     /// Adds a route whose payloads are handed to `f` as they arrive, never stored whole: its
     /// handler starts as soon as a request's first frame is in, and reads the payload with
     /// [`BodyStream::chunk`]. The peer sends only as fast as the handler reads (flow control).
     /// For uploads to write somewhere as they come: flash, a file, a decoder.
     ///
     /// ```
-    /// use netcore_runtime::{Endpoint, Response};
+    /// # use netcore_runtime as netcore;
+    /// use netcore::{Endpoint, Response};
     ///
     /// let endpoint = Endpoint::builder()
     ///     .streaming_route("/firmware", |_req, mut body| async move {
@@ -148,7 +175,8 @@ impl EndpointBuilder {
     /// only the rest. Partial uploads are bounded by [`resume_limits`](Self::resume_limits).
     ///
     /// ```
-    /// use netcore_runtime::{Endpoint, Response};
+    /// # use netcore_runtime as netcore;
+    /// use netcore::{Endpoint, Response};
     ///
     /// let endpoint = Endpoint::builder()
     ///     .resumable_route("/log/upload", |req| async move {
@@ -180,7 +208,8 @@ impl EndpointBuilder {
     /// after an interruption continues from the bytes it already wrote.
     ///
     /// ```
-    /// use netcore_runtime::{Endpoint, Resumable};
+    /// # use netcore_runtime as netcore;
+    /// use netcore::{Endpoint, Resumable};
     ///
     /// let endpoint = Endpoint::builder()
     ///     .download_route("/log", |_req| async move { Ok(Resumable::bytes(vec![7u8; 1 << 20])) })
@@ -245,6 +274,20 @@ impl EndpointBuilder {
     }
 
     /// Runs before every handler; an error answers the request without running the handler.
+    ///
+    /// A request goes through, in this order:
+    ///
+    /// 1. **route lookup**: a route nobody registered, with no
+    ///    [`default_handler`](Self::default_handler), is answered [`ErrorCode::NOT_FOUND`] here,
+    ///    before any hook runs (so an authentication hook cannot turn it into its own error);
+    /// 2. **before hooks**, in the order they were added; the first error answers;
+    /// 3. **layers** ([`layer`](Self::layer)), the first added outermost, around
+    /// 4. the **route's handler** (or the default handler), after a cached answer is looked up if
+    ///    the route has one ([`cache_responses`](Self::cache_responses));
+    /// 5. the **error handler** ([`on_error`](Self::on_error)) for an error of any step above,
+    ///    NOT_FOUND included;
+    /// 6. **after hooks**, in the order they were added, on a response (from the handler or the
+    ///    error handler).
     pub fn before_request(
         mut self,
         hook: impl Fn(&mut Request) -> Result<(), HandlerError> + Send + Sync + 'static,
@@ -289,6 +332,15 @@ impl EndpointBuilder {
                 None => return Err(BuildError::UnknownRoute(name.clone())),
             }
         }
+        let cache = self.cache.unwrap_or_default();
+        for (name, ttl) in &self.response_ttls {
+            let route = match self.routes.iter_mut().find(|route| route.name == *name) {
+                Some(route) if route.streaming => return Err(BuildError::NotCacheable(name.clone())),
+                Some(route) => route,
+                None => return Err(BuildError::UnknownRoute(name.clone())),
+            };
+            route.service = cache::caching(name, *ttl, cache.clone(), route.service.clone());
+        }
         let mut config = self.config.unwrap_or_default();
         // §5.1, §15: every HELLO announces the typed methods served here.
         let methods: Vec<(u32, u64)> = self
@@ -305,7 +357,7 @@ impl EndpointBuilder {
                 config,
                 events: events::Events::new(self.callbacks),
                 scheduler: Scheduler::new(stop.clone()),
-                cache: self.cache.unwrap_or_default(),
+                cache,
                 max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
                 connections: Mutex::new(HashMap::new()),
                 retired: Mutex::new(Retired::default()),
@@ -411,7 +463,7 @@ impl Endpoint {
 
     /// Connects to a Python Netcore 0.1.3 server over TCP ([`connect_py_tcp`](Self::connect_py_tcp)).
     pub async fn connect_tcp_py(&self, addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<Connection> {
-        self.connect_py_tcp(tokio::net::TcpStream::connect(addr).await?)
+        self.connect_py_tcp(tcp_connect(addr).await?)
     }
 
     /// Accepts TCP connections from Python Netcore 0.1.3 clients until
@@ -451,9 +503,10 @@ impl Endpoint {
         connection
     }
 
-    /// Connects to a TCP server.
+    /// Connects to a TCP server. An error keeps its [`ErrorKind`](std::io::ErrorKind) and names the
+    /// address tried: `cannot connect to 127.0.0.1:7000: Connection refused (os error 111)`.
     pub async fn connect_tcp(&self, addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<Connection> {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let stream = tcp_connect(addr).await?;
         stream.set_nodelay(true)?;
         let label = format!("tcp {}", stream.peer_addr()?);
         Ok(self.connect(stream, label))
@@ -629,6 +682,31 @@ impl Endpoint {
 }
 
 /// Latency only: a socket that refuses the option is still served.
+/// Resolves `addr` and connects to the first address that answers, as `TcpStream::connect` does,
+/// but with errors that name the address: `cannot connect to 127.0.0.1:7000: Connection refused`.
+async fn tcp_connect(addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<tokio::net::TcpStream> {
+    use std::io::{Error, ErrorKind};
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|err| Error::new(err.kind(), format!("cannot resolve the address to connect to: {err}")))?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(err) => last = Some((addr, err)),
+        }
+    }
+    Err(match last {
+        Some((addr, err)) if addrs.len() == 1 => Error::new(err.kind(), format!("cannot connect to {addr}: {err}")),
+        Some((addr, err)) => Error::new(
+            err.kind(),
+            format!("cannot connect to any of {} addresses (the last, {addr}: {err})", addrs.len()),
+        ),
+        None => Error::new(ErrorKind::InvalidInput, "the address to connect to resolved to no address"),
+    })
+}
+
 fn set_nodelay(stream: &tokio::net::TcpStream, peer: std::net::SocketAddr) {
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %err, "set_nodelay failed");
@@ -662,8 +740,9 @@ impl Dispatch for Inner {
 
     fn handle(
         self: Arc<Self>,
-        request: Request,
+        mut request: Request,
     ) -> Pin<Box<dyn Future<Output = Result<Response, HandlerError>> + Send>> {
+        request.cache = Some(self.cache.clone());
         let connection = request.connection_id();
         let route = request.route.clone();
         self.events.emit(EndpointEvent::Request { connection, route: route.clone() });

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::wire::Headers;
-use super::{BodyStream, HandlerError};
+use super::{BodyStream, Cache, HandlerError};
 use crate::codec;
 use crate::connection::{Connection, ConnectionId};
 use crate::frame::Priority;
@@ -51,6 +51,8 @@ pub struct Request {
     pub(crate) priority: Priority,
     pub(crate) connection: Connection,
     pub(crate) extensions: Extensions,
+    /// The endpoint's cache, set when the endpoint takes the request.
+    pub(crate) cache: Option<Cache>,
 }
 
 impl Request {
@@ -88,6 +90,30 @@ impl Request {
     /// Which connection of the endpoint this is.
     pub fn connection_id(&self) -> ConnectionId {
         self.connection.id()
+    }
+
+    /// The endpoint's TTL cache ([`Endpoint::cache`](crate::Endpoint::cache)), shared by every
+    /// handler, hook and connection of the endpoint.
+    ///
+    /// ```
+    /// # use netcore_runtime as netcore;
+    /// use netcore::{Endpoint, Response};
+    /// use std::time::Duration;
+    ///
+    /// let endpoint = Endpoint::builder()
+    ///     .route("/visits", |req| async move {
+    ///         let visits = req.cache().get::<u64>("visits").unwrap_or(0) + 1;
+    ///         req.cache().insert("visits", visits, Some(Duration::from_secs(60)));
+    ///         Ok(Response::text(visits.to_string()))
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(endpoint);
+    /// ```
+    pub fn cache(&self) -> &Cache {
+        static NONE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+        // Every request an endpoint hands to a handler has its cache; this is for the others.
+        self.cache.as_ref().unwrap_or_else(|| NONE.get_or_init(|| Cache::with_capacity(0)))
     }
 
     /// Values attached by middleware and hooks.

@@ -1,5 +1,6 @@
-//! Routes, blueprints and the handler chain: before hooks, layers, the route's service (or the
-//! default handler), the error handler, after hooks.
+//! Routes, blueprints and the handler chain: route lookup, before hooks, layers, the route's
+//! service (or the default handler), the error handler, after hooks (in this order: see
+//! `EndpointBuilder::before_request`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -269,10 +270,11 @@ impl Router {
         result
     }
 
+    /// The order of [`call`](Self::call) (documented on `EndpointBuilder::before_request`): route
+    /// lookup first, so an unknown route is NOT_FOUND whatever the hooks would say; then the before
+    /// hooks in registration order (the first error answers); then the layers, outermost first,
+    /// around the route's service or the default handler.
     async fn run(&self, mut request: Request, info: &RequestInfo) -> Result<Response, HandlerError> {
-        for hook in &self.before {
-            hook(&mut request)?;
-        }
         // A route sent by name must match the registered name, not merely its hash.
         let entry = self.routes.get(&request.route_id).filter(|entry| *entry.name == *info.route);
         let service = match (entry, &self.default) {
@@ -282,6 +284,9 @@ impl Router {
                 return Err(HandlerError::new(ErrorCode::NOT_FOUND, format!("no route {}", info.route)));
             }
         };
+        for hook in &self.before {
+            hook(&mut request)?;
+        }
         service.oneshot(request).await.map_err(HandlerError::from_box)
     }
 }

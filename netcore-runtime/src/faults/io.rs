@@ -58,7 +58,8 @@ impl Cable {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use netcore_runtime::faults::{FaultPlan, FaultyIo};
+/// # use netcore_runtime as netcore;
+/// use netcore::faults::{FaultPlan, FaultyIo};
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 ///
 /// let (a, mut b) = tokio::io::duplex(1024);

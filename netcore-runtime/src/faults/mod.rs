@@ -16,9 +16,10 @@
 //! `NETCORE_FAULT_SEED` to rerun just that one.
 //!
 //! ```
-//! use netcore_runtime::faults::FaultPlan;
-//! use netcore_runtime::session::Config;
-//! use netcore_runtime::sim::Pair;
+//! # use netcore_runtime as netcore;
+//! use netcore::faults::FaultPlan;
+//! use netcore::session::Config;
+//! use netcore::sim::Pair;
 //!
 //! let mut pair = Pair::new(Config::lossy(), Config::lossy());
 //! // 1 % of bytes lost, 0.1 % of bits flipped, 0.1 % of bytes duplicated, from seed 7.

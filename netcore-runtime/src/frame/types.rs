@@ -148,6 +148,27 @@ impl Route {
     }
 }
 
+/// A route by name: `conn.call("/echo", …)` and `conn.call_with("/echo", …)` take the same.
+impl From<&str> for Route {
+    fn from(name: &str) -> Self {
+        Route::Name(name.to_owned())
+    }
+}
+
+/// A route by name.
+impl From<String> for Route {
+    fn from(name: String) -> Self {
+        Route::Name(name)
+    }
+}
+
+/// A route by name.
+impl From<&String> for Route {
+    fn from(name: &String) -> Self {
+        Route::Name(name.clone())
+    }
+}
+
 /// The compact id of a route name: 32-bit FNV-1a of its UTF-8 bytes (§5.2).
 pub const fn route_id(name: &str) -> u32 {
     let bytes = name.as_bytes();
@@ -385,6 +406,32 @@ impl GoAwayCode {
     pub const ABUSE: Self = Self(7);
     /// The two sides encode typed payloads with different codecs (§9, §14).
     pub const CODEC: Self = Self(8);
+
+    /// The code's name in docs/PROTOCOL.md §5.7 (`LIMIT`), or `None` for a code it does not define.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::NORMAL => "NORMAL",
+            Self::PROTOCOL => "PROTOCOL",
+            Self::VERSION => "VERSION",
+            Self::FINGERPRINT => "FINGERPRINT",
+            Self::LIMIT => "LIMIT",
+            Self::FLOW_CONTROL => "FLOW_CONTROL",
+            Self::TIMEOUT => "TIMEOUT",
+            Self::ABUSE => "ABUSE",
+            Self::CODEC => "CODEC",
+            _ => return None,
+        })
+    }
+}
+
+/// The name (`LIMIT`), or `code 42` for a code §5.7 does not define.
+impl std::fmt::Display for GoAwayCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "code {}", self.0),
+        }
+    }
 }
 
 /// One decoded frame.

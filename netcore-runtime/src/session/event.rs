@@ -136,7 +136,7 @@ impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CloseReason::Local => f.write_str("closed locally"),
-            CloseReason::Peer { code, message } => write!(f, "peer closed (code {}): {message}", code.0),
+            CloseReason::Peer { code, message } => write!(f, "peer closed ({code}): {message}"),
             CloseReason::Protocol(err) => write!(f, "protocol error: {err}"),
             CloseReason::TimedOut { deadline, after } => deadline.describe(*after, f),
             CloseReason::Disconnected => f.write_str("transport disconnected"),

@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+/// What a [`Config`] announces and enforces ([`Config::limits`]); the same type as
+/// [`frame::Limits`], here so that it is found where `Config` is.
+pub use crate::frame::Limits;
 pub use config::{Config, Keepalive, Reliability};
 pub use error::{ProtocolError, SendError};
 #[cfg(feature = "tokio")] // for the endpoint's call errors
@@ -34,9 +37,7 @@ pub(crate) use event::Millis;
 pub use event::{Body, CloseReason, Deadline, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions};
 pub use spill::{SpillBudget, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FILES};
 
-use crate::frame::{
-    self, CancelReason, Data, Decoder, Frame, GoAwayCode, Head, Hello, Kind, Limits, Priority, Route, Xid,
-};
+use crate::frame::{self, CancelReason, Data, Decoder, Frame, GoAwayCode, Head, Hello, Kind, Priority, Route, Xid};
 use abuse::Budget;
 use credit::RecvCredit;
 use inbox::{Arrival, Inbox};
