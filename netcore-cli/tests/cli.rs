@@ -129,7 +129,7 @@ where
 }
 
 /// [`users_endpoint`] on the master of a pty pair, with `config`.
-fn users_on_pty(config: netcore::Config) -> (String, serialport::TTYPort) {
+fn users_on_pty(config: netcore::session::Config) -> (String, serialport::TTYPort) {
     pty(move |io| async move {
         let endpoint = users_endpoint();
         let connection = endpoint.connect_with(io, "pty board", config);
@@ -727,7 +727,7 @@ fn headers_priority_and_timeout_reach_the_server() {
 #[test]
 fn call_serve_and_send_over_a_pty_pair() {
     // `call` over a serial line (lossy framing by default) to a generated server.
-    let (port, _slave) = users_on_pty(netcore::Config::lossy().wait_for_peer());
+    let (port, _slave) = users_on_pty(netcore::session::Config::lossy().wait_for_peer());
     let report = json_of(&run(&[
         "--json",
         "call",
@@ -757,7 +757,8 @@ fn call_serve_and_send_over_a_pty_pair() {
     assert_eq!(report["result"]["headers"]["x-seen"], "1");
 
     // Reliable delivery on both ends.
-    let (port, _slave) = users_on_pty(netcore::Config::lossy().with_reliable(Some(Default::default())).wait_for_peer());
+    let (port, _slave) =
+        users_on_pty(netcore::session::Config::lossy().with_reliable(Some(Default::default())).wait_for_peer());
     let report = json_of(&run(&[
         "--json",
         "call",
@@ -775,7 +776,7 @@ fn call_serve_and_send_over_a_pty_pair() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("blob.bin");
     std::fs::write(&file, vec![0xa5; 100_000]).unwrap();
-    let (port, _slave) = users_on_pty(netcore::Config::lossy().wait_for_peer());
+    let (port, _slave) = users_on_pty(netcore::session::Config::lossy().wait_for_peer());
     let report = json_of(&run(&["--json", "send", file.to_str().unwrap(), "--route", "/echo", "--serial", &port]));
     assert_eq!(report["bytes"], 100_000);
     assert_eq!(report["reply"]["bytes"], 100_000);
@@ -784,7 +785,7 @@ fn call_serve_and_send_over_a_pty_pair() {
     let (tx, rx) = std::sync::mpsc::channel();
     let (port, _slave) = pty(move |io| async move {
         let client = Endpoint::builder().build().unwrap();
-        let connection = client.connect_with(io, "pty host", netcore::Config::lossy());
+        let connection = client.connect_with(io, "pty host", netcore::session::Config::lossy());
         let opts = netcore::CallOptions::default().header("x-k", "v");
         let reply = connection
             .call_with(netcore::Route::Name("/any".into()), netcore::Body::from(b"board?".to_vec()), opts)
@@ -951,14 +952,14 @@ fn tap_bridges_two_serial_ports_and_marks_damage_and_resyncs() {
     noise.write_all(b"\x13\x37 line noise\x00").unwrap();
     let (board_tx, board_rx) = std::sync::mpsc::channel::<()>();
     run_on(master_a, move |io| async move {
-        let connection = users_endpoint().connect_with(io, "pty board", netcore::Config::lossy());
+        let connection = users_endpoint().connect_with(io, "pty board", netcore::session::Config::lossy());
         let _ = tokio::task::spawn_blocking(move || board_rx.recv()).await;
         drop(connection);
     });
     let (reply_tx, reply_rx) = std::sync::mpsc::channel();
     run_on(master_b, move |io| async move {
         let client = Endpoint::builder().build().unwrap();
-        let connection = client.connect_with(io, "pty host", netcore::Config::lossy());
+        let connection = client.connect_with(io, "pty host", netcore::session::Config::lossy());
         let users = users::UsersClient::new(connection);
         let name = users.get(7).await.map(|u| u.map(|u| u.name));
         let status = users.status(1).await.map(|_| ());
