@@ -244,12 +244,11 @@ impl<'a> Parser<'a> {
         let name = self.ident("a variant name")?;
         let fields = if self.eat_punct('(') {
             let mut types = Vec::new();
-            if !self.eat_punct(')') {
-                loop {
-                    types.push(self.ty()?);
-                    if !self.separator(')', "the variant's types")? {
-                        break;
-                    }
+            // A trailing comma is allowed, as in fields and arguments.
+            while !self.eat_punct(')') {
+                types.push(self.ty()?);
+                if !self.separator(')', "the variant's types")? {
+                    break;
                 }
             }
             VariantFields::Tuple(types)
@@ -312,16 +311,15 @@ impl<'a> Parser<'a> {
         let name = self.ident("a method name")?;
         self.punct('(')?;
         let mut args = Vec::new();
-        if !self.eat_punct(')') {
-            loop {
-                let arg_at = self.peek().clone();
-                let arg = self.ident("an argument name")?;
-                self.punct(':')?;
-                let ty = self.ty()?;
-                args.push(Arg { name: arg, ty: ty.into(), origin: self.origin(&arg_at) });
-                if !self.separator(')', "arguments")? {
-                    break;
-                }
+        // A trailing comma is allowed, as in fields.
+        while !self.eat_punct(')') {
+            let arg_at = self.peek().clone();
+            let arg = self.ident("an argument name")?;
+            self.punct(':')?;
+            let ty = self.ty()?;
+            args.push(Arg { name: arg, ty: ty.into(), origin: self.origin(&arg_at) });
+            if !self.separator(')', "arguments")? {
+                break;
             }
         }
         let returns = if matches!(self.peek().tok, Tok::Arrow) {
