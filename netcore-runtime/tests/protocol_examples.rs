@@ -160,7 +160,7 @@ fn unhex(text: &str) -> Vec<u8> {
 
 fn encoded(framing: Framing, frame: &Frame) -> Vec<u8> {
     let mut out = BytesMut::new();
-    encode(framing, frame, &mut out);
+    encode(framing, frame, &mut out).unwrap();
     out.to_vec()
 }
 
