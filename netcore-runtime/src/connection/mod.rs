@@ -2,6 +2,7 @@
 //! [`Connection`] is the cloneable handle the application calls through.
 
 mod driver;
+#[cfg(feature = "json")]
 pub(crate) mod py;
 mod reconnect;
 

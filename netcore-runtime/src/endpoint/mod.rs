@@ -2,6 +2,7 @@
 //! connections it serves. Both peers of a link are endpoints; either can call the other.
 
 mod accept;
+#[cfg(feature = "cache")]
 mod cache;
 mod error;
 mod events;
@@ -23,8 +24,12 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tower::{BoxError, Layer, Service};
 
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use crate::connection::py::DEFAULT_TIMEOUT as PY_DEFAULT_TIMEOUT;
 pub use accept::DEFAULT_MAX_CONNECTIONS;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use cache::Cache;
 pub use error::{BuildError, CallError, ErrorCode, HandlerError};
 pub use events::{EndpointEvent, EventKind};
@@ -52,6 +57,7 @@ pub struct EndpointBuilder {
     after: Vec<AfterHook>,
     on_error: Option<ErrorHandler>,
     callbacks: Vec<(EventKind, events::Callback)>,
+    #[cfg(feature = "cache")]
     cache: Option<Cache>,
     max_connections: Option<usize>,
     /// Partial uploads of resumable routes, created by the first of them.
@@ -61,6 +67,8 @@ pub struct EndpointBuilder {
 
 impl EndpointBuilder {
     /// Uses this cache as [`Endpoint::cache`], for instance one that routes already hold.
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub fn cache(mut self, cache: Cache) -> Self {
         self.cache = Some(cache);
         self
@@ -305,6 +313,7 @@ impl EndpointBuilder {
                 config,
                 events: events::Events::new(self.callbacks),
                 scheduler: Scheduler::new(stop.clone()),
+                #[cfg(feature = "cache")]
                 cache: self.cache.unwrap_or_default(),
                 max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
                 connections: Mutex::new(HashMap::new()),
@@ -328,6 +337,7 @@ struct Inner {
     config: Config,
     events: events::Events,
     scheduler: Scheduler,
+    #[cfg(feature = "cache")]
     cache: Cache,
     max_connections: usize,
     connections: Mutex<HashMap<ConnectionId, Connection>>,
@@ -390,6 +400,8 @@ impl Endpoint {
     ///
     /// Calls without a timeout wait [`PY_DEFAULT_TIMEOUT`] (10 s) and then fail with
     /// [`CallError::NoAnswerFromPython`]: the Python side sends no error replies.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn connect_py<IO>(&self, io: IO, label: impl Into<String>) -> Connection
     where
         IO: AsyncRead + AsyncWrite + Send + 'static,
@@ -399,6 +411,8 @@ impl Endpoint {
 
     /// Runs a link to a Python Netcore 0.1.3 peer over a TCP stream, with TCP_NODELAY and
     /// writes paced so that the Python reader never sees part of a frame (docs/COMPAT.md §3).
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn connect_py_tcp(&self, stream: tokio::net::TcpStream) -> std::io::Result<Connection> {
         stream.set_nodelay(true)?;
         let label = format!("python tcp {}", stream.peer_addr()?);
@@ -407,6 +421,8 @@ impl Endpoint {
     }
 
     /// Connects to a Python Netcore 0.1.3 server over TCP ([`connect_py_tcp`](Self::connect_py_tcp)).
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub async fn connect_tcp_py(&self, addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<Connection> {
         self.connect_py_tcp(tokio::net::TcpStream::connect(addr).await?)
     }
@@ -416,6 +432,8 @@ impl Endpoint {
     /// does. Accept errors and [`EndpointBuilder::max_connections`] are handled as in
     /// [`serve_tcp`](Self::serve_tcp), except that a refused Python peer is closed without a
     /// word: its wire has no GOAWAY (docs/COMPAT.md §1).
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub async fn serve_tcp_py(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         self.serve(
             || listener.accept(),
@@ -434,6 +452,7 @@ impl Endpoint {
         .await
     }
 
+    #[cfg(feature = "json")]
     fn connect_py_paced<IO>(&self, io: IO, label: String, pacing: connection::py::Pacing) -> Connection
     where
         IO: AsyncRead + AsyncWrite + Send + 'static,
@@ -589,6 +608,8 @@ impl Endpoint {
     }
 
     /// The TTL cache.
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub fn cache(&self) -> &Cache {
         &self.inner.cache
     }
@@ -617,6 +638,7 @@ fn set_nodelay(stream: &tokio::net::TcpStream, peer: std::net::SocketAddr) {
 }
 
 /// How writes to a Python peer over `stream` are paced (docs/COMPAT.md §3).
+#[cfg(feature = "json")]
 fn py_tcp_pacing(stream: &tokio::net::TcpStream) -> connection::py::Pacing {
     #[cfg(unix)]
     let pacing = connection::py::Pacing::Tcp(std::os::fd::AsRawFd::as_raw_fd(stream));

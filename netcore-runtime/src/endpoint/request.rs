@@ -135,6 +135,8 @@ impl Request {
 
     /// The payload decoded from JSON. A payload above [`codec::DECODE_LIMIT`] (16 MiB) is
     /// refused with ERROR TOO_LARGE before it is read (§8.4).
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
         self.check_decode_limit()?;
         serde_json::from_slice(&self.bytes()?).map_err(|e| HandlerError::bad_request(e.to_string()))
@@ -237,6 +239,8 @@ impl Response {
     }
 
     /// A response carrying a value as JSON.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, HandlerError> {
         serde_json::to_vec(value)
             .map(Self::bytes)
@@ -305,6 +309,8 @@ impl Reply {
     }
 
     /// The payload decoded from JSON.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, super::CallError> {
         serde_json::from_slice(&self.bytes()?).map_err(|e| super::CallError::Codec(e.to_string()))
     }
