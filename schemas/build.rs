@@ -1,5 +1,6 @@
 //! Compiles the example schemas beside this file (and their imports) into `OUT_DIR`.
 
-fn main() -> Result<(), netcore_codegen::Error> {
-    netcore_codegen::Builder::new().schema("users.ncs").schema("telemetry.ncs").compile()
+fn main() {
+    let schemas = netcore_codegen::Builder::new().schema("users.ncs").schema("telemetry.ncs");
+    schemas.compile().unwrap_or_else(|err| err.exit());
 }

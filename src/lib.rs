@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 pub use netcore_runtime::*;
 
 /// Declares a typed service on a Rust trait of `async fn`s: generates the server trait, a

@@ -412,7 +412,7 @@ fn body_bytes(body: Body) -> Result<Bytes, CallError> {
         Body::Reader { mut reader, len } => {
             let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
             std::io::Read::read_to_end(&mut std::io::Read::take(&mut reader, len), &mut out)
-                .map_err(|e| CallError::Io(e.to_string()))?;
+                .map_err(|e| CallError::Io(crate::endpoint::ErrorSource::context("cannot read the body", e)))?;
             Ok(out.into())
         }
     }

@@ -31,7 +31,7 @@ pub use accept::DEFAULT_MAX_CONNECTIONS;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use cache::Cache;
-pub use error::{BuildError, CallError, ErrorCode, HandlerError};
+pub use error::{BuildError, CallError, ErrorCode, ErrorSource, HandlerError};
 pub use events::{EndpointEvent, EventKind};
 pub(crate) use request::PayloadSlot;
 pub use request::{Extensions, Reply, Request, Response};

@@ -300,19 +300,20 @@ impl Reply {
 
     /// The payload's bytes.
     pub fn bytes(&self) -> Result<Bytes, super::CallError> {
-        payload_bytes(self.payload()).map_err(|e| super::CallError::Io(e.to_string()))
+        payload_bytes(self.payload())
+            .map_err(|e| super::CallError::Io(super::ErrorSource::context("cannot read the stored reply", e)))
     }
 
     /// The payload as UTF-8 text.
     pub fn text(&self) -> Result<String, super::CallError> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|e| super::CallError::Codec(e.to_string()))
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|e| super::CallError::Codec(super::ErrorSource::new(e)))
     }
 
     /// The payload decoded from JSON.
     #[cfg(feature = "json")]
     #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, super::CallError> {
-        serde_json::from_slice(&self.bytes()?).map_err(|e| super::CallError::Codec(e.to_string()))
+        serde_json::from_slice(&self.bytes()?).map_err(|e| super::CallError::Codec(super::ErrorSource::new(e)))
     }
 
     /// The payload decoded with the netcore codec.

@@ -152,8 +152,10 @@ impl Route {
 /// `netcore-layout` so that the code generators share it without building this crate.
 pub use netcore_layout::route_id;
 
-/// HELLO: the first frame each side sends (§5.1).
+/// HELLO: the first frame each side sends (§5.1). Build one with [`Hello::new`] and the `with_*`
+/// methods: new options may add fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Hello {
     /// Oldest protocol version the sender speaks.
     pub version_min: u8,
