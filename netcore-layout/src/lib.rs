@@ -180,7 +180,7 @@ impl Layout {
 }
 
 /// The canonical text of a service, from its methods' layouts (in any order): what
-/// [`fingerprint`] hashes.
+/// [`service_fingerprint`] hashes.
 pub fn service_canonical(name: &str, prefix: &str, mut methods: Vec<String>) -> String {
     methods.sort();
     format!("service {name} {prefix} {{{}}}", methods.join(";"))

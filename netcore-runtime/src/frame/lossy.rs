@@ -11,7 +11,7 @@ use super::body::encode_body_valid;
 use super::{check, decode_body, encoded_body_len, Frame, FrameError};
 
 /// Appends `frame`, COBS-encoded between delimiters, to `out`; a frame that breaks a rule of §5
-/// is [`FrameError::Unencodable`] with nothing written ([`check`](super::check)).
+/// is [`FrameError::Unencodable`] with nothing written ([`check`]).
 pub fn encode(frame: &Frame, out: &mut BytesMut) -> Result<(), FrameError> {
     check(frame)?;
     encode_valid(frame, out);

@@ -10,7 +10,7 @@ use super::{check, decode_body, encoded_body_len, Frame, FrameError, MIN_BODY};
 use crate::varint::{self, Peek};
 
 /// Appends `frame` with its length prefix to `out`; a frame that breaks a rule of §5 is
-/// [`FrameError::Unencodable`] with nothing written ([`check`](super::check)).
+/// [`FrameError::Unencodable`] with nothing written ([`check`]).
 pub fn encode(frame: &Frame, out: &mut BytesMut) -> Result<(), FrameError> {
     check(frame)?;
     encode_valid(frame, out);
