@@ -6,6 +6,7 @@ fn main() {
     if !schemas.join("users.ncs").exists() {
         return;
     }
-    let builder = netcore_codegen::Builder::new().schema(schemas.join("users.ncs")).schema(schemas.join("telemetry.ncs"));
+    let builder =
+        netcore_codegen::Builder::new().schema(schemas.join("users.ncs")).schema(schemas.join("telemetry.ncs"));
     builder.compile().unwrap_or_else(|err| err.exit());
 }
