@@ -625,8 +625,7 @@ fn wire_bytes_typed(notes: &mut Vec<String>) -> Entry {
 
 /// The service of schemas/users.ncs, for `wire_bytes_small_call_typed`.
 mod users {
-    #![allow(dead_code)]
-    netcore::include_schema!("users");
+    pub use netcore_example_schemas::users::*;
 
     /// Answers `get(7)` with a small user, everything else with a default.
     pub struct Accounts;

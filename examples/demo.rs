@@ -1,7 +1,7 @@
 //! Two devices on a serial link making typed calls: a host and a board on a pseudo-terminal pair,
 //! paced to the 11 520 bytes/s of a 115 200-baud UART, speaking netcore's lossy (COBS) framing.
 //!
-//! The `Device` service comes from `schemas/telemetry.ncs` (compiled by this package's build.rs).
+//! The `Device` service comes from `schemas/telemetry.ncs` (compiled by the build.rs in schemas/).
 //! The host flashes a 48 KiB firmware image with one low-priority typed call while it reads the
 //! board's sensors every 250 ms at high priority. The scheduler interleaves them, so each read
 //! waits for at most about one 256-byte chunk (22 ms of airtime), never for the whole upload (4 s).
@@ -20,11 +20,9 @@ use netcore::session::Config;
 use netcore::transport::{serial, Paced};
 use netcore::{Endpoint, HandlerError};
 
-#[allow(dead_code)] // the demo uses part of the generated API
-mod telemetry {
-    netcore::include_schema!("telemetry");
-}
-use telemetry::{Command, Device, DeviceClient, DeviceServer, Reading, Timestamp};
+// schemas/telemetry.ncs, compiled by the workspace-internal package in schemas/ (an application
+// compiles its schemas in its own build.rs and includes them with `netcore::include_schema!`).
+use netcore_example_schemas::telemetry::{Command, Device, DeviceClient, DeviceServer, Reading, Timestamp};
 
 const BAUD: u64 = 115_200;
 

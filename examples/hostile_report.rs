@@ -276,7 +276,7 @@ fn closed_by_server(streams: &[TcpStream], started: Instant) -> String {
 
 fn wire(frame: &Frame) -> BytesMut {
     let mut out = BytesMut::new();
-    netcore::frame::stream::encode(frame, &mut out);
+    netcore::frame::stream::encode(frame, &mut out).expect("the report builds well-formed frames");
     out
 }
 

@@ -7,6 +7,7 @@
 #![doc = ""]
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 pub use netcore_runtime::*;
 
 // The macro's own documentation (netcore-derive) is the one shown: a doc comment here would be

@@ -57,7 +57,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Hesitant<T> {
 
 fn hello() -> BytesMut {
     let mut wire = BytesMut::new();
-    frame::encode(Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire);
+    frame::encode(Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire).unwrap();
     wire
 }
 

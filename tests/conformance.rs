@@ -31,7 +31,7 @@ impl RawPeer {
     async fn send(&mut self, frames: &[Frame]) {
         let mut wire = BytesMut::new();
         for frame in frames {
-            frame::encode(Framing::Stream, frame, &mut wire);
+            frame::encode(Framing::Stream, frame, &mut wire).unwrap();
         }
         self.io.write_all(&wire).await.unwrap();
     }

@@ -481,7 +481,8 @@ async fn keepalive_detects_a_silent_peer() {
         netcore::Framing::Stream,
         &netcore::frame::Frame::Hello(netcore::frame::Hello::new(1, 1, 0, limits)),
         &mut hello,
-    );
+    )
+    .unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut silent, &hello).await.unwrap();
     let keepalive = netcore::session::Keepalive { interval: Duration::from_secs(1), max_missed: 3 };
     let config = Config::stream().with_keepalive(Some(keepalive));

@@ -119,9 +119,9 @@ async fn a_flooding_peer_is_closed_and_others_are_unaffected() {
     let (mut hostile, victim) = tokio::io::duplex(4096);
     let flooded = srv.connect(victim, "flooded");
     let mut wire = BytesMut::new();
-    frame::encode(Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire);
+    frame::encode(Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire).unwrap();
     for nonce in 0..20_000 {
-        frame::encode(Framing::Stream, &Frame::Ping { nonce }, &mut wire);
+        frame::encode(Framing::Stream, &Frame::Ping { nonce }, &mut wire).unwrap();
     }
     // Write the flood without ever reading the pongs; the server stops reading us once it has
     // closed, so the write may not finish.
@@ -168,7 +168,7 @@ async fn a_peer_that_never_reads_is_timed_out_and_released() {
     let conn = cli.connect(a, "never reads");
     // The peer says HELLO, then neither reads nor writes: our 1 MiB call fills the pipe.
     let mut wire = BytesMut::new();
-    frame::encode(Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire);
+    frame::encode(Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire).unwrap();
     never_reads.write_all(&wire).await.unwrap();
     conn.ready().await.unwrap();
     let call = tokio::spawn({
@@ -192,7 +192,7 @@ async fn a_byte_every_ten_seconds_fails_calls_on_time() {
     let conn = cli.connect(a, "dripping");
     // The peer's HELLO arrives whole, then its frames drip one byte every 10 s.
     let mut wire = BytesMut::new();
-    frame::encode(Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire);
+    frame::encode(Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire).unwrap();
     peer.write_all(&wire).await.unwrap();
     conn.ready().await.unwrap();
     let dripper = tokio::spawn(async move {
@@ -242,9 +242,9 @@ async fn handshake_errors_name_both_sides_at_the_driver() {
         let conn = client(Config::stream()).connect(a, "client");
         let mut wire = BytesMut::new();
         if what == "data first" {
-            frame::encode(Framing::Stream, &Frame::Ping { nonce: 1 }, &mut wire);
+            frame::encode(Framing::Stream, &Frame::Ping { nonce: 1 }, &mut wire).unwrap();
         }
-        frame::encode(Framing::Stream, &Frame::Hello(hello), &mut wire);
+        frame::encode(Framing::Stream, &Frame::Hello(hello), &mut wire).unwrap();
         peer.write_all(&wire).await.unwrap();
         let err = conn.ready().await.unwrap_err().to_string();
         let expected = match what {
@@ -293,7 +293,7 @@ async fn a_silent_peer_fails_the_keepalive_deadline_and_says_so() {
     let (a, mut peer) = tokio::io::duplex(1 << 16);
     let conn = client(Config::stream().with_keepalive(keepalive(1000, 3))).connect(a, "silent");
     let mut wire = BytesMut::new();
-    frame::encode(Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire);
+    frame::encode(Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire).unwrap();
     peer.write_all(&wire).await.unwrap();
     conn.ready().await.unwrap();
     let pending = conn.call("/echo", b"x".to_vec()).await.unwrap_err();

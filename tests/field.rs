@@ -193,11 +193,11 @@ fn stale_bytes(goaway: bool) -> Vec<u8> {
     let limits = Config::lossy().limits;
     let mut out = BytesMut::new();
     let hello = Hello::new(1, 1, 0, Limits { window: 0, ..limits }).with_nonce(99);
-    frame::encode(Framing::Lossy, &Frame::Hello(hello), &mut out);
-    frame::encode(Framing::Lossy, &Frame::Ping { nonce: 4 }, &mut out);
+    frame::encode(Framing::Lossy, &Frame::Hello(hello), &mut out).unwrap();
+    frame::encode(Framing::Lossy, &Frame::Ping { nonce: 4 }, &mut out).unwrap();
     if goaway {
         let message = "no traffic within the keepalive deadline".into();
-        frame::encode(Framing::Lossy, &Frame::GoAway { code: GoAwayCode::TIMEOUT, message }, &mut out);
+        frame::encode(Framing::Lossy, &Frame::GoAway { code: GoAwayCode::TIMEOUT, message }, &mut out).unwrap();
     }
     // The port was opened in the middle of a frame: its first bytes are gone.
     let mut bytes = vec![0x17, 0x42];

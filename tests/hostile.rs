@@ -36,7 +36,7 @@ impl RawPeer {
 
     fn send(&mut self, frame: &Frame) {
         let mut out = BytesMut::new();
-        netcore::frame::stream::encode(frame, &mut out);
+        netcore::frame::stream::encode(frame, &mut out).unwrap();
         self.stream.write_all(&out).unwrap();
     }
 

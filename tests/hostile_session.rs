@@ -192,7 +192,7 @@ impl Attacker {
     fn send(&mut self, frames: &[Frame]) -> bool {
         let mut wire = BytesMut::new();
         for frame in frames {
-            frame::encode(Framing::Stream, frame, &mut wire);
+            frame::encode(Framing::Stream, frame, &mut wire).unwrap();
         }
         self.stream.write_all(&wire).is_ok()
     }

@@ -117,13 +117,13 @@ async fn a_damaged_frame_counts_once_and_is_traced() {
     let link = endpoint.connect_with(ours, "lossy link", Config::lossy().with_keepalive(None));
     let mut wire = BytesMut::new();
     let limits = Limits { window: 0, ..Limits::default() };
-    frame::encode(Framing::Lossy, &Frame::Hello(Hello::new(1, 1, 0, limits)), &mut wire);
+    frame::encode(Framing::Lossy, &Frame::Hello(Hello::new(1, 1, 0, limits)), &mut wire).unwrap();
     let mut damaged = BytesMut::new();
-    frame::encode(Framing::Lossy, &Frame::Ping { nonce: 7 }, &mut damaged);
+    frame::encode(Framing::Lossy, &Frame::Ping { nonce: 7 }, &mut damaged).unwrap();
     let at = damaged.len() / 2;
     damaged[at] = if damaged[at] == 0xff { 0xfe } else { damaged[at].wrapping_add(1).max(1) };
     wire.extend_from_slice(&damaged);
-    frame::encode(Framing::Lossy, &Frame::Ping { nonce: 42 }, &mut wire);
+    frame::encode(Framing::Lossy, &Frame::Ping { nonce: 42 }, &mut wire).unwrap();
     raw.write_all(&wire).await.unwrap();
     read_until_pong(&mut raw, 42).await;
 

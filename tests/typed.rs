@@ -9,10 +9,8 @@ use netcore::endpoint::ErrorCode;
 use netcore::session::Config;
 use netcore::{CallError, Endpoint, HandlerError};
 
-#[allow(dead_code)] // not every generated item is used here
-mod from_schema {
-    netcore::include_schema!("users");
-}
+// schemas/users.ncs, compiled by the build.rs of schemas/ (the workspace's example schemas).
+use netcore_example_schemas::users as from_schema;
 
 mod from_macro {
     use super::from_schema::{User, UserStatus};
@@ -285,13 +283,7 @@ async fn a_macro_client_calls_a_schema_server() {
 #[tokio::test]
 async fn different_declarations_are_refused_at_connect() {
     let config = |fp| Config::stream().with_fingerprint(fp);
-    let device_fp = {
-        #[allow(dead_code)]
-        mod telemetry {
-            netcore::include_schema!("telemetry");
-        }
-        telemetry::DeviceClient::fingerprint()
-    };
+    let device_fp = { netcore_example_schemas::telemetry::DeviceClient::fingerprint() };
     let server = Endpoint::builder().config(config(from_schema::UsersServer::fingerprint())).build().unwrap();
     let client = Endpoint::builder().config(config(device_fp)).build().unwrap();
     let (a, b) = tokio::io::duplex(4096);

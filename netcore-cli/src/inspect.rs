@@ -536,14 +536,16 @@ mod tests {
             Framing::Stream,
             &head(Xid::sender(1), Kind::Request, Some(Route::Name("/echo".into())), 6, b"hel"),
             &mut a,
-        );
+        )
+        .unwrap();
         frame::encode(
             Framing::Stream,
             &Frame::Data(Data { xid: Xid::sender(1), offset: 3, end: true, payload: Bytes::from_static(b"lo!") }),
             &mut a,
-        );
+        )
+        .unwrap();
         let mut b = BytesMut::new();
-        frame::encode(Framing::Stream, &head(Xid::receiver(1), Kind::Response, None, 2, b"ok"), &mut b);
+        frame::encode(Framing::Stream, &head(Xid::receiver(1), Kind::Response, None, 2, b"ok"), &mut b).unwrap();
         let mut out = Vec::new();
         // Split anywhere: the same records.
         link.feed(0, None, &a[..4], &mut out);
@@ -567,7 +569,8 @@ mod tests {
         let request = head(Xid::sender(3), Kind::Request, Some(Route::Name("/x".into())), 2, b"hi");
         let mut bytes = BytesMut::new();
         for _ in 0..2 {
-            frame::encode(Framing::Lossy, &Frame::Seq { seq: 9, frame: Box::new(request.clone()) }, &mut bytes);
+            frame::encode(Framing::Lossy, &Frame::Seq { seq: 9, frame: Box::new(request.clone()) }, &mut bytes)
+                .unwrap();
         }
         let mut out = Vec::new();
         link.feed(0, None, &bytes, &mut out);
@@ -585,7 +588,7 @@ mod tests {
         let mut bytes = BytesMut::new();
         for id in 0..(MAX_PARTIAL as u32 + 10) {
             let request = head(Xid::sender(id), Kind::Request, Some(Route::Id(1)), 10, b"x");
-            frame::encode(Framing::Stream, &request, &mut bytes);
+            frame::encode(Framing::Stream, &request, &mut bytes).unwrap();
         }
         let mut out = Vec::new();
         link.feed(0, None, &bytes, &mut out);
@@ -594,7 +597,7 @@ mod tests {
         // DATA beyond the announced total is counted, not kept.
         let data = Data { xid: Xid::sender(0), offset: 1, end: false, payload: Bytes::from(vec![7u8; 100]) };
         let mut bytes = BytesMut::new();
-        frame::encode(Framing::Stream, &Frame::Data(data), &mut bytes);
+        frame::encode(Framing::Stream, &Frame::Data(data), &mut bytes).unwrap();
         out.clear();
         link.feed(0, None, &bytes, &mut out);
         let message = out.last().unwrap();

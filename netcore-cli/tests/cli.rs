@@ -553,12 +553,12 @@ fn dump_decodes_captures_frame_by_frame_and_marks_damage() {
 
     // Lossy framing: a damaged frame between two good ones is marked, and decoding resyncs.
     let mut capture = bytes::BytesMut::new();
-    frame::encode(Framing::Lossy, &head, &mut capture);
+    frame::encode(Framing::Lossy, &head, &mut capture).unwrap();
     let mut damaged = bytes::BytesMut::new();
-    frame::encode(Framing::Lossy, &Frame::Ping { nonce: 9 }, &mut damaged);
+    frame::encode(Framing::Lossy, &Frame::Ping { nonce: 9 }, &mut damaged).unwrap();
     damaged[2] ^= 0x40;
     capture.extend_from_slice(&damaged);
-    frame::encode(Framing::Lossy, &data, &mut capture);
+    frame::encode(Framing::Lossy, &data, &mut capture).unwrap();
     let file = dir.path().join("lossy.bin");
     std::fs::write(&file, &capture).unwrap();
     let output = run(&["--json", "dump", file.to_str().unwrap(), "--lossy", "--schema", USERS, "--direction", "host"]);
@@ -584,8 +584,8 @@ fn dump_decodes_captures_frame_by_frame_and_marks_damage() {
 
     // Stream framing, text output; a truncated last frame is reported as a tail.
     let mut capture = bytes::BytesMut::new();
-    frame::encode(Framing::Stream, &head, &mut capture);
-    frame::encode(Framing::Stream, &data, &mut capture);
+    frame::encode(Framing::Stream, &head, &mut capture).unwrap();
+    frame::encode(Framing::Stream, &data, &mut capture).unwrap();
     let file = dir.path().join("stream.bin");
     std::fs::write(&file, &capture[..capture.len() - 2]).unwrap();
     let output = run(&["dump", file.to_str().unwrap()]);
@@ -606,11 +606,11 @@ fn dump_decodes_captures_frame_by_frame_and_marks_damage() {
         total: 6,
         payload: bytes::Bytes::from_static(b"\x01\x00nope"),
     });
-    frame::encode(Framing::Stream, &error, &mut answer);
+    frame::encode(Framing::Stream, &error, &mut answer).unwrap();
     let (out, back) = (dir.path().join("out.bin"), dir.path().join("back.bin"));
     let mut request = bytes::BytesMut::new();
-    frame::encode(Framing::Stream, &head, &mut request);
-    frame::encode(Framing::Stream, &data, &mut request);
+    frame::encode(Framing::Stream, &head, &mut request).unwrap();
+    frame::encode(Framing::Stream, &data, &mut request).unwrap();
     std::fs::write(&out, &request).unwrap();
     std::fs::write(&back, &answer).unwrap();
     let output = run(&[

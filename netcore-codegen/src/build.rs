@@ -7,7 +7,10 @@ use crate::model::{Origin, Schema};
 use crate::schema::{self, SchemaError};
 use crate::{emit, validate};
 
-/// Why code generation failed.
+/// Why code generation failed. Its Display is the readable form (each problem as
+/// `file:line:column: message` with the line); in `build.rs`, [`exit`](Self::exit) prints that.
+#[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// The schema does not parse or validate; every problem found, each with file:line:column.
     Schema(Vec<SchemaError>),
@@ -35,24 +38,36 @@ impl fmt::Display for Error {
     }
 }
 
-// `fn main() -> Result<(), Error>` in build.rs prints Debug: make it the readable form.
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(_, err) => Some(err),
+            Error::Schema(errors) if errors.len() == 1 => Some(&errors[0]),
+            _ => None,
+        }
     }
 }
 
-impl std::error::Error for Error {}
+impl Error {
+    /// For `build.rs`: prints this error's readable form to stderr, which cargo shows when the
+    /// build script fails, and exits with status 1. (A `main` returning `Result` would print the
+    /// Debug form instead.)
+    pub fn exit(&self) -> ! {
+        eprintln!("{self}");
+        std::process::exit(1)
+    }
+}
 
 /// Compiles one schema file (and its imports) to `$OUT_DIR/<stem>.rs`, for
 /// `netcore::include_schema!("<stem>")`. Prints `cargo:rerun-if-changed` for every file read.
 ///
 /// ```no_run
 /// // build.rs
-/// fn main() -> Result<(), netcore_codegen::Error> {
-///     netcore_codegen::compile("schemas/users.ncs")
+/// fn main() {
+///     netcore_codegen::compile("schemas/users.ncs").unwrap_or_else(|err| err.exit());
 /// }
 /// ```
+#[allow(clippy::needless_doctest_main)] // a build script is a `main`
 pub fn compile(schema: impl AsRef<Path>) -> Result<(), Error> {
     Builder::new().schema(schema).compile()
 }
@@ -147,4 +162,30 @@ pub fn render(tokens: proc_macro2::TokenStream, source: &Path) -> String {
         source.display(),
         prettyplease::unparse(&file)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_structured_and_display_is_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = dir.path().join("bad.ncs");
+        std::fs::write(&schema, "service S {\n    rpc get(id: u32) -> Nope;\n}\n").unwrap();
+        let err = Builder::new().schema(&schema).out_dir(dir.path()).compile().unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.starts_with(&format!("{}:", schema.display())), "{shown}");
+        let debug = format!("{err:?}");
+        assert!(debug.starts_with("Schema([SchemaError { file: "), "{debug}");
+        assert!(debug.contains("line: ") && debug.contains("message: "), "{debug}");
+
+        // An output "directory" that is a file: the write fails.
+        let good = dir.path().join("good.ncs");
+        std::fs::write(&good, "service S {\n    rpc get(id: u32) -> u32;\n}\n").unwrap();
+        let err = Builder::new().schema(&good).out_dir(&schema).compile().unwrap_err();
+        assert!(matches!(&err, Error::Io(path, _) if path.starts_with(&schema)), "{err:?}");
+        let source = std::error::Error::source(&err).expect("the io::Error");
+        assert!(source.downcast_ref::<std::io::Error>().is_some(), "{source:?}");
+    }
 }

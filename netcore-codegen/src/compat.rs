@@ -252,7 +252,7 @@ fn methods(
 
 /// The layout of a type's body, to compare two versions of it.
 fn layout_of(def: &TypeDef, types: &[TypeDef]) -> String {
-    let mut layout = netcore_runtime::layout::Layout::new();
+    let mut layout = netcore_layout::Layout::new();
     def.describe_body(types, &mut layout);
     layout.into_text()
 }

@@ -69,7 +69,7 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
         let names: Vec<Ident> = method.args.iter().map(|a| ident(&a.name)).collect();
         let types = method.args.iter().map(|a| rust_type(&a.ty));
         let path = service.route(method);
-        let route = Literal::u32_suffixed(netcore_runtime::route_id(&path));
+        let route = Literal::u32_suffixed(netcore_layout::route_id(&path));
         let priority = option_literal(method.options.priority.map(Literal::u8_suffixed));
         let timeout = option_literal(method.options.timeout_ms.map(Literal::u64_suffixed));
         let ret = rust_type(&method.returns);

@@ -3,7 +3,7 @@
 //! Every node carries its [`Origin`] so that validation errors point into the schema file
 //! (file:line:column) or at the macro input (a span).
 
-use netcore_runtime::layout::Layout;
+use netcore_layout::Layout;
 use proc_macro2::{Span, TokenStream};
 
 /// Where a model node was declared.
@@ -284,7 +284,7 @@ impl Service {
     /// sorted; the same text generated code computes from its types' `Schema` impls.
     pub fn canonical(&self, types: &[TypeDef]) -> String {
         let methods = self.methods.iter().map(|m| self.method_layout(m, types)).collect();
-        netcore_runtime::layout::service_canonical(&self.name, &self.prefix, methods)
+        netcore_layout::service_canonical(&self.name, &self.prefix, methods)
     }
 
     /// The service's schema fingerprint (docs/PROTOCOL.md §9): FNV-1a 64 of [`canonical`](Self::canonical).
@@ -348,4 +348,4 @@ impl TypeDef {
     }
 }
 
-pub use netcore_runtime::layout::fnv1a64;
+pub use netcore_layout::fnv1a64;

@@ -127,7 +127,7 @@ fn check_services(schema: &Schema, resolve_names: bool, report: Report<'_>) {
                 check_resolved(&method.returns.ty, &method.origin, &declared, report);
             }
             let route = service.route(method);
-            let id = netcore_runtime::route_id(&route);
+            let id = netcore_layout::route_id(&route);
             if let Some(other) = routes.insert(id, route.clone()) {
                 report(
                     &method.origin,

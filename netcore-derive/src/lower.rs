@@ -68,7 +68,7 @@ fn lower(attr: TokenStream, item: &ItemTrait) -> Result<Service, Error> {
     if let Some(unsafety) = &item.unsafety {
         errors.push(Error::new_spanned(unsafety, "a service trait cannot be `unsafe`"));
     }
-    if let Some(auto) = &item.auto_token {
+    if let Some(auto) = &item.modifiers.auto_token {
         errors.push(Error::new_spanned(auto, "a service trait cannot be `auto`"));
     }
     if !item.supertraits.is_empty() {
@@ -153,7 +153,7 @@ fn lower_method(f: &syn::TraitItemFn) -> Result<Method, Error> {
     if let Some(constness) = &sig.constness {
         errors.push(Error::new_spanned(constness, "service methods cannot be `const`"));
     }
-    if let Some(unsafety) = &sig.unsafety {
+    if let syn::Safety::Unsafe(unsafety) = &sig.safety {
         errors.push(Error::new_spanned(unsafety, "service methods cannot be `unsafe`"));
     }
     if let Some(abi) = &sig.abi {
@@ -170,7 +170,7 @@ fn lower_method(f: &syn::TraitItemFn) -> Result<Method, Error> {
     }
     let mut inputs = sig.inputs.iter();
     match inputs.next() {
-        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() => {}
+        Some(FnArg::Receiver(r)) if matches!(r.kind, syn::ReceiverKind::Reference(_, _, None)) && r.mutability.is_none() => {}
         Some(FnArg::Receiver(r)) => errors.push(Error::new_spanned(
             r,
             "take `&self`: one service value answers many requests at once, so it is shared, not moved or borrowed mutably",

@@ -64,7 +64,7 @@ fn data_frame(len: usize) -> Frame {
 
 /// Encodes `frame` and decodes it again; the stream decoder takes the encoded buffer without a copy.
 fn round_trip(framing: Framing, frame: &Frame, out: &mut BytesMut, decoder: &mut Decoder) -> Frame {
-    encode(framing, frame, out);
+    encode(framing, frame, out).expect("the bench frames are well-formed");
     match decoder {
         Decoder::Stream(d) => d.feed(out.split()),
         Decoder::Lossy(_) => {

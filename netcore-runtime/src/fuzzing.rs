@@ -62,7 +62,8 @@ pub fn frame_body(data: &[u8]) {
                     ..hello.clone()
                 }),
                 &mut v1,
-            );
+            )
+            .expect("a decoded or well-formed frame encodes");
             let fields = &v1[..v1.len() - frame::CRC_LEN];
             assert!(data.starts_with(fields), "HELLO {frame:?} re-encodes to other leading fields");
             false
@@ -337,12 +338,12 @@ fn is_normalised(frame: &Frame) -> bool {
 /// Re-encodes a decoded frame, checks it decodes to itself on every path, and returns its body.
 fn check_reencode(frame: &Frame) -> Vec<u8> {
     let mut body = Vec::new();
-    encode_body(frame, &mut body);
+    encode_body(frame, &mut body).expect("a decoded or well-formed frame encodes");
     assert_eq!(body.len(), encoded_body_len(frame), "encoded_body_len disagrees with encode_body for {frame:?}");
     assert_eq!(decode_body(Bytes::from(body.clone())).as_ref(), Ok(frame), "body round trip");
     for framing in [Framing::Stream, Framing::Lossy] {
         let mut wire = BytesMut::new();
-        frame::encode(framing, frame, &mut wire);
+        frame::encode(framing, frame, &mut wire).expect("a decoded or well-formed frame encodes");
         // The tightest limit that admits this frame.
         let mut decoder = Decoder::new(framing, body.len());
         decoder.extend(&wire);
@@ -520,7 +521,7 @@ fn run_session(framing: Framing, reliable: bool, data: &[u8]) -> Report {
         hello = hello.with_reliable(8);
     }
     let mut wire = BytesMut::new();
-    frame::encode(framing, &Frame::Hello(hello), &mut wire);
+    frame::encode(framing, &Frame::Hello(hello), &mut wire).expect("a decoded or well-formed frame encodes");
     h.session.handle_input(now, &wire);
     h.settle();
     assert!(h.session.is_open(), "a valid HELLO opens the session");
@@ -560,7 +561,7 @@ mod tests {
 
     fn body_fields(frame: &Frame) -> Vec<u8> {
         let mut body = Vec::new();
-        encode_body(frame, &mut body);
+        encode_body(frame, &mut body).expect("a decoded or well-formed frame encodes");
         body.truncate(body.len() - frame::CRC_LEN);
         body
     }
@@ -569,7 +570,7 @@ mod tests {
         let mut wire = BytesMut::new();
         wire.extend_from_slice(&[selector]);
         for frame in frames {
-            frame::encode(framing, frame, &mut wire);
+            frame::encode(framing, frame, &mut wire).expect("a decoded or well-formed frame encodes");
         }
         wire.to_vec()
     }
@@ -620,11 +621,11 @@ mod tests {
     fn independent_cobs_matches_the_codec() {
         for frame in sample() {
             let mut body = Vec::new();
-            encode_body(&frame, &mut body);
+            encode_body(&frame, &mut body).expect("a decoded or well-formed frame encodes");
             let mut ours = Vec::new();
             frame_raw(Framing::Lossy, &body, &mut ours);
             let mut theirs = BytesMut::new();
-            frame::encode(Framing::Lossy, &frame, &mut theirs);
+            frame::encode(Framing::Lossy, &frame, &mut theirs).expect("a decoded or well-formed frame encodes");
             assert_eq!(ours, theirs.to_vec(), "{frame:?}");
         }
     }

@@ -20,19 +20,29 @@
 //! What it is not: a transport. Reading and writing the bytes, and waking at the deadline, is the
 //! caller's job.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "tokio")]
 pub mod codec;
-#[cfg(feature = "tokio")]
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub mod compat;
 #[cfg(feature = "tokio")]
 pub mod connection;
 #[cfg(feature = "tokio")]
 pub mod endpoint;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod faults;
 pub mod frame;
-pub mod layout;
+/// Type layouts, which fingerprints and method hashes hash (docs/PROTOCOL.md §9, §15; docs/TYPED.md):
+/// the `netcore-layout` crate, which the code generators share without building this one.
+pub mod layout {
+    pub use netcore_layout::*;
+}
 pub mod session;
+#[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod sim;
 #[cfg(feature = "tokio")]
 pub mod transport;
@@ -40,6 +50,9 @@ pub mod transport;
 pub mod typed;
 mod varint;
 
+/// The fuzz targets' entry points (with `--cfg fuzzing`, which cargo fuzz sets, or the `testing`
+/// feature for the regression replay in tests/fuzz_regressions.rs).
+#[cfg(any(fuzzing, feature = "testing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 

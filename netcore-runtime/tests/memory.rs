@@ -77,7 +77,7 @@ fn open(config: Config, now: Instant) -> Session {
     // The payload codec of this build, so that the session opens with `--features bincode` too.
     let hello = Hello::new(PROTOCOL_VERSION, PROTOCOL_VERSION, 0, Limits { max_frame: 1024, ..Limits::default() })
         .with_codec(frame::PayloadCodec::COMPILED);
-    frame::encode(framing, &Frame::Hello(hello), &mut wire);
+    frame::encode(framing, &Frame::Hello(hello), &mut wire).unwrap();
     session.handle_input(now, &wire);
     drain(&mut session, now);
     assert!(session.is_open());
@@ -116,7 +116,7 @@ fn hostile_lengths_allocate_nothing_of_their_claim() {
         let mut wire = BytesMut::new();
         for (id, total) in [(0, limits.inline_limit), (1, limits.max_message), (2, u64::MAX), (3, limits.inline_limit)]
         {
-            frame::encode(framing, &head(id, total, b"x"), &mut wire);
+            frame::encode(framing, &head(id, total, b"x"), &mut wire).unwrap();
         }
         let mut session = open(config, now);
         let ((), peak) = peak_during(|| {
@@ -192,7 +192,7 @@ fn a_half_sent_flood_stays_within_the_budget() {
             let mut refused = 0;
             for id in 0..n {
                 // Each claims 1 MiB and sends 16 bytes of it.
-                frame::encode(framing, &head(id, limits.inline_limit, &[id as u8; 16]), &mut wire);
+                frame::encode(framing, &head(id, limits.inline_limit, &[id as u8; 16]), &mut wire).unwrap();
                 if wire.len() > 4096 {
                     session.handle_input(now, &wire);
                     wire.clear();

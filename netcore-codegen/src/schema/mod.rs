@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::model::Schema;
 
 /// A schema that does not parse or validate, with its position and the offending line.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaError {
     /// The file.
     pub file: PathBuf,
@@ -41,13 +41,6 @@ impl fmt::Display for SchemaError {
         let pad: String =
             self.source_line.chars().take(self.column - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
         write!(f, "{:gutter$} | {pad}^", "")
-    }
-}
-
-// `main() -> Result<_, SchemaError>` prints the Debug form: make it the readable one.
-impl fmt::Debug for SchemaError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
     }
 }
 

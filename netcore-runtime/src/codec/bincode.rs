@@ -21,6 +21,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecE
 }
 
 /// Decodes one whole value with bincode, within the size and depth bounds.
+#[cfg_attr(not(any(test, fuzzing, feature = "testing")), allow(dead_code))] // the fuzz targets
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     decode_seed(std::marker::PhantomData::<T>, bytes)
 }

@@ -54,6 +54,8 @@ pub enum CodecError {
     #[error("decode: {0} trailing bytes after the value")]
     Trailing(usize),
     /// JSON (de)serialisation failed.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
 }

@@ -9,11 +9,13 @@ use serde::Serialize;
 use super::{bounded, Cause, CodecError};
 
 /// Encodes `value` with postcard.
+#[cfg_attr(not(any(test, fuzzing, feature = "testing")), allow(dead_code))] // the fuzz targets
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     ::postcard::to_allocvec(value).map_err(|err| CodecError::Encode(Cause::new(err)))
 }
 
 /// Decodes one whole value with postcard, within the size and depth bounds.
+#[cfg_attr(not(any(test, fuzzing, feature = "testing")), allow(dead_code))] // the fuzz targets
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     decode_seed(std::marker::PhantomData::<T>, bytes)
 }

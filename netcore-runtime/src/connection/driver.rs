@@ -597,6 +597,7 @@ impl Driver {
             priority: message.priority,
             connection: self.connection(),
             extensions: Default::default(),
+            #[cfg(feature = "cache")]
             cache: None,
         };
         let (request, header_error) = match decode_headers(message.meta.as_ref()) {

@@ -12,6 +12,7 @@
 //! "Observability" section. With no subscriber installed none of it formats or allocates.
 
 mod driver;
+#[cfg(feature = "json")]
 pub(crate) mod py;
 mod reconnect;
 mod stats;
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use crate::endpoint::{CallError, ErrorCode, Headers, Reply, Resumable, ResumeToken};
+use crate::endpoint::{CallError, ErrorCode, ErrorSource, Headers, Reply, Resumable, ResumeToken};
 use crate::frame::{CancelReason, Hello, Priority, Route};
 use crate::session::{Body, CloseReason, Payload, Progress};
 
@@ -47,6 +48,7 @@ impl fmt::Display for ConnectionId {
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkState {
     /// Waiting for the peer's HELLO.
     Connecting,
@@ -302,7 +304,8 @@ impl Connection {
         };
         for asked_again in [false, true] {
             body.start_attempt(offset);
-            let reader = body.open_at(offset).map_err(|e| CallError::Io(format!("cannot read the body: {e}")))?;
+            let reader =
+                body.open_at(offset).map_err(|e| CallError::Io(ErrorSource::context("cannot read the body", e)))?;
             let mut opts = opts.clone();
             opts.headers.insert(crate::endpoint::resume::HEADER_TOKEN.into(), token.to_string());
             opts.headers.insert(crate::endpoint::resume::HEADER_OFFSET.into(), offset.to_string());
@@ -353,7 +356,7 @@ impl Connection {
     ) -> Result<u64, CallError> {
         use crate::endpoint::resume::{parse_decimal, DOWNLOAD_WINDOW, HEADER_LENGTH, HEADER_OFFSET, HEADER_TOTAL};
         let (mut received, mut total) = (offset, None);
-        let write_error = |err: std::io::Error| CallError::Io(format!("cannot write the download: {err}"));
+        let write_error = |err: std::io::Error| CallError::Io(ErrorSource::context("cannot write the download", err));
         loop {
             let mut opts = opts.clone();
             opts.headers.insert(HEADER_OFFSET.into(), received.to_string());
@@ -370,10 +373,10 @@ impl Connection {
             let whole = match (at, whole) {
                 (Some(at), Some(whole)) if at == received && total.is_none_or(|t| t == whole) => whole,
                 _ => {
-                    return Err(CallError::Codec(format!(
+                    return Err(CallError::Codec(ErrorSource::message(format!(
                         "{route} answered offset {at:?} of {whole:?} bytes to a download from offset {received} \
                          (of {total:?}): not a download route, or its body changed"
-                    )))
+                    ))))
                 }
             };
             total = Some(whole);
@@ -389,9 +392,9 @@ impl Connection {
                 return Ok(whole);
             }
             if written == 0 {
-                return Err(CallError::Codec(format!(
+                return Err(CallError::Codec(ErrorSource::message(format!(
                     "{route} answered an empty window at offset {received} of {whole}"
-                )));
+                ))));
             }
         }
     }

@@ -265,7 +265,9 @@ impl PyDriver {
                 let _ = reply.send(self.snapshot());
             }
             Command::Ping(reply) => {
-                let _ = reply.send(Err(CallError::Io("a Python Netcore 0.1.3 link has no PING".into())));
+                let _ = reply.send(Err(CallError::Io(crate::endpoint::ErrorSource::message(
+                    "a Python Netcore 0.1.3 link has no PING",
+                ))));
             }
         }
     }
@@ -341,6 +343,7 @@ impl PyDriver {
             priority: Priority::default(),
             connection: self.connection(),
             extensions: Default::default(),
+            #[cfg(feature = "cache")]
             cache: None,
         };
         let handler = self.dispatch.clone().handle(request);
@@ -430,7 +433,7 @@ fn body_bytes(body: Body) -> Result<Bytes, CallError> {
         Body::Reader { mut reader, len } => {
             let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
             std::io::Read::read_to_end(&mut std::io::Read::take(&mut reader, len), &mut out)
-                .map_err(|e| CallError::Io(e.to_string()))?;
+                .map_err(|e| CallError::Io(crate::endpoint::ErrorSource::context("cannot read the body", e)))?;
             Ok(out.into())
         }
     }

@@ -67,8 +67,8 @@ where
         message: format!("endpoint serves at most {max_connections} connections (EndpointBuilder::max_connections)"),
     };
     let mut wire = BytesMut::new();
-    frame::encode(config.framing, &Frame::Hello(hello), &mut wire);
-    frame::encode(config.framing, &goaway, &mut wire);
+    frame::encode_valid(config.framing, &Frame::Hello(hello), &mut wire);
+    frame::encode_valid(config.framing, &goaway, &mut wire);
     tokio::spawn(async move {
         let _ = tokio::time::timeout(REFUSAL_LINGER, async {
             io.write_all(&wire).await?;

@@ -68,8 +68,10 @@ impl std::fmt::Debug for ErrorCode {
     }
 }
 
-/// What a handler returns when it fails; sent to the caller as an ERROR message.
+/// What a handler returns when it fails; sent to the caller as an ERROR message. Build one with
+/// [`HandlerError::new`] or its shorthands: more detail may be added.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 #[error("{code}: {message}")]
 pub struct HandlerError {
     /// Category.
@@ -192,12 +194,13 @@ pub enum CallError {
     /// The request could not be queued (too large for the peer, for instance).
     #[error("cannot send: {0}")]
     Send(#[from] crate::session::SendError),
-    /// The reply could not be decoded, or the request encoded.
+    /// The reply could not be decoded, or the request encoded; the codec's error is the source.
     #[error("codec: {0}")]
-    Codec(String),
-    /// The reply was stored in a file that could not be read.
+    Codec(#[source] ErrorSource),
+    /// A body or a stored reply could not be read, or a download written; the
+    /// [`std::io::Error`] is the source.
     #[error("i/o: {0}")]
-    Io(String),
+    Io(#[source] ErrorSource),
     /// A resumable upload ([`Connection::upload`](crate::Connection::upload)) was cut short: the
     /// link closed or the exchange was cancelled. The receiver keeps what it received under
     /// `token` (docs/PROTOCOL.md §17); uploading the same [`Resumable`](super::Resumable) again,
@@ -270,9 +273,105 @@ fn cancel_text(reason: CancelReason) -> String {
 
 impl From<CodecError> for CallError {
     fn from(err: CodecError) -> Self {
-        CallError::Codec(err.to_string())
+        CallError::Codec(ErrorSource::new(err))
     }
 }
+
+/// The error underneath a [`CallError::Codec`] or [`CallError::Io`], shared so that the call
+/// error stays `Clone`. It displays as that error (with any context first), and
+/// [`source`](std::error::Error::source) goes on down its chain; [`get_ref`](Self::get_ref)
+/// and [`downcast_ref`](Self::downcast_ref) reach the error itself (a [`CodecError`], an
+/// [`std::io::Error`], …). Two are equal when their messages are.
+#[derive(Clone)]
+pub struct ErrorSource(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl ErrorSource {
+    pub(crate) fn new(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(err))
+    }
+
+    /// `err`, displayed after `context`: `cannot read the body: permission denied`.
+    pub(crate) fn context(context: impl Into<String>, err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::new(Context { context: context.into(), source: Box::new(err) })
+    }
+
+    /// A cause with no error underneath, only what was wrong.
+    pub(crate) fn message(message: impl Into<String>) -> Self {
+        Self::new(Context { context: message.into(), source: Box::new(NoSource) })
+    }
+
+    /// The underlying error (the context's error when there is a context).
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        match self.0.downcast_ref::<Context>() {
+            Some(context) => &*context.source,
+            None => &*self.0,
+        }
+    }
+
+    /// The underlying error as a `T`, if it is one.
+    pub fn downcast_ref<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        self.get_ref().downcast_ref::<T>()
+    }
+}
+
+impl std::fmt::Debug for ErrorSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for ErrorSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for ErrorSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The message already says what `self.0` says; the chain goes on below it.
+        match self.0.downcast_ref::<Context>() {
+            Some(context) if !context.source.is::<NoSource>() => Some(&*context.source),
+            Some(_) => None,
+            None => self.0.source(),
+        }
+    }
+}
+
+impl PartialEq for ErrorSource {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for ErrorSource {}
+
+/// An error with what was being done when it happened.
+#[derive(Debug)]
+struct Context {
+    context: String,
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl std::fmt::Display for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.source.is::<NoSource>() {
+            f.write_str(&self.context)
+        } else {
+            write!(f, "{}: {}", self.context, self.source)
+        }
+    }
+}
+
+impl std::error::Error for Context {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// The error below a [`ErrorSource::message`]: none.
+#[derive(Debug, Error)]
+#[error("")]
+struct NoSource;
 
 /// An endpoint could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -296,6 +395,33 @@ pub enum BuildError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn call_errors_keep_their_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
+        let err = CallError::Io(ErrorSource::context("cannot read the body", io));
+        assert_eq!(err.to_string(), "i/o: cannot read the body: permission denied");
+        let source = err.source().expect("a source");
+        assert_eq!(source.to_string(), "cannot read the body: permission denied");
+        let io = source.source().and_then(|e| e.downcast_ref::<std::io::Error>()).expect("the io::Error below");
+        assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied);
+        let CallError::Io(cause) = &err else { unreachable!() };
+        assert_eq!(
+            cause.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+        assert_eq!(err.clone(), err);
+
+        let codec = CallError::from(CodecError::Trailing(3));
+        assert_eq!(codec.to_string(), "codec: decode: 3 trailing bytes after the value");
+        let CallError::Codec(cause) = &codec else { unreachable!() };
+        assert!(matches!(cause.downcast_ref::<CodecError>(), Some(CodecError::Trailing(3))));
+
+        let message = CallError::Codec(ErrorSource::message("/dl answered an empty window"));
+        assert_eq!(message.to_string(), "codec: /dl answered an empty window");
+        assert!(message.source().and_then(|s| s.source()).is_none(), "nothing below a message");
+    }
 
     #[test]
     fn codes_are_printed_by_name() {

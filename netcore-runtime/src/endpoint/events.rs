@@ -84,6 +84,7 @@ pub enum EndpointEvent {
 
 /// The kinds of [`EndpointEvent`], to subscribe to one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EventKind {
     /// [`EndpointEvent::Start`]
     Start,

@@ -2,6 +2,7 @@
 //! connections it serves. Both peers of a link are endpoints; either can call the other.
 
 mod accept;
+#[cfg(feature = "cache")]
 mod cache;
 mod error;
 mod events;
@@ -23,10 +24,14 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tower::{BoxError, Layer, Service};
 
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use crate::connection::py::DEFAULT_TIMEOUT as PY_DEFAULT_TIMEOUT;
 pub use accept::DEFAULT_MAX_CONNECTIONS;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use cache::Cache;
-pub use error::{BuildError, CallError, ErrorCode, HandlerError};
+pub use error::{BuildError, CallError, ErrorCode, ErrorSource, HandlerError};
 pub use events::{EndpointEvent, EventKind};
 pub(crate) use request::PayloadSlot;
 pub use request::{Extensions, Reply, Request, Response};
@@ -52,16 +57,20 @@ pub struct EndpointBuilder {
     after: Vec<AfterHook>,
     on_error: Option<ErrorHandler>,
     callbacks: Vec<(EventKind, events::Callback)>,
+    #[cfg(feature = "cache")]
     cache: Option<Cache>,
     max_connections: Option<usize>,
     /// Partial uploads of resumable routes, created by the first of them.
     resume: Option<Arc<resume::ResumeStore>>,
     decode_limits: Vec<(String, u64)>,
+    #[cfg(feature = "cache")]
     response_ttls: Vec<(String, std::time::Duration)>,
 }
 
 impl EndpointBuilder {
     /// Uses this cache as [`Endpoint::cache`], for instance one that routes already hold.
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub fn cache(mut self, cache: Cache) -> Self {
         self.cache = Some(cache);
         self
@@ -131,6 +140,8 @@ impl EndpointBuilder {
     ///     .unwrap();
     /// # drop(endpoint);
     /// ```
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub fn cache_responses(mut self, route: &str, ttl: std::time::Duration) -> Self {
         self.response_ttls.push((route.to_owned(), ttl));
         self
@@ -332,7 +343,9 @@ impl EndpointBuilder {
                 None => return Err(BuildError::UnknownRoute(name.clone())),
             }
         }
+        #[cfg(feature = "cache")]
         let cache = self.cache.unwrap_or_default();
+        #[cfg(feature = "cache")]
         for (name, ttl) in &self.response_ttls {
             let route = match self.routes.iter_mut().find(|route| route.name == *name) {
                 Some(route) if route.streaming => return Err(BuildError::NotCacheable(name.clone())),
@@ -357,6 +370,7 @@ impl EndpointBuilder {
                 config,
                 events: events::Events::new(self.callbacks),
                 scheduler: Scheduler::new(stop.clone()),
+                #[cfg(feature = "cache")]
                 cache,
                 max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
                 connections: Mutex::new(HashMap::new()),
@@ -381,6 +395,7 @@ struct Inner {
     config: Config,
     events: events::Events,
     scheduler: Scheduler,
+    #[cfg(feature = "cache")]
     cache: Cache,
     max_connections: usize,
     connections: Mutex<HashMap<ConnectionId, Connection>>,
@@ -445,6 +460,8 @@ impl Endpoint {
     ///
     /// Calls without a timeout wait [`PY_DEFAULT_TIMEOUT`] (10 s) and then fail with
     /// [`CallError::NoAnswerFromPython`]: the Python side sends no error replies.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn connect_py<IO>(&self, io: IO, label: impl Into<String>) -> Connection
     where
         IO: AsyncRead + AsyncWrite + Send + 'static,
@@ -454,6 +471,8 @@ impl Endpoint {
 
     /// Runs a link to a Python Netcore 0.1.3 peer over a TCP stream, with TCP_NODELAY and
     /// writes paced so that the Python reader never sees part of a frame (docs/COMPAT.md §3).
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn connect_py_tcp(&self, stream: tokio::net::TcpStream) -> std::io::Result<Connection> {
         stream.set_nodelay(true)?;
         let label = format!("python tcp {}", stream.peer_addr()?);
@@ -462,6 +481,8 @@ impl Endpoint {
     }
 
     /// Connects to a Python Netcore 0.1.3 server over TCP ([`connect_py_tcp`](Self::connect_py_tcp)).
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub async fn connect_tcp_py(&self, addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<Connection> {
         self.connect_py_tcp(tcp_connect(addr).await?)
     }
@@ -471,6 +492,8 @@ impl Endpoint {
     /// does. Accept errors and [`EndpointBuilder::max_connections`] are handled as in
     /// [`serve_tcp`](Self::serve_tcp), except that a refused Python peer is closed without a
     /// word: its wire has no GOAWAY (docs/COMPAT.md §1).
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub async fn serve_tcp_py(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         self.serve(
             || listener.accept(),
@@ -489,6 +512,7 @@ impl Endpoint {
         .await
     }
 
+    #[cfg(feature = "json")]
     fn connect_py_paced<IO>(&self, io: IO, label: String, pacing: connection::py::Pacing) -> Connection
     where
         IO: AsyncRead + AsyncWrite + Send + 'static,
@@ -661,6 +685,8 @@ impl Endpoint {
     }
 
     /// The TTL cache.
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub fn cache(&self) -> &Cache {
         &self.inner.cache
     }
@@ -714,6 +740,7 @@ fn set_nodelay(stream: &tokio::net::TcpStream, peer: std::net::SocketAddr) {
 }
 
 /// How writes to a Python peer over `stream` are paced (docs/COMPAT.md §3).
+#[cfg(feature = "json")]
 fn py_tcp_pacing(stream: &tokio::net::TcpStream) -> connection::py::Pacing {
     #[cfg(unix)]
     let pacing = connection::py::Pacing::Tcp(std::os::fd::AsRawFd::as_raw_fd(stream));
@@ -740,9 +767,12 @@ impl Dispatch for Inner {
 
     fn handle(
         self: Arc<Self>,
-        mut request: Request,
+        #[cfg_attr(not(feature = "cache"), allow(unused_mut))] mut request: Request,
     ) -> Pin<Box<dyn Future<Output = Result<Response, HandlerError>> + Send>> {
-        request.cache = Some(self.cache.clone());
+        #[cfg(feature = "cache")]
+        {
+            request.cache = Some(self.cache.clone());
+        }
         let connection = request.connection_id();
         let route = request.route.clone();
         self.events.emit(EndpointEvent::Request { connection, route: route.clone() });

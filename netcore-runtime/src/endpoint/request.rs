@@ -7,7 +7,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::wire::Headers;
-use super::{BodyStream, Cache, HandlerError};
+#[cfg(feature = "cache")]
+use super::Cache;
+use super::{BodyStream, HandlerError};
 use crate::codec;
 use crate::connection::{Connection, ConnectionId};
 use crate::frame::Priority;
@@ -52,6 +54,7 @@ pub struct Request {
     pub(crate) connection: Connection,
     pub(crate) extensions: Extensions,
     /// The endpoint's cache, set when the endpoint takes the request.
+    #[cfg(feature = "cache")]
     pub(crate) cache: Option<Cache>,
 }
 
@@ -110,6 +113,8 @@ impl Request {
     ///     .unwrap();
     /// # drop(endpoint);
     /// ```
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub fn cache(&self) -> &Cache {
         static NONE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
         // Every request an endpoint hands to a handler has its cache; this is for the others.
@@ -161,6 +166,8 @@ impl Request {
 
     /// The payload decoded from JSON. A payload above [`codec::DECODE_LIMIT`] (16 MiB) is
     /// refused with ERROR TOO_LARGE before it is read (§8.4).
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
         self.check_decode_limit()?;
         serde_json::from_slice(&self.bytes()?).map_err(|e| HandlerError::bad_request(e.to_string()))
@@ -263,6 +270,8 @@ impl Response {
     }
 
     /// A response carrying a value as JSON.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, HandlerError> {
         serde_json::to_vec(value)
             .map(Self::bytes)
@@ -322,17 +331,20 @@ impl Reply {
 
     /// The payload's bytes.
     pub fn bytes(&self) -> Result<Bytes, super::CallError> {
-        payload_bytes(self.payload()).map_err(|e| super::CallError::Io(e.to_string()))
+        payload_bytes(self.payload())
+            .map_err(|e| super::CallError::Io(super::ErrorSource::context("cannot read the stored reply", e)))
     }
 
     /// The payload as UTF-8 text.
     pub fn text(&self) -> Result<String, super::CallError> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|e| super::CallError::Codec(e.to_string()))
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|e| super::CallError::Codec(super::ErrorSource::new(e)))
     }
 
     /// The payload decoded from JSON.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, super::CallError> {
-        serde_json::from_slice(&self.bytes()?).map_err(|e| super::CallError::Codec(e.to_string()))
+        serde_json::from_slice(&self.bytes()?).map_err(|e| super::CallError::Codec(super::ErrorSource::new(e)))
     }
 
     /// The payload decoded with the netcore codec.

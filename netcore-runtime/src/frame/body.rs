@@ -65,14 +65,76 @@ fn bitmap_len(received: u128) -> usize {
 
 /// Appends the body of `frame`, its CRC32 included, to `out`.
 ///
-/// # Panics
-/// On a frame the decoder would reject or read differently (§5): a HEAD whose payload is longer
-/// than its `total`, whose route is missing for a REQUEST/ONEWAY or present for a RESPONSE/ERROR,
-/// or whose exchange side does not match its kind; an empty DATA payload; an extension type below
-/// 0x80; a SEQ carrying anything but a HEAD, DATA or CANCEL; a reliable window of 0 or above 128; a METHODS table above
-/// [`MAX_METHODS`] entries.
-/// The session never builds such frames.
-pub fn encode_body(frame: &Frame, out: &mut impl BufMutSlice) {
+/// # Errors
+/// [`FrameError::Unencodable`], with nothing written, for a frame the decoder would reject or
+/// read differently ([`check`]).
+pub fn encode_body(frame: &Frame, out: &mut impl BufMutSlice) -> Result<(), FrameError> {
+    check(frame)?;
+    encode_body_valid(frame, out);
+    Ok(())
+}
+
+/// Whether `frame` can be encoded: the rules of §5 that the decoder enforces on the fields. A HEAD
+/// whose payload is longer than its `total`, whose route is missing for a REQUEST/ONEWAY or present
+/// for a RESPONSE/ERROR, or whose exchange side does not match its kind; an empty DATA payload; an
+/// extension type below 0x80; a SEQ carrying anything but a HEAD, DATA or CANCEL; a reliable window
+/// of 0 or above [`MAX_RELIABLE_WINDOW`]; a METHODS table above [`MAX_METHODS`] entries.
+pub fn check(frame: &Frame) -> Result<(), FrameError> {
+    let refuse = |frame: &'static str, rule: String| Err(FrameError::Unencodable { frame, rule });
+    match frame {
+        Frame::Hello(h) => {
+            if let Some(window) = h.reliable.filter(|w| !(1..=MAX_RELIABLE_WINDOW).contains(w)) {
+                return refuse(
+                    "HELLO",
+                    format!("reliable window of {window} frames is outside 1 to {MAX_RELIABLE_WINDOW} (§5.1)"),
+                );
+            }
+            if let Some(len) = h.methods.as_ref().map(|m| m.len()).filter(|&len| len > MAX_METHODS) {
+                return refuse(
+                    "HELLO",
+                    format!("METHODS table of {len} entries exceeds the limit of {MAX_METHODS} (§5.1)"),
+                );
+            }
+        }
+        Frame::Head(h) => {
+            if h.payload.len() as u64 > h.total {
+                let len = h.payload.len();
+                return refuse(
+                    "HEAD",
+                    format!("payload of {len} bytes is longer than its total of {} (§5.2)", h.total),
+                );
+            }
+            if h.route.is_some() != h.kind.opens_exchange() {
+                let rule = match h.route {
+                    Some(_) => format!("a {:?} carries no route (§5.2)", h.kind),
+                    None => format!("a {:?} needs a route (§5.2)", h.kind),
+                };
+                return refuse("HEAD", rule);
+            }
+            if h.xid.opened_by_receiver == h.kind.opens_exchange() {
+                return refuse("HEAD", format!("the exchange side of a {:?} does not match its kind (§6)", h.kind));
+            }
+        }
+        Frame::Data(d) if d.payload.is_empty() => {
+            return refuse("DATA", "a DATA frame carries at least one byte (§5.3)".into());
+        }
+        Frame::Seq { frame, .. } => {
+            if !is_sequenced(frame) {
+                return refuse("SEQ", "a SEQ carries a HEAD, DATA or CANCEL (§16)".into());
+            }
+            check(frame)?;
+        }
+        Frame::Extension { ty, .. } if !ty.is_ignorable() => {
+            return refuse("extension", format!("type {:#04x} is below 0x80, the extension range (§3.1)", ty.0));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// [`encode_body`] of a frame this crate built, valid by construction (checked in debug builds).
+pub(crate) fn encode_body_valid(frame: &Frame, out: &mut impl BufMutSlice) {
+    debug_assert_eq!(check(frame), Ok(()));
     let start = out.written();
     out.reserve_more(encoded_body_len(frame));
     encode_typed(frame, out);
@@ -95,7 +157,6 @@ fn encode_typed(frame: &Frame, out: &mut impl BufMut) {
             varint::put(out, h.limits.window);
             varint::put(out, h.limits.max_in_flight.into());
             if let Some(window) = h.reliable {
-                assert!((1..=MAX_RELIABLE_WINDOW).contains(&window), "reliable windows are 1 to 128 frames");
                 out.put_slice(&[HELLO_OPTION_RELIABLE, 1, window]);
             }
             if let Some(nonce) = h.nonce {
@@ -106,7 +167,6 @@ fn encode_typed(frame: &Frame, out: &mut impl BufMut) {
                 out.put_slice(&[HELLO_OPTION_CODEC, 1, h.codec.0]);
             }
             if let Some(methods) = &h.methods {
-                assert!(methods.len() <= MAX_METHODS, "a METHODS table has at most 1024 entries");
                 out.put_u8(HELLO_OPTION_METHODS);
                 varint::put(out, methods_len(methods) as u64);
                 varint::put(out, methods.len() as u64);
@@ -118,7 +178,6 @@ fn encode_typed(frame: &Frame, out: &mut impl BufMut) {
         }
         Frame::Head(h) => encode_head(h, out),
         Frame::Data(d) => {
-            assert!(!d.payload.is_empty(), "DATA frames carry at least one byte");
             out.put_u8(FrameType::DATA.0);
             out.put_u8(if d.end { DATA_END } else { 0 });
             varint::put(out, d.xid.to_wire());
@@ -145,7 +204,6 @@ fn encode_typed(frame: &Frame, out: &mut impl BufMut) {
             out.put_slice(message.as_bytes());
         }
         Frame::Seq { seq, frame } => {
-            assert!(is_sequenced(frame), "SEQ carries a HEAD, DATA or CANCEL");
             out.put_u8(FrameType::SEQ.0);
             out.put_u8(*seq);
             encode_typed(frame, out);
@@ -156,7 +214,6 @@ fn encode_typed(frame: &Frame, out: &mut impl BufMut) {
             out.put_slice(&received.to_le_bytes()[..bitmap_len(*received)]);
         }
         Frame::Extension { ty, body } => {
-            assert!(ty.is_ignorable(), "extension frame types have the high bit set");
             out.put_u8(ty.0);
             out.put_slice(body);
         }
@@ -169,13 +226,6 @@ pub fn is_sequenced(frame: &Frame) -> bool {
 }
 
 fn encode_head(h: &Head, out: &mut impl BufMut) {
-    assert!(h.payload.len() as u64 <= h.total, "HEAD payload longer than its total");
-    assert_eq!(
-        h.route.is_some(),
-        h.kind.opens_exchange(),
-        "a HEAD has a route exactly when its kind opens an exchange"
-    );
-    assert_ne!(h.xid.opened_by_receiver, h.kind.opens_exchange(), "a HEAD's exchange side must match its kind");
     let mut flags = (h.kind as u8) << HEAD_KIND_SHIFT | h.priority.level() << HEAD_PRIORITY_SHIFT;
     if h.is_complete() {
         flags |= HEAD_END;

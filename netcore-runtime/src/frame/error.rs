@@ -61,6 +61,15 @@ pub enum FrameError {
          configure both ends alike"
     )]
     StreamFraming,
+    /// A frame given to an encoder breaks a rule of §5 that the decoder enforces, named in `rule`
+    /// with the limit involved; nothing was written ([`check`](super::check)).
+    #[error("cannot encode {frame} frame: {rule}")]
+    Unencodable {
+        /// The frame type's name.
+        frame: &'static str,
+        /// The rule it breaks.
+        rule: String,
+    },
 }
 
 fn lossy_hint(len: u64) -> &'static str {

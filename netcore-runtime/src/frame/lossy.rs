@@ -7,12 +7,21 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{decode_body, encode_body, encoded_body_len, Frame, FrameError};
+use super::body::encode_body_valid;
+use super::{check, decode_body, encoded_body_len, Frame, FrameError};
 
-/// Appends `frame`, COBS-encoded between delimiters, to `out`.
-pub fn encode(frame: &Frame, out: &mut BytesMut) {
+/// Appends `frame`, COBS-encoded between delimiters, to `out`; a frame that breaks a rule of §5
+/// is [`FrameError::Unencodable`] with nothing written ([`check`]).
+pub fn encode(frame: &Frame, out: &mut BytesMut) -> Result<(), FrameError> {
+    check(frame)?;
+    encode_valid(frame, out);
+    Ok(())
+}
+
+/// [`encode`] of a frame this crate built, valid by construction.
+pub(crate) fn encode_valid(frame: &Frame, out: &mut BytesMut) {
     let mut body = Vec::with_capacity(encoded_body_len(frame));
-    encode_body(frame, &mut body);
+    encode_body_valid(frame, &mut body);
     out.reserve(max_encoded_len(body.len()) + 2);
     out.extend_from_slice(&[0]);
     cobs_encode(&body, out);
@@ -294,7 +303,8 @@ mod stream_hello_tests {
             Framing::Stream,
             &Frame::Hello(Hello::new(1, 1, 0, Limits::default()).with_nonce(7)),
             &mut out,
-        );
+        )
+        .unwrap();
         let mut decoder = LossyDecoder::new(1024);
         decoder.extend(&out[..10]);
         assert_eq!(decoder.decode(), Err(FrameError::BadCobs), "a damaged lossy frame, for all we know yet");
@@ -310,7 +320,8 @@ mod stream_hello_tests {
             Framing::Lossy,
             &Frame::Hello(Hello::new(1, 1, 0, Limits::default()).with_nonce(7)),
             &mut lossy,
-        );
+        )
+        .unwrap();
         let mut decoder = LossyDecoder::new(1024);
         decoder.extend(&lossy);
         assert!(matches!(decoder.decode(), Ok(Some(Frame::Hello(_)))));

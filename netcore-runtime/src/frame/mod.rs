@@ -10,7 +10,7 @@ pub mod lossy;
 pub mod stream;
 mod types;
 
-pub use body::{decode_body, encode_body, encoded_body_len, is_sequenced};
+pub use body::{check, decode_body, encode_body, encoded_body_len, is_sequenced};
 pub use error::FrameError;
 pub use types::*;
 
@@ -93,11 +93,19 @@ impl Decoder {
     }
 }
 
-/// Appends `frame`, framed for `framing`, to `out`.
-pub fn encode(framing: Framing, frame: &Frame, out: &mut bytes::BytesMut) {
+/// Appends `frame`, framed for `framing`, to `out`; a frame that breaks a rule of §5 is
+/// [`FrameError::Unencodable`] with nothing written ([`check`]).
+pub fn encode(framing: Framing, frame: &Frame, out: &mut bytes::BytesMut) -> Result<(), FrameError> {
+    check(frame)?;
+    encode_valid(framing, frame, out);
+    Ok(())
+}
+
+/// [`encode`] of a frame this crate built (the session, the endpoint), valid by construction.
+pub(crate) fn encode_valid(framing: Framing, frame: &Frame, out: &mut bytes::BytesMut) {
     match framing {
-        Framing::Stream => stream::encode(frame, out),
-        Framing::Lossy => lossy::encode(frame, out),
+        Framing::Stream => stream::encode_valid(frame, out),
+        Framing::Lossy => lossy::encode_valid(frame, out),
     }
 }
 

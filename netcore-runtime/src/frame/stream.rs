@@ -5,15 +5,24 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::{decode_body, encode_body, encoded_body_len, Frame, FrameError, MIN_BODY};
+use super::body::encode_body_valid;
+use super::{check, decode_body, encoded_body_len, Frame, FrameError, MIN_BODY};
 use crate::varint::{self, Peek};
 
-/// Appends `frame` with its length prefix to `out`.
-pub fn encode(frame: &Frame, out: &mut BytesMut) {
+/// Appends `frame` with its length prefix to `out`; a frame that breaks a rule of §5 is
+/// [`FrameError::Unencodable`] with nothing written ([`check`]).
+pub fn encode(frame: &Frame, out: &mut BytesMut) -> Result<(), FrameError> {
+    check(frame)?;
+    encode_valid(frame, out);
+    Ok(())
+}
+
+/// [`encode`] of a frame this crate built, valid by construction.
+pub(crate) fn encode_valid(frame: &Frame, out: &mut BytesMut) {
     let len = encoded_body_len(frame);
     out.reserve(varint::MAX_LEN + len);
     varint::put(out, len as u64);
-    encode_body(frame, out);
+    encode_body_valid(frame, out);
 }
 
 /// Splits a byte stream into frames. Never buffers more than one maximal frame beyond what was fed.

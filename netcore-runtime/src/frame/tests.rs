@@ -13,7 +13,7 @@ const MAX_BODY: usize = 64 * 1024;
 fn encode_all(framing: Framing, frames: &[Frame]) -> Vec<u8> {
     let mut out = BytesMut::new();
     for frame in frames {
-        encode(framing, frame, &mut out);
+        encode(framing, frame, &mut out).unwrap();
     }
     out.to_vec()
 }
@@ -149,7 +149,7 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
 fn every_frame_type_round_trips_on_both_framings() {
     for (name, frame) in sample_frames() {
         let mut body = Vec::new();
-        encode_body(&frame, &mut body);
+        encode_body(&frame, &mut body).unwrap();
         assert_eq!(encoded_body_len(&frame), body.len(), "{name}: encoded_body_len");
         assert_eq!(body[0], frame.frame_type().0, "{name}: type byte");
         assert_eq!(decode_body(body.into()), Ok(frame.clone()), "{name}: body");
@@ -308,7 +308,7 @@ proptest! {
     #[test]
     fn encoded_body_len_matches_encode_body(frame in arb_frame()) {
         let mut body = Vec::new();
-        encode_body(&frame, &mut body);
+        encode_body(&frame, &mut body).unwrap();
         prop_assert_eq!(encoded_body_len(&frame), body.len());
         prop_assert_eq!(decode_body(body.into()), Ok(frame));
     }
@@ -622,7 +622,7 @@ fn zero_free_extension(len: usize) -> Frame {
         .map(|seed| Frame::Extension { ty: FrameType(0x80), body: Bytes::from(vec![seed | 1; len - 5]) })
         .find(|frame| {
             let mut body = Vec::new();
-            encode_body(frame, &mut body);
+            encode_body(frame, &mut body).unwrap();
             !body.contains(&0)
         })
         .expect("some fill byte gives a CRC without zeros")
@@ -641,7 +641,7 @@ fn lossy_receiver_takes_bodies_up_to_max_frame_and_drops_longer_ones() {
         let fill = (0..len - 5).map(|i| if i % 100 == 0 { 0 } else { 0x22 }).collect::<Vec<u8>>();
         let frame = Frame::Extension { ty: FrameType(0x80), body: Bytes::from(fill) };
         let mut run = BytesMut::new();
-        encode(Framing::Lossy, &frame, &mut run);
+        encode(Framing::Lossy, &frame, &mut run).unwrap();
         assert!(run.len() - 2 <= lossy::max_encoded_len(max), "{len}: run of {}", run.len() - 2);
         let wire = encode_all(Framing::Lossy, &[frame, zero_free_extension(100)]);
         let got = decode_bytes(Framing::Lossy, max, &wire);
@@ -692,7 +692,7 @@ fn a_zero_length_prefix_suggests_the_lossy_framing() {
 /// The HELLO of `sample_frames` with `option` (tag, length, value) after its v1 fields.
 fn hello_with_option(option: &[u8]) -> Bytes {
     let mut body = Vec::new();
-    encode_body(&sample_frames()[0].1, &mut body);
+    encode_body(&sample_frames()[0].1, &mut body).unwrap();
     body.truncate(body.len() - CRC_LEN);
     body.extend_from_slice(option);
     let crc = crc32fast::hash(&body);
@@ -733,4 +733,43 @@ fn a_methods_table_that_is_too_long_or_malformed_is_ignored() {
     // The other fields read as without the option.
     let Frame::Hello(read) = decode_body(hello_with_option(&long)).unwrap() else { unreachable!() };
     assert_eq!(Frame::Hello(read), sample_frames()[0].1);
+}
+
+/// Frames a user can build but the decoder would refuse are an error naming the rule (and its
+/// limit), with nothing written, on every encoder (docs/PROTOCOL.md §5).
+#[test]
+fn unencodable_frames_are_errors() {
+    let hello = Hello::new(1, 1, 0, Limits::default());
+    let cases: Vec<(Frame, &str, &str)> = vec![
+        (Frame::Hello(Hello { reliable: Some(0), ..hello.clone() }), "HELLO", "outside 1 to 128"),
+        (Frame::Hello(Hello { reliable: Some(129), ..hello.clone() }), "HELLO", "129 frames"),
+        (
+            Frame::Hello(Hello { methods: Some(vec![(1, 2); MAX_METHODS + 1].into()), ..hello }),
+            "HELLO",
+            "limit of 1024",
+        ),
+        (head(Kind::Request, Some(Route::Id(1)), None, 2, b"abc"), "HEAD", "longer than its total of 2"),
+        (head(Kind::Request, None, None, 3, b"abc"), "HEAD", "needs a route"),
+        (head(Kind::Response, Some(Route::Id(1)), None, 3, b"abc"), "HEAD", "carries no route"),
+        (
+            Frame::Data(Data { xid: Xid::sender(1), offset: 0, end: true, payload: Bytes::new() }),
+            "DATA",
+            "at least one byte",
+        ),
+        (Frame::Seq { seq: 0, frame: Box::new(Frame::Ping { nonce: 1 }) }, "SEQ", "HEAD, DATA or CANCEL"),
+        (Frame::Extension { ty: FrameType(0x10), body: Bytes::new() }, "extension", "0x10"),
+    ];
+    for (frame, name, says) in cases {
+        let err = check(&frame).expect_err(name);
+        assert!(matches!(&err, FrameError::Unencodable { frame, .. } if *frame == name), "{err:?}");
+        assert!(err.to_string().contains(says), "{name}: {err}");
+        let mut body = Vec::new();
+        assert_eq!(encode_body(&frame, &mut body), Err(err.clone()));
+        assert!(body.is_empty(), "{name}: nothing written");
+        for framing in FRAMINGS {
+            let mut wire = BytesMut::new();
+            assert_eq!(encode(framing, &frame, &mut wire), Err(err.clone()));
+            assert!(wire.is_empty(), "{name}: nothing written");
+        }
+    }
 }

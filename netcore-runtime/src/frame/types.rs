@@ -169,21 +169,14 @@ impl From<&String> for Route {
     }
 }
 
-/// The compact id of a route name: 32-bit FNV-1a of its UTF-8 bytes (§5.2).
-pub const fn route_id(name: &str) -> u32 {
-    let bytes = name.as_bytes();
-    let mut hash: u32 = 0x811c_9dc5;
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u32;
-        hash = hash.wrapping_mul(0x0100_0193);
-        i += 1;
-    }
-    hash
-}
+/// The compact id of a route name: 32-bit FNV-1a of its UTF-8 bytes (§5.2), defined in
+/// `netcore-layout` so that the code generators share it without building this crate.
+pub use netcore_layout::route_id;
 
-/// HELLO: the first frame each side sends (§5.1).
+/// HELLO: the first frame each side sends (§5.1). Build one with [`Hello::new`] and the `with_*`
+/// methods: new options may add fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Hello {
     /// Oldest protocol version the sender speaks.
     pub version_min: u8,

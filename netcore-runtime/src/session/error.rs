@@ -158,7 +158,4 @@ pub enum SendError {
     /// No request with this id awaits an answer.
     #[error("no request {0} awaits a response")]
     UnknownExchange(u32),
-    /// A request or one-way message needs a route.
-    #[error("requests and one-way messages need a route")]
-    MissingRoute,
 }

@@ -39,7 +39,7 @@ impl Raw {
     fn frames(&mut self, frames: &[Frame]) {
         let mut wire = BytesMut::new();
         for frame in frames {
-            frame::encode(Framing::Stream, frame, &mut wire);
+            frame::encode(Framing::Stream, frame, &mut wire).unwrap();
         }
         self.session.handle_input(self.now, &wire);
         self.drain();
@@ -159,8 +159,8 @@ fn a_request_cancelled_before_it_was_taken_is_withdrawn() {
     let mut raw = Raw::open(Config::stream(), Limits::default());
     raw.session.handle_input(raw.now, &{
         let mut wire = BytesMut::new();
-        frame::encode(Framing::Stream, &request(0, &[7; 100]), &mut wire);
-        frame::encode(Framing::Stream, &cancel(0), &mut wire);
+        frame::encode(Framing::Stream, &request(0, &[7; 100]), &mut wire).unwrap();
+        frame::encode(Framing::Stream, &cancel(0), &mut wire).unwrap();
         wire
     });
     assert!(raw.session.peek_event().is_none(), "no handler ever hears of it");

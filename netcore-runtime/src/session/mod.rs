@@ -953,7 +953,7 @@ impl Session {
         let start = out.len();
         let framing = self.config.framing;
         if let Some(ack) = self.reliable.as_mut().and_then(Reliable::take_ack) {
-            frame::encode(framing, &ack, out);
+            frame::encode_valid(framing, &ack, out);
         } else if let Some(wire) = self.control.is_empty().then(|| self.retransmission(now)).flatten() {
             out.extend_from_slice(&wire);
             self.stats.retransmitted += 1;
@@ -972,10 +972,10 @@ impl Session {
             match &mut self.reliable {
                 Some(reliable) if frame::is_sequenced(&frame) => {
                     let seq = reliable.next_seq();
-                    frame::encode(framing, &Frame::Seq { seq, frame: Box::new(frame) }, out);
+                    frame::encode_valid(framing, &Frame::Seq { seq, frame: Box::new(frame) }, out);
                     reliable.sent(Bytes::copy_from_slice(&out[start..]), now);
                 }
-                _ => frame::encode(framing, &frame, out),
+                _ => frame::encode_valid(framing, &frame, out),
             }
         }
         self.stats.frames_out += 1;

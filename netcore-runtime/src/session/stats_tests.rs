@@ -100,7 +100,7 @@ fn refusals_over_max_in_flight_are_counted() {
     let config = Config::stream().with_limits(Limits { max_in_flight: 2, ..Limits::default() });
     let mut session = Session::new(config, now);
     let mut wire = BytesMut::new();
-    frame::encode(frame::Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire);
+    frame::encode(frame::Framing::Stream, &Frame::Hello(Hello::new(1, 1, 0, Limits::default())), &mut wire).unwrap();
     for id in 0..5 {
         let head = Head {
             xid: Xid { id, opened_by_receiver: false },
@@ -111,7 +111,7 @@ fn refusals_over_max_in_flight_are_counted() {
             total: 1,
             payload: bytes::Bytes::from_static(b"x"),
         };
-        frame::encode(frame::Framing::Stream, &Frame::Head(head), &mut wire);
+        frame::encode(frame::Framing::Stream, &Frame::Head(head), &mut wire).unwrap();
     }
     session.handle_input(now, &wire);
     let mut out = BytesMut::new();
@@ -156,7 +156,7 @@ fn damaged_frames_count_with_their_bytes() {
     let mut pair = connected(Config::lossy(), Config::lossy());
     assert_eq!(pair.b.stats().bytes_discarded, 0);
     let mut wire = BytesMut::new();
-    crate::frame::encode(crate::frame::Framing::Lossy, &Frame::Ping { nonce: 9 }, &mut wire);
+    crate::frame::encode(crate::frame::Framing::Lossy, &Frame::Ping { nonce: 9 }, &mut wire).unwrap();
     let at = wire.len() / 2;
     wire[at] = if wire[at] == 0xff { 0xfe } else { wire[at].wrapping_add(1).max(1) };
     let encoded = wire.iter().filter(|b| **b != 0).count() as u64;

@@ -271,7 +271,7 @@ fn data_before_the_handshake_is_refused_with_goaway() {
     let now = Instant::now();
     let mut session = Session::new(Config::stream(), now);
     let mut bytes = BytesMut::new();
-    frame::encode(Framing::Stream, &Frame::Ping { nonce: 1 }, &mut bytes);
+    frame::encode(Framing::Stream, &Frame::Ping { nonce: 1 }, &mut bytes).unwrap();
     session.handle_input(now, &bytes);
     assert!(matches!(
         session.poll_event(),
@@ -293,7 +293,7 @@ fn an_unknown_version_is_refused() {
     let mut session = Session::new(Config::stream(), now);
     let hello = Hello::new(2, 3, 0, Limits::default());
     let mut bytes = BytesMut::new();
-    frame::encode(Framing::Stream, &Frame::Hello(hello), &mut bytes);
+    frame::encode(Framing::Stream, &Frame::Hello(hello), &mut bytes).unwrap();
     session.handle_input(now, &bytes);
     let Some(Event::Closed(reason)) = session.poll_event() else { panic!("closed") };
     assert!(reason.to_string().contains("we speak 1..=1, the peer 2..=3"), "{reason}");
@@ -402,7 +402,7 @@ fn stream_framing_treats_an_out_of_order_exchange_as_a_protocol_error() {
         payload: Bytes::from_static(b"x"),
     };
     let mut bytes = BytesMut::new();
-    frame::encode(Framing::Stream, &Frame::Head(head), &mut bytes);
+    frame::encode(Framing::Stream, &Frame::Head(head), &mut bytes).unwrap();
     b.handle_input(now, &bytes);
     assert!(matches!(
         b.poll_event(),
@@ -643,19 +643,19 @@ fn a_hello_copy_is_harmless_and_a_new_nonce_is_a_restart() {
     // A copy of a's HELLO (the line duplicating it): ignored.
     let copy = pair.b.peer().unwrap().clone();
     let mut bytes = BytesMut::new();
-    frame::encode(Framing::Lossy, &Frame::Hello(copy.clone()), &mut bytes);
+    frame::encode(Framing::Lossy, &Frame::Hello(copy.clone()), &mut bytes).unwrap();
     pair.b.handle_input(pair.now, &bytes);
     assert!(pair.b.is_open() && pair.take_b().is_empty());
     // The same nonce with other content is a protocol error.
     let mut fed = connected_pair(lossy(1), lossy(2));
     let mut bytes = BytesMut::new();
-    frame::encode(Framing::Lossy, &Frame::Hello(Hello { fingerprint: 9, ..copy.clone() }), &mut bytes);
+    frame::encode(Framing::Lossy, &Frame::Hello(Hello { fingerprint: 9, ..copy.clone() }), &mut bytes).unwrap();
     fed.b.handle_input(fed.now, &bytes);
     assert_eq!(closed(&fed.take_b()), Some(&CloseReason::Protocol(ProtocolError::DuplicateHello)));
     // On the stream framing any second HELLO is a protocol error (a restart is a new connection).
     let mut stream = connected_pair(Config::stream().with_nonce(Some(1)), Config::stream().with_nonce(Some(2)));
     let mut bytes = BytesMut::new();
-    frame::encode(Framing::Stream, &Frame::Hello(copy.with_nonce(3)), &mut bytes);
+    frame::encode(Framing::Stream, &Frame::Hello(copy.with_nonce(3)), &mut bytes).unwrap();
     stream.b.handle_input(stream.now, &bytes);
     assert_eq!(closed(&stream.take_b()), Some(&CloseReason::Protocol(ProtocolError::DuplicateHello)));
 }
@@ -703,8 +703,8 @@ fn a_stale_hello_is_replaced_by_the_live_one() {
     let mut b = Session::new(lossy(2), now);
     let mut stale = BytesMut::new();
     let Frame::Hello(dead) = Frame::Hello(Session::new(lossy(1), now).our_hello()) else { unreachable!() };
-    frame::encode(Framing::Lossy, &Frame::Hello(dead), &mut stale);
-    frame::encode(Framing::Lossy, &Frame::Ping { nonce: 7 }, &mut stale);
+    frame::encode(Framing::Lossy, &Frame::Hello(dead), &mut stale).unwrap();
+    frame::encode(Framing::Lossy, &Frame::Ping { nonce: 7 }, &mut stale).unwrap();
     b.handle_input(now, &stale[3..]); // the first bytes were cleared with the port's input
     b.handle_input(now, &stale);
     assert!(b.is_open(), "b cannot tell a stale HELLO from a live one");

@@ -13,7 +13,7 @@ use netcore_runtime::sim::Pair;
 pub fn wire(framing: Framing, frames: &[Frame]) -> Vec<u8> {
     let mut out = BytesMut::new();
     for f in frames {
-        frame::encode(framing, f, &mut out);
+        frame::encode(framing, f, &mut out).unwrap();
     }
     out.to_vec()
 }

@@ -1,3 +1,11 @@
+//! netcore's wire identities, shared by the runtime and the code generators without either
+//! depending on the other: route ids ([`route_id`], docs/PROTOCOL.md §5.2) and type layouts.
+//! `netcore-runtime` re-exports this crate as `netcore_runtime::layout` (and `route_id` at its
+//! root); `netcore-codegen`, and through it the `#[netcore::service]` macro, use it at compile
+//! time, so a proc macro does not build the runtime.
+//!
+//! # Type layouts
+//!
 //! Type layouts, which fingerprints hash (docs/PROTOCOL.md §9, docs/TYPED.md): a canonical text
 //! for every type a method reaches, fields in order with their types, variants in order with
 //! their payloads, recursively. Generated code describes its types through [`Schema`]
@@ -13,7 +21,22 @@
 //! A named type is spelled out the first time a method's layout reaches it and written `@Name`
 //! after, so recursive types end. Names are the types' own (no module path), as in schema files.
 
+#![deny(missing_docs)]
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// The compact id of a route name: 32-bit FNV-1a of its UTF-8 bytes (docs/PROTOCOL.md §5.2).
+pub const fn route_id(name: &str) -> u32 {
+    let bytes = name.as_bytes();
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    hash
+}
 
 /// A type with a netcore layout: what its values look like on the wire. Derive it with
 /// `#[derive(netcore::Schema)]` next to serde's derives.
@@ -157,7 +180,7 @@ impl Layout {
 }
 
 /// The canonical text of a service, from its methods' layouts (in any order): what
-/// [`fingerprint`] hashes.
+/// [`service_fingerprint`] hashes.
 pub fn service_canonical(name: &str, prefix: &str, mut methods: Vec<String>) -> String {
     methods.sort();
     format!("service {name} {prefix} {{{}}}", methods.join(";"))
@@ -279,6 +302,18 @@ tuples! { (A) (A, B) (A, B, C) (A, B, C, D) (A, B, C, D, E) (A, B, C, D, E, F) }
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_ids_match_the_spec_vectors() {
+        // docs/PROTOCOL.md §5.2, "Routes".
+        for (name, id) in
+            [("", 0x811c_9dc5), ("a", 0xe40c_292c), ("/sensor/read", 0xe124_cf85), ("/log/upload", 0x29ff_8948)]
+        {
+            assert_eq!(route_id(name), id, "{name:?}");
+        }
+        const AT_COMPILE_TIME: u32 = route_id("/sensor/read");
+        assert_eq!(AT_COMPILE_TIME, 0xe124_cf85);
+    }
 
     struct Tree;
     impl Schema for Tree {

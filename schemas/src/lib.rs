@@ -1,0 +1,16 @@
+//! The workspace's example schemas as Rust: what `netcore_codegen` generates from `users.ncs` and
+//! `telemetry.ncs` (both import `common.ncs`), for the examples and tests of the `netcore` package.
+//!
+//! An application does the same in its own `build.rs` and includes the output with
+//! [`netcore::include_schema!`].
+#![allow(missing_docs)] // generated items carry the schema's doc comments; not every field has one
+
+/// `users.ncs`: the Python paper's users blueprint, typed, under `/user`.
+pub mod users {
+    netcore::include_schema!("users");
+}
+
+/// `telemetry.ncs`: the demo's device service.
+pub mod telemetry {
+    netcore::include_schema!("telemetry");
+}
