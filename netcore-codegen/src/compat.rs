@@ -216,7 +216,7 @@ fn methods(
         );
     }
     if old.options != new.options {
-        push(Impact::Cosmetic, format!("options (priority, timeout) of `{route}` changed"));
+        push(Impact::Cosmetic, format!("options (priority, timeout, context) of `{route}` changed"));
     }
     if old.docs != new.docs {
         push(Impact::Cosmetic, format!("docs of `{route}` changed"));

@@ -43,9 +43,10 @@ fn emit_server_trait(service: &Service, vis: &TokenStream) -> TokenStream {
             quote! { #arg_name: #ty }
         });
         let ret = rust_type(&method.returns);
+        let cx = method.options.context.then(|| quote!(cx: &::netcore::Context,));
         quote! {
             #docs
-            fn #fn_name(&self, #(#args),*) -> impl ::core::future::Future<
+            fn #fn_name(&self, #cx #(#args),*) -> impl ::core::future::Future<
                 Output = ::core::result::Result<#ret, ::netcore::HandlerError>
             > + ::core::marker::Send;
         }
@@ -74,19 +75,24 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
         let timeout = option_literal(method.options.timeout_ms.map(Literal::u64_suffixed));
         let ret = rust_type(&method.returns);
         let hash_fn = hash_fn(method);
+        let context = method.options.context;
+        let spec = quote! {
+            ::netcore::__private::MethodSpec {
+                route: #route, name: #path, hash: #server::#hash_fn(), priority: #priority, timeout_ms: #timeout,
+                context: #context,
+            }
+        };
         match method.kind {
             MethodKind::Call => quote! {
                 #docs
                 pub async fn #fn_name(&self, #(#names: #types),*) -> ::core::result::Result<#ret, ::netcore::CallError> {
-                    ::netcore::__private::call(
-                        &self.connection, #route, #path, #server::#hash_fn(), &(#(#names,)*), #priority, #timeout,
-                    ).await
+                    ::netcore::__private::call(&self.connection, #spec, &self.options, &(#(#names,)*)).await
                 }
             },
             MethodKind::Event => quote! {
                 #docs
                 pub async fn #fn_name(&self, #(#names: #types),*) -> ::core::result::Result<(), ::netcore::CallError> {
-                    ::netcore::__private::notify(&self.connection, #route, #path, #server::#hash_fn(), &(#(#names,)*), #priority).await
+                    ::netcore::__private::notify(&self.connection, #spec, &self.options, &(#(#names,)*)).await
                 }
             },
         }
@@ -96,6 +102,7 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
         #[derive(::core::fmt::Debug, ::core::clone::Clone)]
         #vis struct #client {
             connection: ::netcore::Connection,
+            options: ::netcore::CallOptions,
         }
 
         impl #client {
@@ -104,9 +111,15 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
                 #server::fingerprint()
             }
 
-            /// A client calling over `connection`.
+            /// A client calling over `connection`, each method with its declared options.
             pub fn new(connection: ::netcore::Connection) -> Self {
-                Self { connection }
+                Self { connection, options: ::core::default::Default::default() }
+            }
+
+            /// A client over the same connection whose calls use `options`: its priority and
+            /// timeout where set (the methods' declared ones otherwise), its headers and progress.
+            pub fn with(&self, options: ::netcore::CallOptions) -> Self {
+                Self { connection: <::netcore::Connection as ::core::clone::Clone>::clone(&self.connection), options }
             }
 
             /// The connection calls go over.
@@ -132,6 +145,17 @@ fn emit_server(service: &Service, vis: &TokenStream, types: Option<&[TypeDef]>) 
         let names: Vec<Ident> = method.args.iter().map(|a| ident(&a.name)).collect();
         let types = method.args.iter().map(|a| rust_type(&a.ty));
         let hash_fn = hash_fn(method);
+        if method.options.context {
+            return quote! {
+                .route_service(#path, ::netcore::__private::route_cx(
+                    <::netcore::__private::Arc<S> as ::core::clone::Clone>::clone(&service),
+                    Self::#hash_fn(),
+                    |service: ::netcore::__private::Arc<S>, cx: ::netcore::Context, (#(#names,)*): (#(#types,)*)| async move {
+                        service.#fn_name(&cx, #(#names),*).await
+                    },
+                ))
+            };
+        }
         quote! {
             .route_service(#path, ::netcore::__private::route(
                 <::netcore::__private::Arc<S> as ::core::clone::Clone>::clone(&service),

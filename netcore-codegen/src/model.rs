@@ -64,6 +64,10 @@ pub struct MethodOptions {
     pub priority: Option<u8>,
     /// Client-side timeout in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Whether the handler takes the request's context (`cx: &netcore::Context` after `&self` in
+    /// the macro, `@context` in a schema). Not on the wire and not in any hash: a client sends
+    /// such a method its timeout as a header, so the handler knows its deadline.
+    pub context: bool,
 }
 
 /// A method of a service.

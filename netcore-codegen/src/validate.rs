@@ -14,7 +14,7 @@ pub struct Diagnostic {
 }
 
 /// Method names the generated client already uses.
-const RESERVED_METHODS: &[&str] = &["new", "connection"];
+const RESERVED_METHODS: &[&str] = &["new", "connection", "with"];
 
 const RUST_KEYWORDS: &[&str] = &[
     "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",

@@ -186,6 +186,11 @@ impl<'a> Parser<'a> {
         while self.eat_punct('@') {
             let option_at = self.peek().clone();
             let option = self.ident("a method option")?;
+            if option == "context" {
+                // `@context`, a flag: the handler takes the request's context (docs/TYPED.md).
+                options.context = true;
+                continue;
+            }
             self.punct('(')?;
             let value_at = self.peek().clone();
             let value = self.int("a number")?;
@@ -195,7 +200,9 @@ impl<'a> Parser<'a> {
                 "priority" => return Err(self.error_at(&value_at, "priority must be 0 to 7")),
                 "timeout_ms" => options.timeout_ms = Some(value),
                 _ => {
-                    let message = format!("unknown method option `@{option}`; expected `@priority` or `@timeout_ms`");
+                    let message = format!(
+                        "unknown method option `@{option}`; expected `@priority(0..7)`, `@timeout_ms(N)` or `@context`"
+                    );
                     return Err(self.error_at(&option_at, &message));
                 }
             }

@@ -1,0 +1,249 @@
+//! The request context in typed handlers and per-call control on generated clients, through both
+//! front ends: a schema client against a macro server and the other way round.
+
+use std::time::Duration;
+
+use netcore::session::Config;
+use netcore::{CallError, CallOptions, Context, Endpoint, HandlerError};
+use tokio::sync::mpsc;
+
+#[allow(dead_code)] // not every generated item is used here
+mod from_schema {
+    netcore::include_schema!("account");
+}
+
+mod from_macro {
+    use super::from_schema::Seen;
+
+    /// The same service as `schemas/account.ncs`, declared with the macro.
+    #[netcore::service(prefix = "/account")]
+    pub trait Account {
+        async fn whoami(&self, cx: &netcore::Context) -> String;
+        #[netcore(priority = 2)]
+        async fn inspect(&self, cx: &netcore::Context, name: String) -> Seen;
+        async fn add_callers(&self, cx: &netcore::Context, x: u32) -> u32;
+        async fn wait_forever(&self, cx: &netcore::Context) -> u32;
+        async fn store(&self, blob: Vec<u8>) -> u64;
+        #[netcore(event)]
+        async fn ping(&self, cx: &netcore::Context, n: u32);
+    }
+}
+
+use from_schema::{CallerClient, Seen};
+
+/// Who a `before_request` hook found the caller to be.
+struct User(String);
+
+/// The implementation both traits delegate to.
+#[derive(Clone)]
+struct Svc {
+    pings: mpsc::UnboundedSender<(u32, Option<String>)>,
+    started: mpsc::UnboundedSender<()>,
+    cancelled: mpsc::UnboundedSender<()>,
+}
+
+struct Observed {
+    pings: mpsc::UnboundedReceiver<(u32, Option<String>)>,
+    started: mpsc::UnboundedReceiver<()>,
+    cancelled: mpsc::UnboundedReceiver<()>,
+}
+
+fn svc() -> (Svc, Observed) {
+    let (pings, pings_rx) = mpsc::unbounded_channel();
+    let (started, started_rx) = mpsc::unbounded_channel();
+    let (cancelled, cancelled_rx) = mpsc::unbounded_channel();
+    (Svc { pings, started, cancelled }, Observed { pings: pings_rx, started: started_rx, cancelled: cancelled_rx })
+}
+
+impl Svc {
+    fn whoami(&self, cx: &Context) -> Result<String, HandlerError> {
+        cx.extensions().get::<User>().map(|user| user.0.clone()).ok_or_else(|| HandlerError::handler("no user"))
+    }
+
+    fn inspect(&self, cx: &Context, name: String) -> Seen {
+        Seen {
+            header: cx.header(&name).map(str::to_owned),
+            priority: cx.priority().level(),
+            has_deadline: cx.deadline().is_some(),
+        }
+    }
+
+    async fn add_callers(&self, cx: &Context, x: u32) -> Result<u32, HandlerError> {
+        // The caller serves `Caller` on its side of the same connection.
+        let number = CallerClient::new(cx.connection().clone())
+            .number()
+            .await
+            .map_err(|err| HandlerError::handler(format!("calling back: {err}")))?;
+        Ok(number + x)
+    }
+
+    async fn wait_forever(&self, cx: &Context) -> Result<u32, HandlerError> {
+        let (cancellation, cancelled) = (cx.cancellation(), self.cancelled.clone());
+        tokio::spawn(async move {
+            cancellation.cancelled().await;
+            let _ = cancelled.send(());
+        });
+        let _ = self.started.send(());
+        std::future::pending().await
+    }
+
+    fn ping(&self, cx: &Context, n: u32) {
+        let _ = self.pings.send((n, cx.header("from").map(str::to_owned)));
+    }
+}
+
+impl from_schema::Account for Svc {
+    async fn whoami(&self, cx: &Context) -> Result<String, HandlerError> {
+        Svc::whoami(self, cx)
+    }
+    async fn inspect(&self, cx: &Context, name: String) -> Result<Seen, HandlerError> {
+        Ok(Svc::inspect(self, cx, name))
+    }
+    async fn add_callers(&self, cx: &Context, x: u32) -> Result<u32, HandlerError> {
+        Svc::add_callers(self, cx, x).await
+    }
+    async fn wait_forever(&self, cx: &Context) -> Result<u32, HandlerError> {
+        Svc::wait_forever(self, cx).await
+    }
+    async fn store(&self, blob: Vec<u8>) -> Result<u64, HandlerError> {
+        Ok(blob.len() as u64)
+    }
+    async fn ping(&self, cx: &Context, n: u32) -> Result<(), HandlerError> {
+        Svc::ping(self, cx, n);
+        Ok(())
+    }
+}
+
+impl from_macro::Account for Svc {
+    async fn whoami(&self, cx: &Context) -> Result<String, HandlerError> {
+        Svc::whoami(self, cx)
+    }
+    async fn inspect(&self, cx: &Context, name: String) -> Result<Seen, HandlerError> {
+        Ok(Svc::inspect(self, cx, name))
+    }
+    async fn add_callers(&self, cx: &Context, x: u32) -> Result<u32, HandlerError> {
+        Svc::add_callers(self, cx, x).await
+    }
+    async fn wait_forever(&self, cx: &Context) -> Result<u32, HandlerError> {
+        Svc::wait_forever(self, cx).await
+    }
+    async fn store(&self, blob: Vec<u8>) -> Result<u64, HandlerError> {
+        Ok(blob.len() as u64)
+    }
+    async fn ping(&self, cx: &Context, n: u32) -> Result<(), HandlerError> {
+        Svc::ping(self, cx, n);
+        Ok(())
+    }
+}
+
+/// The caller's side of the callback.
+struct Number(u32);
+
+impl from_schema::Caller for Number {
+    async fn number(&self) -> Result<u32, HandlerError> {
+        Ok(self.0)
+    }
+}
+
+/// A server serving `blueprint` behind a token check, and a client serving `Caller`, over duplex.
+fn link(blueprint: netcore::Blueprint) -> netcore::Connection {
+    let server = Endpoint::builder()
+        .blueprint(blueprint)
+        .before_request(|request| match request.headers().get("token").map(String::as_str) {
+            Some("secret") => {
+                request.extensions_mut().insert(User("alice".into()));
+                Ok(())
+            }
+            _ => Err(HandlerError::handler(format!("{}: no valid token", request.route()))),
+        })
+        .build()
+        .unwrap();
+    let client = Endpoint::builder()
+        .config(Config::stream())
+        .blueprint(from_schema::CallerServer::blueprint(Number(40)))
+        .build()
+        .unwrap();
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    server.connect(b, "server");
+    client.connect(a, "client")
+}
+
+fn token() -> CallOptions {
+    CallOptions::new().header("token", "secret")
+}
+
+/// Everything, with the client of front end `$client` against the server `$blueprint`.
+macro_rules! scenario {
+    ($client:ty, $blueprint:expr) => {{
+        let (svc, mut seen) = svc();
+        let conn = link($blueprint(svc));
+        let plain = <$client>::new(conn.clone());
+        // The hook refuses a call without the token…
+        let err = plain.whoami().await.unwrap_err();
+        assert!(
+            matches!(&err, CallError::Remote(e) if e.message == "/account/whoami: no valid token"),
+            "{err:?}"
+        );
+        // …and a client given it per call passes, the hook's extension reaching the handler.
+        let account = plain.with(token());
+        assert_eq!(account.whoami().await.unwrap(), "alice");
+
+        // Declared options are the defaults: priority 2, no timeout.
+        let seen_default = account.inspect("token".into()).await.unwrap();
+        assert_eq!(seen_default, Seen { header: Some("secret".into()), priority: 2, has_deadline: false });
+        // Per-call options win: priority, headers and a timeout the handler sees as a deadline.
+        let urgent = plain.with(token().priority(7).header("x-trace", "abc").timeout(Duration::from_secs(30)));
+        let seen_urgent = urgent.inspect("x-trace".into()).await.unwrap();
+        assert_eq!(seen_urgent, Seen { header: Some("abc".into()), priority: 7, has_deadline: true });
+
+        // A handler calls its caller back over the same connection.
+        assert_eq!(account.add_callers(2).await.unwrap(), 42);
+
+        // Events get the context too.
+        plain.with(token().header("from", "board-7")).ping(5).await.unwrap();
+        assert_eq!(seen.pings.recv().await, Some((5, Some("board-7".to_owned()))));
+
+        // Dropping a call tells the work its handler spawned.
+        {
+            let call = account.wait_forever();
+            tokio::pin!(call);
+            tokio::select! {
+                result = &mut call => panic!("wait_forever answered: {result:?}"),
+                started = seen.started.recv() => assert_eq!(started, Some(())),
+            }
+        }
+        assert_eq!(seen.cancelled.recv().await, Some(()));
+
+        // Arguments over the codec's limit fail at once, naming the method, the size and the limit.
+        let blob = vec![0u8; 20 << 20];
+        let err = account.store(blob).await.unwrap_err();
+        let limit = netcore::codec::DECODE_LIMIT as u64;
+        match &err {
+            CallError::TooLarge { method, size, limit: l } => {
+                assert_eq!((method.as_str(), *l), ("/account/store", limit));
+                assert!(*size > 20 << 20, "{size}");
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(text.contains("/account/store") && text.contains(&limit.to_string()), "{text}");
+        // Nothing was sent: the connection carries on.
+        assert_eq!(account.store(vec![1, 2, 3]).await.unwrap(), 3);
+    }};
+}
+
+#[tokio::test]
+async fn a_schema_client_uses_context_and_call_options_on_a_macro_server() {
+    scenario!(from_schema::AccountClient, from_macro::AccountServer::blueprint);
+}
+
+#[tokio::test]
+async fn a_macro_client_uses_context_and_call_options_on_a_schema_server() {
+    scenario!(from_macro::AccountClient, from_schema::AccountServer::blueprint);
+}
+
+#[test]
+fn context_is_not_part_of_the_fingerprint_or_hashes() {
+    assert_eq!(from_schema::AccountServer::fingerprint(), from_macro::AccountServer::fingerprint());
+    assert_eq!(from_schema::AccountServer::add_callers_hash(), from_macro::AccountServer::add_callers_hash());
+}
