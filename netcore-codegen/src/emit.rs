@@ -67,8 +67,8 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
     let methods = service.methods.iter().map(|method| {
         let docs = doc_attrs(&method.docs);
         let fn_name = ident(&method.name);
-        let names: Vec<Ident> = method.args.iter().map(|a| ident(&a.name)).collect();
-        let types = method.args.iter().map(|a| rust_type(&a.ty));
+        let names: Vec<Ident> = tuple_args(method).iter().map(|a| ident(&a.name)).collect();
+        let types: Vec<TokenStream> = tuple_args(method).iter().map(|a| rust_type(&a.ty)).collect();
         let path = service.route(method);
         let route = Literal::u32_suffixed(netcore_runtime::route_id(&path));
         let priority = option_literal(method.options.priority.map(Literal::u8_suffixed));
@@ -82,6 +82,19 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
                 context: #context,
             }
         };
+        if let Some(stream) = stream_arg(method) {
+            let stream = ident(&stream.name);
+            return quote! {
+                #docs
+                pub async fn #fn_name(
+                    &self, #(#names: #types,)* #stream: impl ::core::convert::Into<::netcore::Body>,
+                ) -> ::core::result::Result<#ret, ::netcore::CallError> {
+                    ::netcore::__private::call_stream(
+                        &self.connection, #spec, &self.options, &(#(#names,)*), ::core::convert::Into::into(#stream),
+                    ).await
+                }
+            };
+        }
         match method.kind {
             MethodKind::Call => quote! {
                 #docs
@@ -142,9 +155,24 @@ fn emit_server(service: &Service, vis: &TokenStream, types: Option<&[TypeDef]>) 
     let routes = service.methods.iter().map(|method| {
         let fn_name = ident(&method.name);
         let path = format!("/{}", method.name);
-        let names: Vec<Ident> = method.args.iter().map(|a| ident(&a.name)).collect();
-        let types = method.args.iter().map(|a| rust_type(&a.ty));
+        let names: Vec<Ident> = tuple_args(method).iter().map(|a| ident(&a.name)).collect();
+        let types: Vec<TokenStream> = tuple_args(method).iter().map(|a| rust_type(&a.ty)).collect();
         let hash_fn = hash_fn(method);
+        if let Some(stream) = stream_arg(method) {
+            let stream = ident(&stream.name);
+            let cx = method.options.context.then(|| quote!(&cx,));
+            return quote! {
+                .route_service(#path, ::netcore::__private::stream_route(
+                    <::netcore::__private::Arc<S> as ::core::clone::Clone>::clone(&service),
+                    Self::#hash_fn(),
+                    |service: ::netcore::__private::Arc<S>, cx: ::netcore::Context, (#(#names,)*): (#(#types,)*),
+                     #stream: ::netcore::endpoint::BodyStream| async move {
+                        let _ = &cx;
+                        service.#fn_name(#cx #(#names,)* #stream).await
+                    },
+                ))
+            };
+        }
         if method.options.context {
             return quote! {
                 .route_service(#path, ::netcore::__private::route_cx(
@@ -258,6 +286,10 @@ fn emit_wire_type_checks(service: &Service) -> TokenStream {
         service.methods.iter().flat_map(|m| m.args.iter().map(|a| &a.ty).chain([&m.returns])).filter_map(|ty| {
             let tokens = ty.rust.as_ref()?;
             let span = tokens.clone().into_iter().next().map_or_else(Span::call_site, |t| t.span());
+            if matches!(ty.ty, Type::Stream(_)) {
+                // Not encoded: its bytes follow the other arguments as they are.
+                return Some(quote_spanned! {span=> ::netcore::__private::assert_schema::<#tokens>(); });
+            }
             Some(quote_spanned! {span=>
                 ::netcore::__private::assert_wire_type::<#tokens>();
                 ::netcore::__private::assert_schema::<#tokens>();
@@ -417,6 +449,21 @@ pub fn canonical_type(ty: &Type) -> TokenStream {
             let name = ident(name);
             quote!(#name)
         }
+        // Only `stream<bytes>` passes validation: the handler reads it as it arrives.
+        Type::Stream(_) => quote!(::netcore::endpoint::BodyStream),
+    }
+}
+
+/// The method's last argument, if it is a stream.
+fn stream_arg(method: &Method) -> Option<&Arg> {
+    method.args.last().filter(|arg| matches!(arg.ty.ty, Type::Stream(_)))
+}
+
+/// The arguments that travel encoded together, in the tuple: all but a trailing stream.
+fn tuple_args(method: &Method) -> &[Arg] {
+    match stream_arg(method) {
+        Some(_) => &method.args[..method.args.len() - 1],
+        None => &method.args,
     }
 }
 

@@ -155,6 +155,9 @@ pub enum Type {
     Map(Box<Type>, Box<Type>),
     /// A user type, by name.
     Named(String),
+    /// A stream of items, sent as they come and never held whole: only `stream<bytes>`, and only
+    /// as a call's last argument (docs/TYPED.md).
+    Stream(Box<Type>),
 }
 
 /// A user type declared in a schema.
@@ -238,6 +241,7 @@ impl Type {
             Type::List(t) => format!("list<{}>", t.canonical()),
             Type::Map(k, v) => format!("map<{},{}>", k.canonical(), v.canonical()),
             Type::Named(name) => name.clone(),
+            Type::Stream(t) => format!("stream<{}>", t.canonical()),
         }
     }
 
@@ -303,6 +307,7 @@ impl Type {
         match self {
             Type::Option(inner) => layout.generic("option", &[&|l: &mut Layout| inner.describe(types, l)]),
             Type::List(inner) => layout.generic("list", &[&|l: &mut Layout| inner.describe(types, l)]),
+            Type::Stream(inner) => layout.generic("stream", &[&|l: &mut Layout| inner.describe(types, l)]),
             Type::Map(k, v) => {
                 layout.generic("map", &[&|l: &mut Layout| k.describe(types, l), &|l: &mut Layout| v.describe(types, l)])
             }

@@ -319,6 +319,8 @@ fn lower_path(path: &syn::TypePath) -> Result<Type, Error> {
     };
     let scalar = match name.as_str() {
         "String" => Some(Type::String),
+        // A `stream<bytes>` argument, as the handler reads it (validation checks where it goes).
+        "BodyStream" => Some(Type::Stream(Box::new(Type::Bytes))),
         "Bytes" => Some(Type::Bytes),
         other => Type::scalar(other).filter(|_| name != "string" && name != "bytes"),
     };

@@ -9,12 +9,16 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use bytes::{Bytes, BytesMut};
+
 use crate::codec;
 use crate::connection::{CallOptions, Connection, ConnectionId, LinkState};
 use crate::endpoint::{
-    handler, CallError, Extensions, HandlerError, Headers, IntoRouteService, Request, Response, RouteService,
+    handler, BodyStream, CallError, Extensions, HandlerError, Headers, IntoRouteService, Request, Response,
+    RouteService,
 };
 use crate::frame::{Priority, Route};
+use crate::session::Body;
 
 /// Checks the peer's METHODS table (docs/PROTOCOL.md §5.1, §15) for route `route`, named `name`,
 /// whose layout hash is `hash`: [`CallError::Incompatible`] if the peer lacks it or has another
@@ -317,6 +321,136 @@ where
         }),
         hash,
     )
+}
+
+/// A typed route whose method's last argument is a `stream<bytes>`: its payload is
+/// `varint len ‖ arguments ‖ stream bytes` (docs/PROTOCOL.md §15), streamed to the handler as it
+/// arrives (§8.3), so the stream is never stored whole; the other arguments stay under
+/// [`codec::DECODE_LIMIT`].
+pub struct TypedStreamRoute(RouteService, u64);
+
+impl IntoRouteService for TypedStreamRoute {
+    fn into_route_service(self) -> (RouteService, Option<u64>) {
+        (self.0, None)
+    }
+
+    fn method_hash(&self) -> Option<u64> {
+        Some(self.1)
+    }
+
+    fn streaming(&self) -> bool {
+        true
+    }
+}
+
+/// A route for a method whose last argument is a `stream<bytes>`: decodes the other arguments `A`
+/// from the payload's start and hands `f` the rest as a [`BodyStream`], as it arrives.
+pub fn stream_route<S, A, R, F, Fut>(service: Arc<S>, hash: u64, f: F) -> TypedStreamRoute
+where
+    S: Send + Sync + 'static,
+    A: DeserializeOwned + Send + 'static,
+    R: Serialize + 'static,
+    F: Fn(Arc<S>, Context, A, BodyStream) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+{
+    TypedStreamRoute(
+        handler(move |mut request: Request| {
+            let (service, f) = (service.clone(), f.clone());
+            async move {
+                let mut body = request.body_stream()?;
+                let (args, header_len, front) = read_stream_args::<A>(&request.route, &mut body).await?;
+                let body = body.after(header_len, front);
+                let cx = Context::take(&mut request);
+                drop(request);
+                let mut guard = CancelOnDrop(Some(cx.cancel.0.clone()));
+                let result = f(service, cx, args, body).await;
+                guard.0 = None;
+                Response::encode(&result?)
+            }
+        }),
+        hash,
+    )
+}
+
+/// Reads `varint len ‖ arguments` from the start of a streamed payload: the arguments, the
+/// header's length and the bytes of the stream read with it. A length over the decode limit or
+/// a payload that ends first is a BAD_REQUEST naming the route.
+async fn read_stream_args<A: DeserializeOwned>(
+    route: &str,
+    body: &mut BodyStream,
+) -> Result<(A, u64, Bytes), HandlerError> {
+    let mut buf = BytesMut::new();
+    let mut need: Option<(usize, usize)> = None; // (varint length, arguments length)
+    loop {
+        if need.is_none() {
+            match crate::varint::peek(&buf) {
+                Ok(crate::varint::Peek::Value(len, at)) if len <= codec::DECODE_LIMIT as u64 => {
+                    need = Some((at, len as usize))
+                }
+                Ok(crate::varint::Peek::Value(len, _)) => {
+                    return Err(HandlerError::new(
+                        crate::endpoint::ErrorCode::TOO_LARGE,
+                        format!(
+                            "arguments of {route} announce {len} bytes, over the decode limit of {} bytes",
+                            codec::DECODE_LIMIT
+                        ),
+                    ))
+                }
+                Ok(crate::varint::Peek::Incomplete) => {}
+                Err(_) => return Err(HandlerError::bad_request(format!("{route}: bad argument length"))),
+            }
+        }
+        if let Some((at, len)) = need {
+            if buf.len() >= at + len {
+                let args = codec::decode(&buf[at..at + len])?;
+                let front = buf.split_off(at + len).freeze();
+                return Ok((args, (at + len) as u64, front));
+            }
+        }
+        match body.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            Ok(None) => {
+                return Err(HandlerError::bad_request(format!("{route}: the payload ends inside the arguments")))
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// Calls `method`, whose last argument is a `stream<bytes>`, with the other arguments `args` and
+/// the stream `stream` (bytes in memory, or a [`Body::reader`]/[`Body::file`] read as it is sent,
+/// never loaded whole): sends `varint len ‖ args ‖ stream` (docs/PROTOCOL.md §15).
+pub async fn call_stream<A, R>(
+    connection: &Connection,
+    method: MethodSpec,
+    opts: &CallOptions,
+    args: &A,
+    stream: Body,
+) -> Result<R, CallError>
+where
+    A: Serialize + ?Sized,
+    R: DeserializeOwned,
+{
+    let opts = merge(&method, opts);
+    check_method(connection, method.route, method.name, method.hash, opts.timeout).await?;
+    let encoded = encode_args(&method, args)?;
+    let mut header = Vec::with_capacity(encoded.len() + crate::varint::MAX_LEN);
+    crate::varint::put(&mut header, encoded.len() as u64);
+    header.extend_from_slice(&encoded);
+    let total = header.len() as u64 + stream.len();
+    let header = std::io::Cursor::new(header);
+    let body = match stream {
+        Body::Bytes(bytes) => Body::reader(std::io::Read::chain(header, std::io::Cursor::new(bytes)), total),
+        Body::Reader { reader, .. } => Body::reader(std::io::Read::chain(header, reader), total),
+    };
+    connection.call_named(Route::Id(method.route), Some(method.name), body, opts).await?.decode()
+}
+
+impl crate::layout::Schema for BodyStream {
+    /// `stream<bytes>`.
+    fn describe(layout: &mut crate::layout::Layout) {
+        layout.generic("stream", &[&<Vec<u8> as crate::layout::Schema>::describe]);
+    }
 }
 
 /// Fails to compile, at the type, for a type that cannot go on the wire.

@@ -215,14 +215,14 @@ impl<'a> Parser<'a> {
         let at = self.peek().clone();
         let word = self.ident("a type")?;
         let mut ty = match word.as_str() {
-            "option" | "list" => {
+            "option" | "list" | "stream" => {
                 self.punct('<')?;
                 let inner = Box::new(self.ty()?);
                 self.punct('>')?;
-                if word == "option" {
-                    Type::Option(inner)
-                } else {
-                    Type::List(inner)
+                match word.as_str() {
+                    "option" => Type::Option(inner),
+                    "list" => Type::List(inner),
+                    _ => Type::Stream(inner),
                 }
             }
             "map" => {

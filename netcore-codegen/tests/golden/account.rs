@@ -15,6 +15,22 @@ pub struct Seen {
     pub priority: u8,
     pub has_deadline: bool,
 }
+/// What an upload stored.
+#[derive(
+    ::core::fmt::Debug,
+    ::core::clone::Clone,
+    ::core::cmp::PartialEq,
+    ::netcore::__private::serde::Serialize,
+    ::netcore::__private::serde::Deserialize,
+    ::netcore::Schema
+)]
+#[serde(crate = "::netcore::__private::serde")]
+pub struct Stored {
+    pub name: ::std::string::String,
+    pub len: u64,
+    pub crc: u32,
+    pub chunks: u32,
+}
 /// An account service whose handlers read their request's context.
 pub trait Account: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// Who is calling: what the endpoint's `before_request` hook found in the `token` header.
@@ -51,6 +67,23 @@ pub trait Account: ::core::marker::Send + ::core::marker::Sync + 'static {
     fn store(
         &self,
         blob: ::std::vec::Vec<u8>,
+    ) -> impl ::core::future::Future<
+        Output = ::core::result::Result<u64, ::netcore::HandlerError>,
+    > + ::core::marker::Send;
+    /// Stores an image streamed as it is read, never held whole: its length and CRC-32.
+    fn upload(
+        &self,
+        cx: &::netcore::Context,
+        name: ::std::string::String,
+        image: ::netcore::endpoint::BodyStream,
+    ) -> impl ::core::future::Future<
+        Output = ::core::result::Result<Stored, ::netcore::HandlerError>,
+    > + ::core::marker::Send;
+    /// The same without the context; fails after `fail_after` bytes if not zero.
+    fn check(
+        &self,
+        fail_after: u64,
+        image: ::netcore::endpoint::BodyStream,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<u64, ::netcore::HandlerError>,
     > + ::core::marker::Send;
@@ -193,6 +226,50 @@ impl AccountClient {
             )
             .await
     }
+    /// Stores an image streamed as it is read, never held whole: its length and CRC-32.
+    pub async fn upload(
+        &self,
+        name: ::std::string::String,
+        image: impl ::core::convert::Into<::netcore::Body>,
+    ) -> ::core::result::Result<Stored, ::netcore::CallError> {
+        ::netcore::__private::call_stream(
+                &self.connection,
+                ::netcore::__private::MethodSpec {
+                    route: 629893183u32,
+                    name: "/account/upload",
+                    hash: AccountServer::upload_hash(),
+                    priority: ::core::option::Option::Some(1u8),
+                    timeout_ms: ::core::option::Option::None,
+                    context: true,
+                },
+                &self.options,
+                &(name,),
+                ::core::convert::Into::into(image),
+            )
+            .await
+    }
+    /// The same without the context; fails after `fail_after` bytes if not zero.
+    pub async fn check(
+        &self,
+        fail_after: u64,
+        image: impl ::core::convert::Into<::netcore::Body>,
+    ) -> ::core::result::Result<u64, ::netcore::CallError> {
+        ::netcore::__private::call_stream(
+                &self.connection,
+                ::netcore::__private::MethodSpec {
+                    route: 719064346u32,
+                    name: "/account/check",
+                    hash: AccountServer::check_hash(),
+                    priority: ::core::option::Option::None,
+                    timeout_ms: ::core::option::Option::None,
+                    context: false,
+                },
+                &self.options,
+                &(fail_after,),
+                ::core::convert::Into::into(image),
+            )
+            .await
+    }
     /// One-way, with the context.
     pub async fn ping(
         &self,
@@ -261,6 +338,30 @@ impl AccountServer {
                     <u64 as ::netcore::layout::Schema>::describe(layout);
                 },
                 |layout: &mut ::netcore::layout::Layout| {
+                    layout.method(false, "upload");
+                    layout.element();
+                    <::std::string::String as ::netcore::layout::Schema>::describe(
+                        layout,
+                    );
+                    layout.element();
+                    <::netcore::endpoint::BodyStream as ::netcore::layout::Schema>::describe(
+                        layout,
+                    );
+                    layout.returns();
+                    <Stored as ::netcore::layout::Schema>::describe(layout);
+                },
+                |layout: &mut ::netcore::layout::Layout| {
+                    layout.method(false, "check");
+                    layout.element();
+                    <u64 as ::netcore::layout::Schema>::describe(layout);
+                    layout.element();
+                    <::netcore::endpoint::BodyStream as ::netcore::layout::Schema>::describe(
+                        layout,
+                    );
+                    layout.returns();
+                    <u64 as ::netcore::layout::Schema>::describe(layout);
+                },
+                |layout: &mut ::netcore::layout::Layout| {
                     layout.method(true, "ping");
                     layout.element();
                     <u32 as ::netcore::layout::Schema>::describe(layout);
@@ -289,6 +390,14 @@ impl AccountServer {
     /// The layout hash of `/account/store` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
     pub fn store_hash() -> u64 {
         18106694823338727614u64
+    }
+    /// The layout hash of `/account/upload` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
+    pub fn upload_hash() -> u64 {
+        128122575809263405u64
+    }
+    /// The layout hash of `/account/check` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
+    pub fn check_hash() -> u64 {
+        7145272753695405602u64
     }
     /// The layout hash of `/account/ping` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
     pub fn ping_hash() -> u64 {
@@ -367,6 +476,42 @@ impl AccountServer {
                         service: ::netcore::__private::Arc<S>,
                         (blob,): (::std::vec::Vec<u8>,)|
                     async move { service.store(blob).await },
+                ),
+            )
+            .route_service(
+                "/upload",
+                ::netcore::__private::stream_route(
+                    <::netcore::__private::Arc<
+                        S,
+                    > as ::core::clone::Clone>::clone(&service),
+                    Self::upload_hash(),
+                    |
+                        service: ::netcore::__private::Arc<S>,
+                        cx: ::netcore::Context,
+                        (name,): (::std::string::String,),
+                        image: ::netcore::endpoint::BodyStream|
+                    async move {
+                        let _ = &cx;
+                        service.upload(&cx, name, image).await
+                    },
+                ),
+            )
+            .route_service(
+                "/check",
+                ::netcore::__private::stream_route(
+                    <::netcore::__private::Arc<
+                        S,
+                    > as ::core::clone::Clone>::clone(&service),
+                    Self::check_hash(),
+                    |
+                        service: ::netcore::__private::Arc<S>,
+                        cx: ::netcore::Context,
+                        (fail_after,): (u64,),
+                        image: ::netcore::endpoint::BodyStream|
+                    async move {
+                        let _ = &cx;
+                        service.check(fail_after, image).await
+                    },
                 ),
             )
             .route_service(
