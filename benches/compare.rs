@@ -194,10 +194,24 @@ fn main() {
     if wanted("calls_per_s_64") {
         entries.push(calls_per_s(&plan));
     }
-    if wanted("bulk_mib_s") || wanted("hol_p99_us") {
+    if wanted("bulk_mib_s") || wanted("bulk_typed_mib_s") || wanted("hol_p99_us") {
         let data = pattern(plan.bulk_bytes);
+        let mut untyped = None;
         if wanted("bulk_mib_s") {
-            entries.push(bulk(&plan, &data, &mut notes));
+            let entry = bulk(&plan, &data, &mut notes);
+            untyped = entry.get(System::Netcore);
+            entries.push(entry);
+        }
+        if wanted("bulk_typed_mib_s") {
+            let entry = bulk_typed(&plan, &data, &mut notes);
+            if let (Some(typed), Some(untyped)) = (entry.get(System::Netcore), untyped) {
+                notes.push(format!(
+                    "bulk_typed_mib_s: a stream<bytes> method runs at {:.2}x the untyped streaming route \
+                     (bulk_mib_s, netcore) in this run",
+                    typed / untyped
+                ));
+            }
+            entries.push(entry);
         }
         if wanted("bulk_stored_mib_s") {
             entries.push(bulk_stored(&plan, &data, &mut notes));
@@ -311,6 +325,32 @@ async fn burst(client: &Client, callers: usize, time: Duration) -> f64 {
 /// them from its [`BodyStream`](netcore::endpoint::BodyStream), tarpc decodes the whole message.
 fn bulk(plan: &Plan, data: &Bytes, notes: &mut Vec<String>) -> Entry {
     bulk_into(Entry::new("bulk_mib_s", "MiB/s"), System::chosen(), "/sink", plan, data, notes)
+}
+
+/// `bulk_typed_mib_s` (netcore only): the same payload as the `stream<bytes>` argument of a typed
+/// method (`Bench::sink`), read by its handler as it arrives, as `/sink` reads it untyped.
+fn bulk_typed(plan: &Plan, data: &Bytes, notes: &mut Vec<String>) -> Entry {
+    let netcore = System::chosen().into_iter().filter(|s| *s == System::Netcore).collect();
+    bulk_into(Entry::new("bulk_typed_mib_s", "MiB/s"), netcore, TYPED_SINK, plan, data, notes)
+}
+
+/// The typed method `bulk_typed_mib_s` sends to.
+const TYPED_SINK: &str = "/bench/sink";
+
+/// The typed service of `bulk_typed_mib_s`.
+#[netcore::service(prefix = "/bench")]
+trait Bench {
+    /// Reads `data` as it arrives; its length.
+    async fn sink(&self, tag: u32, data: netcore::endpoint::BodyStream) -> u64;
+}
+
+struct BenchSink;
+
+impl Bench for BenchSink {
+    async fn sink(&self, _tag: u32, mut data: netcore::endpoint::BodyStream) -> Result<u64, netcore::HandlerError> {
+        while data.chunk().await?.is_some() {}
+        Ok(data.received())
+    }
 }
 
 /// `bulk_stored_mib_s` (netcore only, not one of the issue's workloads): the same payload into a
@@ -841,6 +881,7 @@ fn netcore_server(config: Config) -> Endpoint {
             }
             Ok(Response::bytes(received.to_le_bytes().to_vec()))
         })
+        .blueprint(BenchServer::blueprint(BenchSink))
         // Answers with the length only: a large payload stays where the runtime stored it.
         .route("/store", |req| async move { Ok(Response::bytes(req.payload().len()?.to_le_bytes().to_vec())) })
         .build()
@@ -941,6 +982,10 @@ impl Client {
             (Client::RawPipelined(calls), BulkBody::Shared(data)) => reply_u64(&raw::call(calls, data).await),
             (Client::Tarpc(client), BulkBody::Owned(data)) => {
                 client.sink(rpc::context(), serde_bytes::ByteBuf::from(data)).await.expect("tarpc sink")
+            }
+            (Client::Netcore(conn), BulkBody::Shared(data)) if route == TYPED_SINK => {
+                let client = BenchClient::new(conn.clone()).with(CallOptions::new().priority(priority));
+                client.sink(7, Body::Bytes(data)).await.expect("netcore typed sink")
             }
             (Client::Netcore(conn), BulkBody::Shared(data)) => {
                 let opts = CallOptions::default().priority(priority);

@@ -1,6 +1,6 @@
 //! Compiles the example schemas beside this file (and their imports) into `OUT_DIR`.
 
 fn main() {
-    let schemas = netcore_codegen::Builder::new().schema("users.ncs").schema("telemetry.ncs");
+    let schemas = netcore_codegen::Builder::new().schema("users.ncs").schema("telemetry.ncs").schema("account.ncs");
     schemas.compile().unwrap_or_else(|err| err.exit());
 }

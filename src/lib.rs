@@ -52,7 +52,9 @@ macro_rules! include_schema {
 #[doc(hidden)]
 pub mod __private {
     pub use netcore_runtime::layout::assert_schema;
-    pub use netcore_runtime::typed::{assert_wire_type, call, notify, route};
+    pub use netcore_runtime::typed::{
+        assert_wire_type, call, call_stream, notify, route, route_cx, stream_route, MethodSpec,
+    };
     pub use serde;
     pub use std::sync::{Arc, OnceLock};
 }

@@ -558,8 +558,15 @@ async fn a_refused_tcp_connection_names_the_address() {
 async fn an_unknown_route_called_by_id_is_named_by_the_caller() {
     let conn = duplex_pair(&echo_server());
     let route = "/board/read";
-    let err =
-        netcore::typed::call::<_, f64>(&conn, netcore::route_id(route), route, 0, &(), None, None).await.unwrap_err();
+    let method = netcore::typed::MethodSpec {
+        route: netcore::route_id(route),
+        name: route,
+        hash: 0,
+        priority: None,
+        timeout_ms: None,
+        context: false,
+    };
+    let err = netcore::typed::call::<_, f64>(&conn, method, &CallOptions::default(), &()).await.unwrap_err();
     assert!(matches!(&err, CallError::Remote(e) if e.code == ErrorCode::NOT_FOUND), "{err}");
     let id = netcore::route_id(route);
     assert_eq!(

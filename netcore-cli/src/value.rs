@@ -196,6 +196,12 @@ impl Types {
             }};
         }
         Ok(match ty {
+            Type::Stream(_) => {
+                return Err(FitError {
+                    path: render_path(path),
+                    message: format!("a {} argument cannot be given on the command line", ty.canonical()),
+                })
+            }
             Type::Unit => match value {
                 Value::Null => Typed::Unit,
                 _ => return Err(mismatch(path)),
@@ -424,7 +430,7 @@ impl Types {
             Type::F32 => Typed::F32(0.0),
             Type::F64 => Typed::F64(0.0),
             Type::String => Typed::Str(String::new()),
-            Type::Bytes => Typed::Bytes(Vec::new()),
+            Type::Bytes | Type::Stream(_) => Typed::Bytes(Vec::new()),
             Type::Option(_) => Typed::None,
             Type::List(_) => Typed::Seq(Vec::new()),
             Type::Map(..) => Typed::Map(Vec::new()),
@@ -757,7 +763,7 @@ impl<'de> DeserializeSeed<'de> for Decode<'_> {
             Type::F32 => d.deserialize_f32(visitor),
             Type::F64 => d.deserialize_f64(visitor),
             Type::String => d.deserialize_string(visitor),
-            Type::Bytes | Type::List(_) => d.deserialize_seq(visitor),
+            Type::Bytes | Type::List(_) | Type::Stream(_) => d.deserialize_seq(visitor),
             Type::Option(_) => d.deserialize_option(visitor),
             Type::Map(..) => d.deserialize_map(visitor),
             Type::Named(name) => match self.types.def(name) {

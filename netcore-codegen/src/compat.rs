@@ -216,7 +216,7 @@ fn methods(
         );
     }
     if old.options != new.options {
-        push(Impact::Cosmetic, format!("options (priority, timeout) of `{route}` changed"));
+        push(Impact::Cosmetic, format!("options (priority, timeout, context) of `{route}` changed"));
     }
     if old.docs != new.docs {
         push(Impact::Cosmetic, format!("docs of `{route}` changed"));
@@ -260,7 +260,7 @@ fn layout_of(def: &TypeDef, types: &[TypeDef]) -> String {
 /// Adds the user types `ty` reaches, transitively.
 fn reach(ty: &Type, types: &[TypeDef], out: &mut BTreeSet<String>) {
     match ty {
-        Type::Option(inner) | Type::List(inner) => reach(inner, types, out),
+        Type::Option(inner) | Type::List(inner) | Type::Stream(inner) => reach(inner, types, out),
         Type::Map(k, v) => {
             reach(k, types, out);
             reach(v, types, out);

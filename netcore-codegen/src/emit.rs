@@ -43,9 +43,10 @@ fn emit_server_trait(service: &Service, vis: &TokenStream) -> TokenStream {
             quote! { #arg_name: #ty }
         });
         let ret = rust_type(&method.returns);
+        let cx = method.options.context.then(|| quote!(cx: &::netcore::Context,));
         quote! {
             #docs
-            fn #fn_name(&self, #(#args),*) -> impl ::core::future::Future<
+            fn #fn_name(&self, #cx #(#args),*) -> impl ::core::future::Future<
                 Output = ::core::result::Result<#ret, ::netcore::HandlerError>
             > + ::core::marker::Send;
         }
@@ -66,27 +67,45 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
     let methods = service.methods.iter().map(|method| {
         let docs = doc_attrs(&method.docs);
         let fn_name = ident(&method.name);
-        let names: Vec<Ident> = method.args.iter().map(|a| ident(&a.name)).collect();
-        let types = method.args.iter().map(|a| rust_type(&a.ty));
+        let names: Vec<Ident> = tuple_args(method).iter().map(|a| ident(&a.name)).collect();
+        let types: Vec<TokenStream> = tuple_args(method).iter().map(|a| rust_type(&a.ty)).collect();
         let path = service.route(method);
         let route = Literal::u32_suffixed(netcore_layout::route_id(&path));
         let priority = option_literal(method.options.priority.map(Literal::u8_suffixed));
         let timeout = option_literal(method.options.timeout_ms.map(Literal::u64_suffixed));
         let ret = rust_type(&method.returns);
         let hash_fn = hash_fn(method);
+        let context = method.options.context;
+        let spec = quote! {
+            ::netcore::__private::MethodSpec {
+                route: #route, name: #path, hash: #server::#hash_fn(), priority: #priority, timeout_ms: #timeout,
+                context: #context,
+            }
+        };
+        if let Some(stream) = stream_arg(method) {
+            let stream = ident(&stream.name);
+            return quote! {
+                #docs
+                pub async fn #fn_name(
+                    &self, #(#names: #types,)* #stream: impl ::core::convert::Into<::netcore::Body>,
+                ) -> ::core::result::Result<#ret, ::netcore::CallError> {
+                    ::netcore::__private::call_stream(
+                        &self.connection, #spec, &self.options, &(#(#names,)*), ::core::convert::Into::into(#stream),
+                    ).await
+                }
+            };
+        }
         match method.kind {
             MethodKind::Call => quote! {
                 #docs
                 pub async fn #fn_name(&self, #(#names: #types),*) -> ::core::result::Result<#ret, ::netcore::CallError> {
-                    ::netcore::__private::call(
-                        &self.connection, #route, #path, #server::#hash_fn(), &(#(#names,)*), #priority, #timeout,
-                    ).await
+                    ::netcore::__private::call(&self.connection, #spec, &self.options, &(#(#names,)*)).await
                 }
             },
             MethodKind::Event => quote! {
                 #docs
                 pub async fn #fn_name(&self, #(#names: #types),*) -> ::core::result::Result<(), ::netcore::CallError> {
-                    ::netcore::__private::notify(&self.connection, #route, #path, #server::#hash_fn(), &(#(#names,)*), #priority).await
+                    ::netcore::__private::notify(&self.connection, #spec, &self.options, &(#(#names,)*)).await
                 }
             },
         }
@@ -96,6 +115,7 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
         #[derive(::core::fmt::Debug, ::core::clone::Clone)]
         #vis struct #client {
             connection: ::netcore::Connection,
+            options: ::netcore::CallOptions,
         }
 
         impl #client {
@@ -104,9 +124,15 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
                 #server::fingerprint()
             }
 
-            /// A client calling over `connection`.
+            /// A client calling over `connection`, each method with its declared options.
             pub fn new(connection: ::netcore::Connection) -> Self {
-                Self { connection }
+                Self { connection, options: ::core::default::Default::default() }
+            }
+
+            /// A client over the same connection whose calls use `options`: its priority and
+            /// timeout where set (the methods' declared ones otherwise), its headers and progress.
+            pub fn with(&self, options: ::netcore::CallOptions) -> Self {
+                Self { connection: <::netcore::Connection as ::core::clone::Clone>::clone(&self.connection), options }
             }
 
             /// The connection calls go over.
@@ -129,9 +155,35 @@ fn emit_server(service: &Service, vis: &TokenStream, types: Option<&[TypeDef]>) 
     let routes = service.methods.iter().map(|method| {
         let fn_name = ident(&method.name);
         let path = format!("/{}", method.name);
-        let names: Vec<Ident> = method.args.iter().map(|a| ident(&a.name)).collect();
-        let types = method.args.iter().map(|a| rust_type(&a.ty));
+        let names: Vec<Ident> = tuple_args(method).iter().map(|a| ident(&a.name)).collect();
+        let types: Vec<TokenStream> = tuple_args(method).iter().map(|a| rust_type(&a.ty)).collect();
         let hash_fn = hash_fn(method);
+        if let Some(stream) = stream_arg(method) {
+            let stream = ident(&stream.name);
+            let cx = method.options.context.then(|| quote!(&cx,));
+            return quote! {
+                .route_service(#path, ::netcore::__private::stream_route(
+                    <::netcore::__private::Arc<S> as ::core::clone::Clone>::clone(&service),
+                    Self::#hash_fn(),
+                    |service: ::netcore::__private::Arc<S>, cx: ::netcore::Context, (#(#names,)*): (#(#types,)*),
+                     #stream: ::netcore::endpoint::BodyStream| async move {
+                        let _ = &cx;
+                        service.#fn_name(#cx #(#names,)* #stream).await
+                    },
+                ))
+            };
+        }
+        if method.options.context {
+            return quote! {
+                .route_service(#path, ::netcore::__private::route_cx(
+                    <::netcore::__private::Arc<S> as ::core::clone::Clone>::clone(&service),
+                    Self::#hash_fn(),
+                    |service: ::netcore::__private::Arc<S>, cx: ::netcore::Context, (#(#names,)*): (#(#types,)*)| async move {
+                        service.#fn_name(&cx, #(#names),*).await
+                    },
+                ))
+            };
+        }
         quote! {
             .route_service(#path, ::netcore::__private::route(
                 <::netcore::__private::Arc<S> as ::core::clone::Clone>::clone(&service),
@@ -234,6 +286,10 @@ fn emit_wire_type_checks(service: &Service) -> TokenStream {
         service.methods.iter().flat_map(|m| m.args.iter().map(|a| &a.ty).chain([&m.returns])).filter_map(|ty| {
             let tokens = ty.rust.as_ref()?;
             let span = tokens.clone().into_iter().next().map_or_else(Span::call_site, |t| t.span());
+            if matches!(ty.ty, Type::Stream(_)) {
+                // Not encoded: its bytes follow the other arguments as they are.
+                return Some(quote_spanned! {span=> ::netcore::__private::assert_schema::<#tokens>(); });
+            }
             Some(quote_spanned! {span=>
                 ::netcore::__private::assert_wire_type::<#tokens>();
                 ::netcore::__private::assert_schema::<#tokens>();
@@ -393,6 +449,21 @@ pub fn canonical_type(ty: &Type) -> TokenStream {
             let name = ident(name);
             quote!(#name)
         }
+        // Only `stream<bytes>` passes validation: the handler reads it as it arrives.
+        Type::Stream(_) => quote!(::netcore::endpoint::BodyStream),
+    }
+}
+
+/// The method's last argument, if it is a stream.
+fn stream_arg(method: &Method) -> Option<&Arg> {
+    method.args.last().filter(|arg| matches!(arg.ty.ty, Type::Stream(_)))
+}
+
+/// The arguments that travel encoded together, in the tuple: all but a trailing stream.
+fn tuple_args(method: &Method) -> &[Arg] {
+    match stream_arg(method) {
+        Some(_) => &method.args[..method.args.len() - 1],
+        None => &method.args,
     }
 }
 

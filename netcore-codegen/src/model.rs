@@ -64,6 +64,10 @@ pub struct MethodOptions {
     pub priority: Option<u8>,
     /// Client-side timeout in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Whether the handler takes the request's context (`cx: &netcore::Context` after `&self` in
+    /// the macro, `@context` in a schema). Not on the wire and not in any hash: a client sends
+    /// such a method its timeout as a header, so the handler knows its deadline.
+    pub context: bool,
 }
 
 /// A method of a service.
@@ -151,6 +155,9 @@ pub enum Type {
     Map(Box<Type>, Box<Type>),
     /// A user type, by name.
     Named(String),
+    /// A stream of items, sent as they come and never held whole: only `stream<bytes>`, and only
+    /// as a call's last argument (docs/TYPED.md).
+    Stream(Box<Type>),
 }
 
 /// A user type declared in a schema.
@@ -234,6 +241,7 @@ impl Type {
             Type::List(t) => format!("list<{}>", t.canonical()),
             Type::Map(k, v) => format!("map<{},{}>", k.canonical(), v.canonical()),
             Type::Named(name) => name.clone(),
+            Type::Stream(t) => format!("stream<{}>", t.canonical()),
         }
     }
 
@@ -299,6 +307,7 @@ impl Type {
         match self {
             Type::Option(inner) => layout.generic("option", &[&|l: &mut Layout| inner.describe(types, l)]),
             Type::List(inner) => layout.generic("list", &[&|l: &mut Layout| inner.describe(types, l)]),
+            Type::Stream(inner) => layout.generic("stream", &[&|l: &mut Layout| inner.describe(types, l)]),
             Type::Map(k, v) => {
                 layout.generic("map", &[&|l: &mut Layout| k.describe(types, l), &|l: &mut Layout| v.describe(types, l)])
             }

@@ -14,7 +14,7 @@ pub struct Diagnostic {
 }
 
 /// Method names the generated client already uses.
-const RESERVED_METHODS: &[&str] = &["new", "connection"];
+const RESERVED_METHODS: &[&str] = &["new", "connection", "with"];
 
 const RUST_KEYWORDS: &[&str] = &[
     "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
@@ -117,14 +117,21 @@ fn check_services(schema: &Schema, resolve_names: bool, report: Report<'_>) {
             if method.options.priority.is_some_and(|p| p > 7) {
                 report(&method.origin, "priority must be 0 to 7".into());
             }
-            for arg in &method.args {
+            for (i, arg) in method.args.iter().enumerate() {
                 check_ident(&arg.name, &arg.origin, report);
+                check_stream_arg(method, i, &arg.ty.ty, &arg.origin, report);
                 if resolve_names {
                     check_resolved(&arg.ty.ty, &arg.origin, &declared, report);
                 }
             }
             if resolve_names {
                 check_resolved(&method.returns.ty, &method.origin, &declared, report);
+            }
+            if contains_stream(&method.returns.ty) {
+                report(
+                    &method.origin,
+                    "a stream as the result is not supported yet; only the last argument can be `stream<bytes>`".into(),
+                );
             }
             let route = service.route(method);
             let id = netcore_layout::route_id(&route);
@@ -135,6 +142,41 @@ fn check_services(schema: &Schema, resolve_names: bool, report: Report<'_>) {
                 );
             }
         }
+    }
+}
+
+/// `stream<bytes>` is allowed only as the last argument of a call, and not inside another type.
+fn check_stream_arg(method: &Method, position: usize, ty: &Type, origin: &Origin, report: Report<'_>) {
+    match ty {
+        Type::Stream(inner) => {
+            if method.kind == MethodKind::Event {
+                report(origin, "events cannot carry a stream; make it an `rpc` (a call)".into());
+            } else if position + 1 != method.args.len() {
+                report(origin, "a stream goes last: move it after the other arguments".into());
+            }
+            if **inner != Type::Bytes {
+                report(
+                    origin,
+                    format!(
+                        "`stream<{}>` is not supported yet; only `stream<bytes>` (in Rust `netcore::endpoint::BodyStream`)",
+                        inner.canonical()
+                    ),
+                );
+            }
+        }
+        other if contains_stream(other) => {
+            report(origin, "a stream cannot be inside another type; use it as the last argument itself".into())
+        }
+        _ => {}
+    }
+}
+
+fn contains_stream(ty: &Type) -> bool {
+    match ty {
+        Type::Stream(_) => true,
+        Type::Option(t) | Type::List(t) => contains_stream(t),
+        Type::Map(k, v) => contains_stream(k) || contains_stream(v),
+        _ => false,
     }
 }
 

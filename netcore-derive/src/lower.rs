@@ -178,8 +178,29 @@ fn lower_method(f: &syn::TraitItemFn) -> Result<Method, Error> {
         _ => errors.push(Error::new_spanned(&sig.ident, "add `&self` as the first parameter")),
     }
     let mut args = Vec::new();
-    for input in inputs {
+    for (position, input) in inputs.enumerate() {
         let FnArg::Typed(pat_type) = input else { continue };
+        match context_param(&pat_type.ty) {
+            Some(ContextParam::Shared) if position == 0 => {
+                options.context = true;
+                continue;
+            }
+            Some(ContextParam::Shared) => {
+                errors.push(Error::new_spanned(
+                    pat_type,
+                    "the context parameter goes first, right after `&self`: `async fn name(&self, cx: &netcore::Context, …)`",
+                ));
+                continue;
+            }
+            Some(ContextParam::Other) => {
+                errors.push(Error::new_spanned(
+                    &pat_type.ty,
+                    "the request context is borrowed, not owned or mutable: write `cx: &netcore::Context` right after `&self`",
+                ));
+                continue;
+            }
+            None => {}
+        }
         let name = match &*pat_type.pat {
             Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() && !p.ident.to_string().starts_with("r#") => {
                 p.ident.to_string()
@@ -229,6 +250,36 @@ fn lower_method(f: &syn::TraitItemFn) -> Result<Method, Error> {
     }
 }
 
+/// How a parameter's type names the request context, if it does.
+enum ContextParam {
+    /// `&Context` or `&netcore::Context`: the context parameter.
+    Shared,
+    /// `&mut Context`, or `netcore::Context` by value: a mistake.
+    Other,
+}
+
+/// `&Context` (any path ending in `Context`) is the context; so is `netcore::Context` written
+/// any other way, which is an error. A bare `Context` by value stays a user type.
+fn context_param(ty: &syn::Type) -> Option<ContextParam> {
+    fn path_is_context(ty: &syn::Type, require_netcore: bool) -> bool {
+        let syn::Type::Path(path) = ty else { return false };
+        let segments: Vec<String> = path.path.segments.iter().map(|s| s.ident.to_string()).collect();
+        match segments.as_slice() {
+            [.., last] if last != "Context" => false,
+            [_] => !require_netcore,
+            [.., krate, _] => krate == "netcore",
+            [] => false,
+        }
+    }
+    match ty {
+        syn::Type::Reference(reference) if path_is_context(&reference.elem, false) => {
+            Some(if reference.mutability.is_some() { ContextParam::Other } else { ContextParam::Shared })
+        }
+        other if path_is_context(other, true) => Some(ContextParam::Other),
+        _ => None,
+    }
+}
+
 /// The canonical form of a Rust type, or a spanned error saying what to write instead.
 fn lower_type(ty: &syn::Type) -> Result<Type, Error> {
     match ty {
@@ -268,6 +319,8 @@ fn lower_path(path: &syn::TypePath) -> Result<Type, Error> {
     };
     let scalar = match name.as_str() {
         "String" => Some(Type::String),
+        // A `stream<bytes>` argument, as the handler reads it (validation checks where it goes).
+        "BodyStream" => Some(Type::Stream(Box::new(Type::Bytes))),
         "Bytes" => Some(Type::Bytes),
         other => Type::scalar(other).filter(|_| name != "string" && name != "bytes"),
     };

@@ -72,3 +72,5 @@ pub use endpoint::{
     Blueprint, CallError, Endpoint, EndpointEvent, ErrorCode, EventKind, HandlerError, Reply, Request, Response,
     Resumable, ResumeToken,
 };
+#[cfg(feature = "tokio")]
+pub use typed::{Cancellation, Context};

@@ -14,3 +14,8 @@ pub mod users {
 pub mod telemetry {
     netcore::include_schema!("telemetry");
 }
+
+/// `account.ncs`: a typed service with a request context and a `stream<bytes>` upload.
+pub mod account {
+    netcore::include_schema!("account");
+}

@@ -336,6 +336,11 @@ impl<'a> Parser<'a> {
         while self.eat_punct('@') {
             let option_at = self.peek().clone();
             let option = self.ident("a method option")?;
+            if option == "context" {
+                // `@context`, a flag: the handler takes the request's context (docs/TYPED.md).
+                options.context = true;
+                continue;
+            }
             self.punct('(')?;
             let value_at = self.peek().clone();
             let value = self.int("a number")?;
@@ -345,7 +350,9 @@ impl<'a> Parser<'a> {
                 "priority" => return Err(self.error_at(&value_at, "priority must be 0 to 7")),
                 "timeout_ms" => options.timeout_ms = Some(value),
                 _ => {
-                    let message = format!("unknown method option `@{option}`; expected `@priority` or `@timeout_ms`");
+                    let message = format!(
+                        "unknown method option `@{option}`; expected `@priority(0..7)`, `@timeout_ms(N)` or `@context`"
+                    );
                     return Err(self.error_at(&option_at, &message));
                 }
             }
@@ -372,14 +379,14 @@ impl<'a> Parser<'a> {
         let at = self.peek().clone();
         let word = self.ident("a type")?;
         let mut ty = match word.as_str() {
-            "option" | "list" => {
+            "option" | "list" | "stream" => {
                 self.punct('<')?;
                 let inner = Box::new(self.ty()?);
                 self.punct('>')?;
-                if word == "option" {
-                    Type::Option(inner)
-                } else {
-                    Type::List(inner)
+                match word.as_str() {
+                    "option" => Type::Option(inner),
+                    "list" => Type::List(inner),
+                    _ => Type::Stream(inner),
                 }
             }
             "map" => {

@@ -102,15 +102,29 @@ pub trait Users: ::core::marker::Send + ::core::marker::Sync + 'static {
 #[derive(::core::fmt::Debug, ::core::clone::Clone)]
 pub struct UsersClient {
     connection: ::netcore::Connection,
+    options: ::netcore::CallOptions,
 }
 impl UsersClient {
     /// The service's schema fingerprint (docs/PROTOCOL.md §9), the same as the server's.
     pub fn fingerprint() -> u64 {
         UsersServer::fingerprint()
     }
-    /// A client calling over `connection`.
+    /// A client calling over `connection`, each method with its declared options.
     pub fn new(connection: ::netcore::Connection) -> Self {
-        Self { connection }
+        Self {
+            connection,
+            options: ::core::default::Default::default(),
+        }
+    }
+    /// A client over the same connection whose calls use `options`: its priority and
+    /// timeout where set (the methods' declared ones otherwise), its headers and progress.
+    pub fn with(&self, options: ::netcore::CallOptions) -> Self {
+        Self {
+            connection: <::netcore::Connection as ::core::clone::Clone>::clone(
+                &self.connection,
+            ),
+            options,
+        }
     }
     /// The connection calls go over.
     pub fn connection(&self) -> &::netcore::Connection {
@@ -123,12 +137,16 @@ impl UsersClient {
     ) -> ::core::result::Result<::core::option::Option<User>, ::netcore::CallError> {
         ::netcore::__private::call(
                 &self.connection,
-                852896118u32,
-                "/user/get",
-                UsersServer::get_hash(),
+                ::netcore::__private::MethodSpec {
+                    route: 852896118u32,
+                    name: "/user/get",
+                    hash: UsersServer::get_hash(),
+                    priority: ::core::option::Option::None,
+                    timeout_ms: ::core::option::Option::None,
+                    context: false,
+                },
+                &self.options,
                 &(id,),
-                ::core::option::Option::None,
-                ::core::option::Option::None,
             )
             .await
     }
@@ -140,12 +158,16 @@ impl UsersClient {
     ) -> ::core::result::Result<u32, ::netcore::CallError> {
         ::netcore::__private::call(
                 &self.connection,
-                515612558u32,
-                "/user/create",
-                UsersServer::create_hash(),
+                ::netcore::__private::MethodSpec {
+                    route: 515612558u32,
+                    name: "/user/create",
+                    hash: UsersServer::create_hash(),
+                    priority: ::core::option::Option::None,
+                    timeout_ms: ::core::option::Option::Some(2000u64),
+                    context: false,
+                },
+                &self.options,
                 &(name, email),
-                ::core::option::Option::None,
-                ::core::option::Option::Some(2000u64),
             )
             .await
     }
@@ -157,12 +179,16 @@ impl UsersClient {
     ) -> ::core::result::Result<::std::vec::Vec<User>, ::netcore::CallError> {
         ::netcore::__private::call(
                 &self.connection,
-                3853078998u32,
-                "/user/list",
-                UsersServer::list_hash(),
+                ::netcore::__private::MethodSpec {
+                    route: 3853078998u32,
+                    name: "/user/list",
+                    hash: UsersServer::list_hash(),
+                    priority: ::core::option::Option::None,
+                    timeout_ms: ::core::option::Option::None,
+                    context: false,
+                },
+                &self.options,
                 &(prefix, limit),
-                ::core::option::Option::None,
-                ::core::option::Option::None,
             )
             .await
     }
@@ -173,12 +199,16 @@ impl UsersClient {
     ) -> ::core::result::Result<UserStatus, ::netcore::CallError> {
         ::netcore::__private::call(
                 &self.connection,
-                1135388868u32,
-                "/user/status",
-                UsersServer::status_hash(),
+                ::netcore::__private::MethodSpec {
+                    route: 1135388868u32,
+                    name: "/user/status",
+                    hash: UsersServer::status_hash(),
+                    priority: ::core::option::Option::None,
+                    timeout_ms: ::core::option::Option::None,
+                    context: false,
+                },
+                &self.options,
                 &(id,),
-                ::core::option::Option::None,
-                ::core::option::Option::None,
             )
             .await
     }
@@ -189,12 +219,16 @@ impl UsersClient {
     ) -> ::core::result::Result<bool, ::netcore::CallError> {
         ::netcore::__private::call(
                 &self.connection,
-                2774908133u32,
-                "/user/delete",
-                UsersServer::delete_hash(),
+                ::netcore::__private::MethodSpec {
+                    route: 2774908133u32,
+                    name: "/user/delete",
+                    hash: UsersServer::delete_hash(),
+                    priority: ::core::option::Option::Some(5u8),
+                    timeout_ms: ::core::option::Option::None,
+                    context: false,
+                },
+                &self.options,
                 &(id,),
-                ::core::option::Option::Some(5u8),
-                ::core::option::Option::None,
             )
             .await
     }
@@ -205,11 +239,16 @@ impl UsersClient {
     ) -> ::core::result::Result<(), ::netcore::CallError> {
         ::netcore::__private::notify(
                 &self.connection,
-                323676030u32,
-                "/user/changed",
-                UsersServer::changed_hash(),
+                ::netcore::__private::MethodSpec {
+                    route: 323676030u32,
+                    name: "/user/changed",
+                    hash: UsersServer::changed_hash(),
+                    priority: ::core::option::Option::None,
+                    timeout_ms: ::core::option::Option::None,
+                    context: false,
+                },
+                &self.options,
                 &(id,),
-                ::core::option::Option::None,
             )
             .await
     }

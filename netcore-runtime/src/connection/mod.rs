@@ -69,13 +69,29 @@ pub struct CallOptions {
     pub headers: Headers,
     /// Receives the transfer's progress: the request's bytes sent, then the reply's bytes received.
     pub progress: Option<watch::Sender<Progress>>,
+    /// Whether [`priority`](Self::priority) was called: a generated client then uses it instead
+    /// of the method's declared priority.
+    priority_set: bool,
 }
 
 impl CallOptions {
-    /// Sets the priority.
-    pub fn priority(mut self, priority: Priority) -> Self {
-        self.priority = priority;
+    /// Options with nothing set: the default priority, no timeout, no headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the priority (a [`Priority`] or a class 0..=7; larger values are clamped to 7).
+    pub fn priority(mut self, priority: impl Into<Priority>) -> Self {
+        self.priority = priority.into();
+        self.priority_set = true;
         self
+    }
+
+    /// The priority, if one was chosen: set with [`priority`](Self::priority), or a value other
+    /// than the default written into the field. A generated client falls back to the method's
+    /// declared priority otherwise.
+    pub fn chosen_priority(&self) -> Option<Priority> {
+        (self.priority_set || self.priority != Priority::default()).then_some(self.priority)
     }
 
     /// Sets the timeout.

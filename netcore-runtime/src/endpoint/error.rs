@@ -152,6 +152,18 @@ pub enum CallError {
         /// The peer's, or `None` when the peer does not serve the method.
         theirs: Option<u64>,
     },
+    /// A typed call's or event's encoded arguments exceed the codec's decode limit
+    /// ([`codec::DECODE_LIMIT`](crate::codec::DECODE_LIMIT)), which the receiver would refuse
+    /// (docs/PROTOCOL.md §8.4): nothing was sent. Large payloads go in a streaming route.
+    #[error("arguments of {method} are {size} bytes, over the decode limit of {limit} bytes: nothing was sent")]
+    TooLarge {
+        /// The method's route name, e.g. `/fw/flash`.
+        method: String,
+        /// The encoded arguments' size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The peer's handler failed, or no route matched.
     #[error("remote error: {0}")]
     Remote(HandlerError),

@@ -104,9 +104,9 @@ impl EndpointBuilder {
     /// Adds a route handled by a service: a [`RouteService`], or a typed route (generated code),
     /// which refuses requests above the codec's decode limit at their first frame.
     pub fn route_service(mut self, name: &str, service: impl IntoRouteService) -> Self {
-        let method_hash = service.method_hash();
+        let (method_hash, streaming) = (service.method_hash(), service.streaming());
         let (service, max_payload) = service.into_route_service();
-        self.routes.push(RouteDef { name: name.to_owned(), service, streaming: false, max_payload, method_hash });
+        self.routes.push(RouteDef { name: name.to_owned(), service, streaming, max_payload, method_hash });
         self
     }
 

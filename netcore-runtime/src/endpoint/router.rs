@@ -87,6 +87,12 @@ pub trait IntoRouteService {
     fn method_hash(&self) -> Option<u64> {
         None
     }
+
+    /// Whether its requests' payloads are streamed to it as they arrive (docs/PROTOCOL.md §8.3),
+    /// as for [`Blueprint::streaming_route`]; `false` (the default) stores them first.
+    fn streaming(&self) -> bool {
+        false
+    }
 }
 
 impl IntoRouteService for RouteService {
@@ -137,10 +143,10 @@ impl Blueprint {
 
     /// Adds a route handled by a service (see [`IntoRouteService`]).
     pub fn route_service(mut self, name: &str, service: impl IntoRouteService) -> Self {
-        let method_hash = service.method_hash();
+        let (method_hash, streaming) = (service.method_hash(), service.streaming());
         let (service, max_payload) = service.into_route_service();
         let name = format!("{}{}", self.prefix, name);
-        self.routes.push(RouteDef { name, service, streaming: false, max_payload, method_hash });
+        self.routes.push(RouteDef { name, service, streaming, max_payload, method_hash });
         self
     }
 

@@ -25,11 +25,16 @@ pub struct BodyStream {
     received: u64,
     credit: Option<CreditReturn>,
     finished: bool,
+    /// Bytes at the payload's start that are not part of this stream (a typed method's arguments,
+    /// docs/PROTOCOL.md §15): counted in `received` and `total`, not in `len()`/`received()`.
+    skip: u64,
+    /// Bytes already taken from the channel (and credited) that come next.
+    front: Option<Bytes>,
 }
 
 impl BodyStream {
     pub(crate) fn new(chunks: mpsc::UnboundedReceiver<Bytes>, total: u64, credit: CreditReturn) -> Self {
-        Self { chunks, total, received: 0, credit: Some(credit), finished: false }
+        Self { chunks, total, received: 0, credit: Some(credit), finished: false, skip: 0, front: None }
     }
 
     /// A stream of bytes already in memory, as one chunk.
@@ -39,22 +44,30 @@ impl BodyStream {
         if !bytes.is_empty() {
             let _ = tx.send(bytes);
         }
-        Self { chunks, total, received: 0, credit: None, finished: false }
+        Self { chunks, total, received: 0, credit: None, finished: false, skip: 0, front: None }
     }
 
     /// The payload's length, as the sender announced it.
     pub fn len(&self) -> u64 {
-        self.total
+        self.total - self.skip
     }
 
     /// Whether the payload is empty.
     pub fn is_empty(&self) -> bool {
-        self.total == 0
+        self.len() == 0
     }
 
     /// Bytes read so far.
     pub fn received(&self) -> u64 {
-        self.received
+        self.received - self.skip - self.front.as_ref().map_or(0, |front| front.len() as u64)
+    }
+
+    /// The rest of the payload after its first `skip` bytes, of which `front` (already read
+    /// here) are the ones that follow: what a typed method's `stream<bytes>` argument is.
+    pub(crate) fn after(mut self, skip: u64, front: Bytes) -> Self {
+        self.skip = skip;
+        self.front = (!front.is_empty()).then_some(front);
+        self
     }
 
     /// The next chunk; `None` after the last one. An error means the payload stopped short: the
@@ -93,6 +106,9 @@ impl BodyStream {
     }
 
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if let Some(front) = self.front.take() {
+            return Poll::Ready(Ok(Some(front)));
+        }
         if self.finished {
             return Poll::Ready(Ok(None));
         }
@@ -109,7 +125,8 @@ impl BodyStream {
                 }
                 let message = format!(
                     "the payload stopped after {} of {} bytes: the peer cancelled it or the connection closed",
-                    self.received, self.total
+                    self.received - self.skip,
+                    self.total - self.skip
                 );
                 Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, message)))
             }

@@ -123,6 +123,13 @@ impl Priority {
     }
 }
 
+impl From<u8> for Priority {
+    /// [`Priority::new`]: larger values than 7 are clamped to 7.
+    fn from(level: u8) -> Self {
+        Self::new(level)
+    }
+}
+
 impl Default for Priority {
     fn default() -> Self {
         Self::NORMAL

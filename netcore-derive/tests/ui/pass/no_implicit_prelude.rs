@@ -4,6 +4,7 @@
 #[::netcore::service]
 pub trait Echo {
     async fn echo(&self, text: ::std::string::String) -> ::std::string::String;
+    async fn who(&self, cx: &::netcore::Context) -> u64;
     #[netcore(event)]
     async fn ping(&self);
 }
