@@ -465,10 +465,13 @@ impl Printer {
         while self.is_punct('@') {
             self.put("@", true);
             self.ident(false)?;
-            self.punct('(', false)?;
-            let Tok::Int(value) = *self.tok() else { return Err(self.pos) };
-            self.put(&value.to_string(), false);
-            self.punct(')', false)?;
+            // `@priority(3)`, `@timeout_ms(1500)`; a flag such as `@context` has no value.
+            if self.is_punct('(') {
+                self.punct('(', false)?;
+                let Tok::Int(value) = *self.tok() else { return Err(self.pos) };
+                self.put(&value.to_string(), false);
+                self.punct(')', false)?;
+            }
         }
         self.punct(';', false)
     }
@@ -550,13 +553,14 @@ mod tests {
             for m in &s.methods {
                 let args: Vec<String> = m.args.iter().map(|a| format!("{}: {}", a.name, a.ty.ty.canonical())).collect();
                 out += &format!(
-                    "  {:?} {}({}) -> {} {:?} {:?} {:?}\n",
+                    "  {:?} {}({}) -> {} {:?} {:?} {} {:?}\n",
                     m.kind,
                     m.name,
                     args.join(", "),
                     m.returns.ty.canonical(),
                     m.options.priority,
                     m.options.timeout_ms,
+                    m.options.context,
                     m.docs
                 );
             }
