@@ -189,7 +189,7 @@ pub async fn call(args: CallArgs, json: bool) -> Result<(), Failure> {
         print_json(&out);
     } else {
         if decode.is_some() && last.is_some() {
-            println!("{}", serde_json::to_string_pretty(&result).expect("a JSON value prints"));
+            say!("{}", serde_json::to_string_pretty(&result).expect("a JSON value prints"));
         }
         if let Some(stats) = stats {
             eprintln!(

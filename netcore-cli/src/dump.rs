@@ -45,7 +45,7 @@ impl Printer {
         if self.json {
             print_json(record);
         } else {
-            println!("{}", inspect::line(record));
+            say!("{}", inspect::line(record));
         }
     }
 
@@ -64,7 +64,7 @@ impl Printer {
         if self.json {
             print_json(&json!({ "summary": summary }));
         } else {
-            println!(
+            say!(
                 "{} frames, {} damaged, {} messages, {} retransmissions, {tail} bytes of an incomplete frame at the end",
                 counts.frames, counts.damaged, counts.messages, counts.retransmissions
             );

@@ -17,6 +17,21 @@
 //! `diff` cannot load). `diff` exits 1 when a change breaks old peers, `fmt --check` when a file
 //! is not in canonical form.
 
+/// `println!` for a pipe: when the reader has gone (`netcore check … | head`), the command ends
+/// quietly with success, as other Unix tools do, instead of panicking on the broken pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(err) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if err.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: cannot write to stdout: {err}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 mod call;
 mod capture;
 mod dump;
@@ -130,10 +145,12 @@ fn init_tracing(verbose: u8) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only for a terminal: a log redirected to a file stays plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 
 /// Prints a JSON value on stdout, one line.
 pub fn print_json(value: &serde_json::Value) {
-    println!("{value}");
+    say!("{value}");
 }

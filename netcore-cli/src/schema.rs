@@ -158,14 +158,9 @@ pub fn check(args: CheckArgs, json: bool) -> Result<(), Failure> {
 }
 
 fn print_schema(path: &Path, schema: &Schema) {
-    println!("{}: ok ({} types, {} services)", path.display(), schema.types.len(), schema.services.len());
+    say!("{}: ok ({} types, {} services)", path.display(), schema.types.len(), schema.services.len());
     for service in &schema.services {
-        println!(
-            "service {} {}  fingerprint {:016x}",
-            service.name,
-            service.prefix,
-            service.fingerprint(&schema.types)
-        );
+        say!("service {} {}  fingerprint {:016x}", service.name, service.prefix, service.fingerprint(&schema.types));
         for method in &service.methods {
             let route = service.route(method);
             let args: Vec<String> =
@@ -181,7 +176,7 @@ fn print_schema(path: &Path, schema: &Schema) {
             if let Some(t) = method.options.timeout_ms {
                 options.push_str(&format!("  timeout {t} ms"));
             }
-            println!(
+            say!(
                 "  {kind:5} {}.{}({}){ret}\n        route {route}  id {:08x}  hash {:016x}{options}",
                 service.name,
                 method.name,
@@ -200,7 +195,7 @@ pub fn gen(args: GenArgs) -> Result<(), Failure> {
     match args.output {
         Some(path) => std::fs::write(&path, code).map_err(|e| Failure::failed(format!("{}: {e}", path.display()))),
         None => {
-            print!("{code}");
+            say!("{}", code.trim_end_matches('\n'));
             Ok(())
         }
     }
@@ -226,9 +221,9 @@ pub fn diff(args: DiffArgs, json: bool) -> Result<(), Failure> {
         }));
     } else {
         for change in &changes {
-            println!("{change}");
+            say!("{change}");
         }
-        println!(
+        say!(
             "{}: {breaking} breaking, {compatible} compatible, {cosmetic} cosmetic change(s) against {}",
             args.new.display(),
             args.old.display()
@@ -296,8 +291,8 @@ pub fn fmt(args: FmtArgs, json: bool) -> Result<(), Failure> {
     } else {
         for (path, report) in &reports {
             match report {
-                Ok(true) if args.check => println!("would reformat {}", path.display()),
-                Ok(true) => println!("formatted {}", path.display()),
+                Ok(true) if args.check => say!("would reformat {}", path.display()),
+                Ok(true) => say!("formatted {}", path.display()),
                 Ok(false) => {}
                 Err(error) => eprintln!("{error}"),
             }

@@ -188,7 +188,7 @@ pub async fn serve(args: ServeArgs, json: bool) -> Result<(), Failure> {
         if json {
             print_json(&json!({ "listening": at, "mode": mode, "mock": mocked }));
         } else {
-            println!("listening on {at}");
+            say!("listening on {at}");
         }
         // Scripts and tests read this line to learn the port.
         let _ = std::io::stdout().flush();
@@ -266,7 +266,7 @@ async fn report_events(mut events: tokio::sync::broadcast::Receiver<EndpointEven
                     ));
                 }
             }
-            println!("{line}");
+            say!("{line}");
         }
     }
 }

@@ -100,7 +100,7 @@ pub async fn tap(args: TapArgs, json: bool) -> Result<(), Failure> {
         if json {
             print_json(&json!({ "listening": format!("tcp {local}"), "to": to }));
         } else {
-            println!("tapping tcp {local} → {to}");
+            say!("tapping tcp {local} → {to}");
         }
         tokio::spawn(accept_loop(listener, to, args.once, tx))
     } else {
@@ -114,7 +114,7 @@ pub async fn tap(args: TapArgs, json: bool) -> Result<(), Failure> {
         if json {
             print_json(&json!({ "bridging": [a, b], "baud": args.baud }));
         } else {
-            println!("tapping serial {a} ⇄ {b} at {} baud", args.baud);
+            say!("tapping serial {a} ⇄ {b} at {} baud", args.baud);
         }
         let info = json!({
             "label": format!("serial {a} ⇄ {b}"),

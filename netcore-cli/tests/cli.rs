@@ -258,6 +258,27 @@ fn check_prints_services_methods_routes_and_ids() {
 }
 
 #[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `netcore check … | head -1`: the reader goes away after one line; the command must not
+    // panic on the broken pipe (exit 101 and a backtrace hint), it ends with success.
+    // Far more than a pipe's buffer (64 KiB), so the command is still writing when the reader goes.
+    let args: Vec<&str> = std::iter::once("check").chain(std::iter::repeat_n(USERS, 600)).collect();
+    let mut child = netcore()
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    drop(out);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+}
+
+#[test]
 fn check_reports_the_compilers_errors_with_positions_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.ncs");
