@@ -91,7 +91,7 @@ impl Plan {
             recv_file_bytes: 1 << 30,
             serial_upload: MIB,
             serial_window: Duration::from_secs(15),
-            stream_items: 200_000,
+            stream_items: 1_000_000,
         }
     }
 
