@@ -467,6 +467,7 @@ mod slow {
     #[netcore::service(prefix = "/slow")]
     pub trait Slow {
         async fn read(&self, label: String, data: BodyStream) -> u64;
+        async fn items(&self, data: netcore::typed::Items<u64>) -> u64;
     }
 
     pub struct Reader(pub Arc<AtomicU64>);
@@ -479,11 +480,38 @@ mod slow {
             }
             Ok(data.received())
         }
+
+        /// Counts the bytes of the items it decoded (each `u64::MAX`: 11 bytes framed), pausing
+        /// every 100 items.
+        async fn items(&self, mut data: netcore::typed::Items<u64>) -> Result<u64, HandlerError> {
+            while let Some(item) = data.next().await {
+                assert_eq!(item?, u64::MAX);
+                self.0.fetch_add(ITEM, Ordering::SeqCst);
+                if data.count() % 100 == 0 {
+                    tokio::time::sleep(Duration::from_micros(300)).await;
+                }
+            }
+            Ok(data.count())
+        }
     }
+
+    /// The framed size of a `u64::MAX` item: its length (1 byte) and its encoding.
+    pub const ITEM: u64 = 1 + 10;
 }
 
 #[tokio::test]
 async fn a_slow_typed_reader_slows_the_typed_sender_down() {
+    slow_reader(false).await
+}
+
+#[tokio::test]
+async fn a_slow_reader_of_typed_items_slows_the_sender_down() {
+    slow_reader(true).await
+}
+
+/// Whether the typed sender stays within the window of a slow reader, of a `stream<bytes>` or of
+/// a `stream<u64>` (`items`).
+async fn slow_reader(items: bool) {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     const WINDOW: u64 = 128 * 1024;
@@ -503,19 +531,25 @@ async fn a_slow_typed_reader_slows_the_typed_sender_down() {
     let (progress_tx, mut progress) = tokio::sync::watch::channel(netcore::session::Progress { done: 0, total: 0 });
     let call = tokio::spawn(async move {
         let client = slow::SlowClient::new(conn).with(CallOptions::new().progress(progress_tx));
+        if items {
+            let n = UPLOAD as u64 / slow::ITEM;
+            return client.items((0..n).map(|_| u64::MAX)).await.map(|count| count * slow::ITEM);
+        }
         client.read("image".into(), vec![0x42; UPLOAD]).await
     });
     let mut ahead_max = 0;
     while progress.changed().await.is_ok() {
-        let sent = progress.borrow().done.min(UPLOAD as u64);
+        // The arguments' header (1 byte) is sent first, not read as items.
+        let sent = progress.borrow().done.saturating_sub(u64::from(items)).min(UPLOAD as u64);
         ahead_max = ahead_max.max(sent.saturating_sub(read.load(Ordering::SeqCst)));
     }
-    assert_eq!(call.await.unwrap().unwrap(), UPLOAD as u64);
-    assert_eq!(read.load(Ordering::SeqCst), UPLOAD as u64);
+    let upload = if items { UPLOAD as u64 / slow::ITEM * slow::ITEM } else { UPLOAD as u64 };
+    assert_eq!(call.await.unwrap().unwrap(), upload);
+    assert_eq!(read.load(Ordering::SeqCst), upload);
     // Sent but unread: at most the window, the pipe, and a read buffer (64 KiB) of frame overhead,
     // as for an untyped streaming route (tests/streaming.rs).
     let bound = WINDOW + duplex as u64 + 64 * 1024 + 16 * 1024;
-    println!("typed sender ahead of the reader by at most {ahead_max} bytes (bound {bound}, upload {UPLOAD})");
+    println!("typed sender (items: {items}) ahead of the reader by at most {ahead_max} bytes (bound {bound}, upload {UPLOAD})");
     assert!(ahead_max <= bound, "the typed sender ran {ahead_max} bytes ahead of a slow reader");
 }
 
