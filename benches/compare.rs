@@ -73,6 +73,7 @@ struct Plan {
     recv_file_bytes: u64,
     serial_upload: usize,
     serial_window: Duration,
+    stream_items: u64,
 }
 
 impl Plan {
@@ -90,6 +91,7 @@ impl Plan {
             recv_file_bytes: 1 << 30,
             serial_upload: MIB,
             serial_window: Duration::from_secs(15),
+            stream_items: 1_000_000,
         }
     }
 
@@ -106,6 +108,7 @@ impl Plan {
             recv_file_bytes: 64 << 20,
             serial_upload: 32 * 1024,
             serial_window: Duration::from_millis(1_500),
+            stream_items: 20_000,
             ..Plan::full()
         }
     }
@@ -231,6 +234,9 @@ fn main() {
     if wanted("wire_bytes_small_call_typed") {
         entries.push(wire_bytes_typed(&mut notes));
     }
+    if wanted("stream_items_per_s") {
+        entries.push(stream_items(&plan, &mut notes));
+    }
     if wanted("serial_hol_p99_ms") {
         entries.push(serial(&plan, &mut notes));
     }
@@ -342,7 +348,24 @@ const TYPED_SINK: &str = "/bench/sink";
 trait Bench {
     /// Reads `data` as it arrives; its length.
     async fn sink(&self, tag: u32, data: netcore::endpoint::BodyStream) -> u64;
+    /// Reads `readings` as they are decoded; how many.
+    async fn readings(&self, tag: u32, readings: netcore::typed::Items<Reading>) -> u64;
+    /// One reading, one-way: counted in `READINGS`.
+    #[netcore(event)]
+    async fn reading(&self, reading: Reading);
+    /// How many one-way readings arrived so far.
+    async fn counted(&self) -> u64;
 }
+
+/// A small typed item (`stream_items_per_s`).
+#[derive(serde::Serialize, serde::Deserialize, netcore::Schema)]
+struct Reading {
+    at: u64,
+    value: i32,
+}
+
+/// One-way readings the server counted.
+static READINGS: AtomicU64 = AtomicU64::new(0);
 
 struct BenchSink;
 
@@ -351,6 +374,72 @@ impl Bench for BenchSink {
         while data.chunk().await?.is_some() {}
         Ok(data.received())
     }
+
+    async fn readings(
+        &self,
+        _tag: u32,
+        mut readings: netcore::typed::Items<Reading>,
+    ) -> Result<u64, netcore::HandlerError> {
+        while let Some(reading) = readings.next().await {
+            std::hint::black_box(reading?.value);
+        }
+        Ok(readings.count())
+    }
+
+    async fn reading(&self, reading: Reading) -> Result<(), netcore::HandlerError> {
+        std::hint::black_box(reading.at);
+        READINGS.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn counted(&self) -> Result<u64, netcore::HandlerError> {
+        Ok(READINGS.load(Ordering::Relaxed))
+    }
+}
+
+/// `stream_items_per_s` (netcore only): `plan.stream_items` small typed items (`Reading`, about 5
+/// bytes encoded) as one call's `stream<Reading>` argument, client to server over TCP, decoded one
+/// by one by the handler; noted beside it, the same count sent as one-way typed events, timed
+/// until the server has counted them all (polled with a small call).
+fn stream_items(plan: &Plan, notes: &mut Vec<String>) -> Entry {
+    let mut entry = Entry::new("stream_items_per_s", "items/s");
+    if !System::chosen().contains(&System::Netcore) {
+        return entry;
+    }
+    let peers = Peers::new();
+    let addr = peers.serve(System::Netcore);
+    let n = plan.stream_items;
+    let (streamed, oneway) = peers.run(async move {
+        let Client::Netcore(conn) = Client::connect(System::Netcore, tcp(addr).await, RawMode::Direct).await else {
+            unreachable!("a netcore client")
+        };
+        let client = BenchClient::new(conn);
+        let readings = move || (0..n).map(|i| Reading { at: i, value: (i % 1000) as i32 });
+        assert_eq!(client.readings(0, readings().take(100)).await.expect("warm-up"), 100);
+        let started = Instant::now();
+        let count = client.readings(1, readings()).await.expect("netcore stream of items");
+        let streamed = started.elapsed();
+        assert_eq!(count, n, "items lost");
+        let before = client.counted().await.expect("counted");
+        let started = Instant::now();
+        for reading in readings() {
+            client.reading(reading).await.expect("netcore one-way reading");
+        }
+        while client.counted().await.expect("counted") < before + n {
+            tokio::task::yield_now().await;
+        }
+        (streamed, started.elapsed())
+    });
+    let rate = |took: Duration| n as f64 / took.as_secs_f64();
+    entry.set(System::Netcore, round1(rate(streamed)));
+    notes.push(format!(
+        "stream_items_per_s: {n} items in one stream<Reading> call {:.0} items/s; the same count as one-way \
+         events {:.0} items/s ({:.2}x)",
+        rate(streamed),
+        rate(oneway),
+        rate(streamed) / rate(oneway)
+    ));
+    entry
 }
 
 /// `bulk_stored_mib_s` (netcore only, not one of the issue's workloads): the same payload into a

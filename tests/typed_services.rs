@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use netcore_example_schemas::account as from_schema;
 
 mod from_macro {
-    use super::from_schema::{Seen, Stored};
+    use super::from_schema::{Recorded, Sample, Seen, Stored};
 
     /// The same service as `schemas/account.ncs`, declared with the macro.
     #[netcore::service(prefix = "/account")]
@@ -26,12 +26,14 @@ mod from_macro {
         #[netcore(priority = 1)]
         async fn upload(&self, cx: &netcore::Context, name: String, image: netcore::endpoint::BodyStream) -> Stored;
         async fn check(&self, fail_after: u64, image: netcore::endpoint::BodyStream) -> u64;
+        async fn record(&self, series: String, samples: netcore::typed::Items<Sample>) -> Recorded;
         #[netcore(event)]
         async fn ping(&self, cx: &netcore::Context, n: u32);
     }
 }
 
-use from_schema::{CallerClient, Seen, Stored};
+use from_schema::{CallerClient, Recorded, Sample, Seen, Stored};
+use netcore::typed::Items;
 
 /// Who a `before_request` hook found the caller to be.
 struct User(String);
@@ -138,12 +140,31 @@ impl Svc {
         Ok(image.received())
     }
 
+    /// Sums the samples as they are decoded; an error is reported on `stopped` and answered.
+    async fn record(&self, series: String, mut samples: Items<Sample>) -> Result<Recorded, HandlerError> {
+        let (mut sum, mut last_at) = (0i64, 0u64);
+        while let Some(sample) = samples.next().await {
+            let sample = sample.inspect_err(|err| {
+                let _ = self.stopped.send(format!("{series}: {}", err.message));
+            })?;
+            if sample.label.as_deref() == Some("no") {
+                return Err(HandlerError::handler(format!("unexpected label at {}", sample.at)));
+            }
+            sum += i64::from(sample.value);
+            last_at = sample.at;
+        }
+        Ok(Recorded { series, count: samples.count(), sum, last_at })
+    }
+
     fn ping(&self, cx: &Context, n: u32) {
         let _ = self.pings.send((n, cx.header("from").map(str::to_owned)));
     }
 }
 
 impl from_schema::Account for Svc {
+    async fn record(&self, series: String, samples: Items<Sample>) -> Result<Recorded, HandlerError> {
+        Svc::record(self, series, samples).await
+    }
     async fn upload(&self, cx: &Context, name: String, image: BodyStream) -> Result<Stored, HandlerError> {
         Svc::upload(self, cx, name, image).await
     }
@@ -172,6 +193,9 @@ impl from_schema::Account for Svc {
 }
 
 impl from_macro::Account for Svc {
+    async fn record(&self, series: String, samples: Items<Sample>) -> Result<Recorded, HandlerError> {
+        Svc::record(self, series, samples).await
+    }
     async fn upload(&self, cx: &Context, name: String, image: BodyStream) -> Result<Stored, HandlerError> {
         Svc::upload(self, cx, name, image).await
     }
@@ -443,6 +467,7 @@ mod slow {
     #[netcore::service(prefix = "/slow")]
     pub trait Slow {
         async fn read(&self, label: String, data: BodyStream) -> u64;
+        async fn items(&self, data: netcore::typed::Items<u64>) -> u64;
     }
 
     pub struct Reader(pub Arc<AtomicU64>);
@@ -455,11 +480,38 @@ mod slow {
             }
             Ok(data.received())
         }
+
+        /// Counts the bytes of the items it decoded (each `u64::MAX`: 11 bytes framed), pausing
+        /// every 100 items.
+        async fn items(&self, mut data: netcore::typed::Items<u64>) -> Result<u64, HandlerError> {
+            while let Some(item) = data.next().await {
+                assert_eq!(item?, u64::MAX);
+                self.0.fetch_add(ITEM, Ordering::SeqCst);
+                if data.count() % 100 == 0 {
+                    tokio::time::sleep(Duration::from_micros(300)).await;
+                }
+            }
+            Ok(data.count())
+        }
     }
+
+    /// The framed size of a `u64::MAX` item: its length (1 byte) and its encoding.
+    pub const ITEM: u64 = 1 + 10;
 }
 
 #[tokio::test]
 async fn a_slow_typed_reader_slows_the_typed_sender_down() {
+    slow_reader(false).await
+}
+
+#[tokio::test]
+async fn a_slow_reader_of_typed_items_slows_the_sender_down() {
+    slow_reader(true).await
+}
+
+/// Whether the typed sender stays within the window of a slow reader, of a `stream<bytes>` or of
+/// a `stream<u64>` (`items`).
+async fn slow_reader(items: bool) {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     const WINDOW: u64 = 128 * 1024;
@@ -479,18 +531,130 @@ async fn a_slow_typed_reader_slows_the_typed_sender_down() {
     let (progress_tx, mut progress) = tokio::sync::watch::channel(netcore::session::Progress { done: 0, total: 0 });
     let call = tokio::spawn(async move {
         let client = slow::SlowClient::new(conn).with(CallOptions::new().progress(progress_tx));
+        if items {
+            let n = UPLOAD as u64 / slow::ITEM;
+            return client.items((0..n).map(|_| u64::MAX)).await.map(|count| count * slow::ITEM);
+        }
         client.read("image".into(), vec![0x42; UPLOAD]).await
     });
     let mut ahead_max = 0;
     while progress.changed().await.is_ok() {
-        let sent = progress.borrow().done.min(UPLOAD as u64);
+        // The arguments' header (1 byte) is sent first, not read as items.
+        let sent = progress.borrow().done.saturating_sub(u64::from(items)).min(UPLOAD as u64);
         ahead_max = ahead_max.max(sent.saturating_sub(read.load(Ordering::SeqCst)));
     }
-    assert_eq!(call.await.unwrap().unwrap(), UPLOAD as u64);
-    assert_eq!(read.load(Ordering::SeqCst), UPLOAD as u64);
+    let upload = if items { UPLOAD as u64 / slow::ITEM * slow::ITEM } else { UPLOAD as u64 };
+    assert_eq!(call.await.unwrap().unwrap(), upload);
+    assert_eq!(read.load(Ordering::SeqCst), upload);
     // Sent but unread: at most the window, the pipe, and a read buffer (64 KiB) of frame overhead,
     // as for an untyped streaming route (tests/streaming.rs).
     let bound = WINDOW + duplex as u64 + 64 * 1024 + 16 * 1024;
-    println!("typed sender ahead of the reader by at most {ahead_max} bytes (bound {bound}, upload {UPLOAD})");
+    println!("typed sender (items: {items}) ahead of the reader by at most {ahead_max} bytes (bound {bound}, upload {UPLOAD})");
     assert!(ahead_max <= bound, "the typed sender ran {ahead_max} bytes ahead of a slow reader");
+}
+
+/// The samples of a recording: `n` small items, some with a label.
+fn samples(n: u64) -> impl Iterator<Item = Sample> + Clone + Send + 'static {
+    (0..n).map(|i| Sample { at: i * 10, value: (i % 201) as i32 - 100, label: (i % 7 == 0).then(|| "ok".to_owned()) })
+}
+
+/// `stream<T>` arguments, with the client of front end `$client` against `$blueprint`.
+macro_rules! items {
+    ($client:ty, $blueprint:expr) => {{
+        let (svc, mut seen) = svc();
+        let account = <$client>::new(link($blueprint(svc))).with(token());
+        // 10 000 small items (a few bytes each), decoded one by one on the other side: many of
+        // them split across the message's chunks (the first frame holds at most the inline limit).
+        const N: u64 = 10_000;
+        let want: i64 = samples(N).map(|s| i64::from(s.value)).sum();
+        let recorded = account.record("temps".into(), samples(N)).await.unwrap();
+        assert_eq!(recorded, Recorded { series: "temps".into(), count: N, sum: want, last_at: (N - 1) * 10 });
+        // Larger items, each across several chunks.
+        let big = (0..40u64).map(|i| Sample { at: i, value: 1, label: Some("ok".repeat(20_000)) });
+        let recorded = account.record("big".into(), big.collect::<Vec<_>>()).await.unwrap();
+        assert_eq!((recorded.count, recorded.sum, recorded.last_at), (40, 40, 39));
+        // No items.
+        let recorded = account.record("none".into(), Vec::new()).await.unwrap();
+        assert_eq!((recorded.count, recorded.sum), (0, 0));
+        // The handler fails on an item: the caller gets its error.
+        let bad = vec![Sample { at: 1, value: 1, label: Some("no".into()) }];
+        let err = account.record("bad".into(), bad).await.unwrap_err();
+        assert!(matches!(&err, CallError::Remote(e) if e.message.contains("unexpected label")), "{err:?}");
+        assert!(seen.stopped.try_recv().is_err(), "no stream error was reported");
+    }};
+}
+
+#[tokio::test]
+async fn schema_client_streams_typed_items_to_a_macro_server() {
+    items!(from_schema::AccountClient, from_macro::AccountServer::blueprint);
+}
+
+#[tokio::test]
+async fn macro_client_streams_typed_items_to_a_schema_server() {
+    items!(from_macro::AccountClient, from_schema::AccountServer::blueprint);
+}
+
+/// A `record` payload, framed as docs/PROTOCOL.md §15 says, from its series and item bytes.
+fn record_payload(series: &str, items: &[u8]) -> Vec<u8> {
+    let args = netcore::codec::encode(&(series,)).unwrap();
+    let mut payload = vec![args.len() as u8];
+    payload.extend_from_slice(&args);
+    payload.extend_from_slice(items);
+    payload
+}
+
+#[tokio::test]
+async fn a_truncated_or_malformed_item_is_an_error_to_the_handler() {
+    let (svc, mut seen) = svc();
+    let conn = link(from_macro::AccountServer::blueprint(svc));
+    let route = netcore::Route::Id(netcore::route_id("/account/record"));
+    let item = netcore::codec::encode(&Sample { at: 5, value: -2, label: None }).unwrap();
+    let mut one = vec![item.len() as u8];
+    one.extend_from_slice(&item);
+    // The hand-made framing is what the client sends: one whole item is a complete stream.
+    let ok = conn.call_with(route.clone(), record_payload("one", &one), token()).await.unwrap();
+    let recorded: Recorded = ok.decode().unwrap();
+    assert_eq!((recorded.count, recorded.sum, recorded.last_at), (1, -2, 5));
+
+    // The payload ends inside the second item: an error, never a complete stream of one item.
+    let mut cut = one.clone();
+    cut.extend_from_slice(&one[..one.len() - 1]);
+    let err = conn.call_with(route.clone(), record_payload("cut", &cut), token()).await.unwrap_err();
+    assert!(
+        matches!(&err, CallError::Remote(e) if e.code == netcore::ErrorCode::BAD_REQUEST
+            && e.message.contains("/account/record") && e.message.contains("ends inside item 1")),
+        "{err:?}"
+    );
+    let report = seen.stopped.recv().await.unwrap();
+    assert!(report.starts_with("cut: "), "{report}");
+
+    // The payload ends inside an item's length.
+    let mut cut = one.clone();
+    cut.push(0x80);
+    let err = conn.call_with(route.clone(), record_payload("len", &cut), token()).await.unwrap_err();
+    assert!(matches!(&err, CallError::Remote(e) if e.message.contains("ends inside item 1")), "{err:?}");
+    seen.stopped.recv().await.unwrap();
+
+    // An item length over the decode limit.
+    let err = conn
+        .call_with(route.clone(), record_payload("huge", &[0x80, 0x80, 0x80, 0x80, 0x01]), token())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::Remote(e) if e.code == netcore::ErrorCode::TOO_LARGE
+            && e.message.contains("item 0 of /account/record") && e.message.contains("decode limit")),
+        "{err:?}"
+    );
+    seen.stopped.recv().await.unwrap();
+
+    // An item that does not decode (a bool of 7 where the option's tag goes).
+    let mut bad = item.clone();
+    *bad.last_mut().unwrap() = 7;
+    let mut framed = vec![bad.len() as u8];
+    framed.extend_from_slice(&bad);
+    let err = conn.call_with(route, record_payload("bad", &framed), token()).await.unwrap_err();
+    assert!(
+        matches!(&err, CallError::Remote(e) if e.message.contains("item 0 of /account/record does not decode")),
+        "{err:?}"
+    );
 }

@@ -82,6 +82,25 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
                 context: #context,
             }
         };
+        if let Some(stream) = stream_arg(method).filter(|arg| !is_byte_stream(&arg.ty.ty)) {
+            let stream_ty = rust_type(&stream.ty);
+            let stream = ident(&stream.name);
+            return quote! {
+                #docs
+                pub async fn #fn_name(
+                    &self, #(#names: #types,)*
+                    #stream: impl ::core::iter::IntoIterator<
+                        Item = <#stream_ty as ::netcore::__private::ItemsOf>::Item,
+                        IntoIter: ::core::clone::Clone + ::core::marker::Send + 'static,
+                    >,
+                ) -> ::core::result::Result<#ret, ::netcore::CallError> {
+                    ::netcore::__private::call_items(
+                        &self.connection, #spec, &self.options, &(#(#names,)*),
+                        ::core::iter::IntoIterator::into_iter(#stream),
+                    ).await
+                }
+            };
+        }
         if let Some(stream) = stream_arg(method) {
             let stream = ident(&stream.name);
             return quote! {
@@ -159,6 +178,7 @@ fn emit_server(service: &Service, vis: &TokenStream, types: Option<&[TypeDef]>) 
         let types: Vec<TokenStream> = tuple_args(method).iter().map(|a| rust_type(&a.ty)).collect();
         let hash_fn = hash_fn(method);
         if let Some(stream) = stream_arg(method) {
+            let stream_ty = rust_type(&stream.ty);
             let stream = ident(&stream.name);
             let cx = method.options.context.then(|| quote!(&cx,));
             return quote! {
@@ -166,7 +186,7 @@ fn emit_server(service: &Service, vis: &TokenStream, types: Option<&[TypeDef]>) 
                     <::netcore::__private::Arc<S> as ::core::clone::Clone>::clone(&service),
                     Self::#hash_fn(),
                     |service: ::netcore::__private::Arc<S>, cx: ::netcore::Context, (#(#names,)*): (#(#types,)*),
-                     #stream: ::netcore::endpoint::BodyStream| async move {
+                     #stream: #stream_ty| async move {
                         let _ = &cx;
                         service.#fn_name(#cx #(#names,)* #stream).await
                     },
@@ -286,9 +306,16 @@ fn emit_wire_type_checks(service: &Service) -> TokenStream {
         service.methods.iter().flat_map(|m| m.args.iter().map(|a| &a.ty).chain([&m.returns])).filter_map(|ty| {
             let tokens = ty.rust.as_ref()?;
             let span = tokens.clone().into_iter().next().map_or_else(Span::call_site, |t| t.span());
-            if matches!(ty.ty, Type::Stream(_)) {
+            if is_byte_stream(&ty.ty) {
                 // Not encoded: its bytes follow the other arguments as they are.
                 return Some(quote_spanned! {span=> ::netcore::__private::assert_schema::<#tokens>(); });
+            }
+            if matches!(ty.ty, Type::Stream(_)) {
+                // Its items are encoded one by one.
+                return Some(quote_spanned! {span=>
+                    ::netcore::__private::assert_items_wire::<#tokens>();
+                    ::netcore::__private::assert_schema::<#tokens>();
+                });
             }
             Some(quote_spanned! {span=>
                 ::netcore::__private::assert_wire_type::<#tokens>();
@@ -449,14 +476,23 @@ pub fn canonical_type(ty: &Type) -> TokenStream {
             let name = ident(name);
             quote!(#name)
         }
-        // Only `stream<bytes>` passes validation: the handler reads it as it arrives.
-        Type::Stream(_) => quote!(::netcore::endpoint::BodyStream),
+        // The handler reads a stream as it arrives: its bytes, or its items decoded one by one.
+        Type::Stream(inner) if **inner == Type::Bytes => quote!(::netcore::endpoint::BodyStream),
+        Type::Stream(inner) => {
+            let inner = canonical_type(inner);
+            quote!(::netcore::typed::Items<#inner>)
+        }
     }
 }
 
 /// The method's last argument, if it is a stream.
 fn stream_arg(method: &Method) -> Option<&Arg> {
     method.args.last().filter(|arg| matches!(arg.ty.ty, Type::Stream(_)))
+}
+
+/// Whether `ty` is `stream<bytes>`, sent as it is (the other streams are of encoded items).
+fn is_byte_stream(ty: &Type) -> bool {
+    matches!(ty, Type::Stream(inner) if **inner == Type::Bytes)
 }
 
 /// The arguments that travel encoded together, in the tuple: all but a trailing stream.

@@ -155,7 +155,7 @@ pub enum Type {
     Map(Box<Type>, Box<Type>),
     /// A user type, by name.
     Named(String),
-    /// A stream of items, sent as they come and never held whole: only `stream<bytes>`, and only
+    /// A stream of items, sent as they come and never held whole: `stream<bytes>` or `stream<T>`, only
     /// as a call's last argument (docs/TYPED.md).
     Stream(Box<Type>),
 }

@@ -130,7 +130,7 @@ fn check_services(schema: &Schema, resolve_names: bool, report: Report<'_>) {
             if contains_stream(&method.returns.ty) {
                 report(
                     &method.origin,
-                    "a stream as the result is not supported yet; only the last argument can be `stream<bytes>`".into(),
+                    "a stream as the result is not supported yet; only the last argument can be a stream (`stream<bytes>` or `stream<T>`)".into(),
                 );
             }
             let route = service.route(method);
@@ -145,7 +145,8 @@ fn check_services(schema: &Schema, resolve_names: bool, report: Report<'_>) {
     }
 }
 
-/// `stream<bytes>` is allowed only as the last argument of a call, and not inside another type.
+/// A stream (`stream<bytes>` or `stream<T>`) is allowed only as the last argument of a call, and not
+/// inside another type.
 fn check_stream_arg(method: &Method, position: usize, ty: &Type, origin: &Origin, report: Report<'_>) {
     match ty {
         Type::Stream(inner) => {
@@ -154,14 +155,8 @@ fn check_stream_arg(method: &Method, position: usize, ty: &Type, origin: &Origin
             } else if position + 1 != method.args.len() {
                 report(origin, "a stream goes last: move it after the other arguments".into());
             }
-            if **inner != Type::Bytes {
-                report(
-                    origin,
-                    format!(
-                        "`stream<{}>` is not supported yet; only `stream<bytes>` (in Rust `netcore::endpoint::BodyStream`)",
-                        inner.canonical()
-                    ),
-                );
+            if contains_stream(inner) {
+                report(origin, "a stream cannot be inside another type; use it as the last argument itself".into());
             }
         }
         other if contains_stream(other) => {

@@ -16,29 +16,36 @@ fn problems(src: &str) -> Vec<String> {
 }
 
 #[test]
-fn streams_go_only_last_in_a_call_and_carry_bytes() {
+fn streams_go_only_last_in_a_call() {
     let schema = parse("service S { rpc up(name: string, image: stream<bytes>) -> u64; }");
     let up = &schema.services[0].methods[0];
     assert_eq!(up.args[1].ty.ty, Type::Stream(Box::new(Type::Bytes)));
     assert_eq!(up.args[1].ty.ty.canonical(), "stream<bytes>");
     assert!(problems("service S { rpc up(name: string, image: stream<bytes>) -> u64; }").is_empty());
+    // Typed items, of any type but a stream.
+    assert!(problems(
+        "struct P { x: u32 } service S { rpc up(n: u8, items: stream<P>); rpc v(s: stream<list<u32>>); }"
+    )
+    .is_empty());
     let found = problems(
         r#"
         service S {
             rpc early(image: stream<bytes>, name: string);
             event pushed(image: stream<bytes>);
             rpc down() -> stream<bytes>;
-            rpc items(items: stream<u32>);
             rpc nested(images: option<stream<bytes>>);
+            rpc streams(of: stream<stream<u32>>);
+            event items(items: stream<u32>);
         }
         "#,
     );
     let expected = [
         "a stream goes last: move it after the other arguments",
         "events cannot carry a stream; make it an `rpc` (a call)",
-        "a stream as the result is not supported yet; only the last argument can be `stream<bytes>`",
-        "`stream<u32>` is not supported yet; only `stream<bytes>` (in Rust `netcore::endpoint::BodyStream`)",
+        "a stream as the result is not supported yet; only the last argument can be a stream (`stream<bytes>` or `stream<T>`)",
         "a stream cannot be inside another type; use it as the last argument itself",
+        "a stream cannot be inside another type; use it as the last argument itself",
+        "events cannot carry a stream; make it an `rpc` (a call)",
     ];
     assert_eq!(found, expected);
 }

@@ -350,6 +350,13 @@ fn lower_path(path: &syn::TypePath) -> Result<Type, Error> {
                  `HashMap<K, V>` and `BTreeMap<K, V>` (a map) and `Option<T>`: use `Vec<T>` for a set"
             ),
         )),
+        ("Items", [inner]) => match lower_type(inner)? {
+            Type::Bytes => Err(Error::new_spanned(
+                path,
+                "a stream of bytes is `netcore::endpoint::BodyStream` (`stream<bytes>`, sent as it is), not `Items<bytes>`",
+            )),
+            item => Ok(Type::Stream(Box::new(item))),
+        },
         ("Vec", [inner]) if is_u8(inner) => Ok(Type::Bytes),
         ("Vec" | "VecDeque", [inner]) => Ok(Type::List(Box::new(lower_type(inner)?))),
         ("Option", [inner]) => Ok(Type::Option(Box::new(lower_type(inner)?))),

@@ -31,6 +31,37 @@ pub struct Stored {
     pub crc: u32,
     pub chunks: u32,
 }
+/// One reading of a recorded series.
+#[derive(
+    ::core::fmt::Debug,
+    ::core::clone::Clone,
+    ::core::cmp::PartialEq,
+    ::netcore::__private::serde::Serialize,
+    ::netcore::__private::serde::Deserialize,
+    ::netcore::Schema
+)]
+#[serde(crate = "::netcore::__private::serde")]
+pub struct Sample {
+    pub at: u64,
+    pub value: i32,
+    pub label: ::core::option::Option<::std::string::String>,
+}
+/// What a recording received.
+#[derive(
+    ::core::fmt::Debug,
+    ::core::clone::Clone,
+    ::core::cmp::PartialEq,
+    ::netcore::__private::serde::Serialize,
+    ::netcore::__private::serde::Deserialize,
+    ::netcore::Schema
+)]
+#[serde(crate = "::netcore::__private::serde")]
+pub struct Recorded {
+    pub series: ::std::string::String,
+    pub count: u64,
+    pub sum: i64,
+    pub last_at: u64,
+}
 /// An account service whose handlers read their request's context.
 pub trait Account: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// Who is calling: what the endpoint's `before_request` hook found in the `token` header.
@@ -86,6 +117,14 @@ pub trait Account: ::core::marker::Send + ::core::marker::Sync + 'static {
         image: ::netcore::endpoint::BodyStream,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<u64, ::netcore::HandlerError>,
+    > + ::core::marker::Send;
+    /// Records a series of samples, decoded one by one as they arrive, never held all at once.
+    fn record(
+        &self,
+        series: ::std::string::String,
+        samples: ::netcore::typed::Items<Sample>,
+    ) -> impl ::core::future::Future<
+        Output = ::core::result::Result<Recorded, ::netcore::HandlerError>,
     > + ::core::marker::Send;
     /// One-way, with the context.
     fn ping(
@@ -270,6 +309,33 @@ impl AccountClient {
             )
             .await
     }
+    /// Records a series of samples, decoded one by one as they arrive, never held all at once.
+    pub async fn record(
+        &self,
+        series: ::std::string::String,
+        samples: impl ::core::iter::IntoIterator<
+            Item = <::netcore::typed::Items<
+                Sample,
+            > as ::netcore::__private::ItemsOf>::Item,
+            IntoIter: ::core::clone::Clone + ::core::marker::Send + 'static,
+        >,
+    ) -> ::core::result::Result<Recorded, ::netcore::CallError> {
+        ::netcore::__private::call_items(
+                &self.connection,
+                ::netcore::__private::MethodSpec {
+                    route: 101766495u32,
+                    name: "/account/record",
+                    hash: AccountServer::record_hash(),
+                    priority: ::core::option::Option::None,
+                    timeout_ms: ::core::option::Option::None,
+                    context: false,
+                },
+                &self.options,
+                &(series,),
+                ::core::iter::IntoIterator::into_iter(samples),
+            )
+            .await
+    }
     /// One-way, with the context.
     pub async fn ping(
         &self,
@@ -362,6 +428,19 @@ impl AccountServer {
                     <u64 as ::netcore::layout::Schema>::describe(layout);
                 },
                 |layout: &mut ::netcore::layout::Layout| {
+                    layout.method(false, "record");
+                    layout.element();
+                    <::std::string::String as ::netcore::layout::Schema>::describe(
+                        layout,
+                    );
+                    layout.element();
+                    <::netcore::typed::Items<
+                        Sample,
+                    > as ::netcore::layout::Schema>::describe(layout);
+                    layout.returns();
+                    <Recorded as ::netcore::layout::Schema>::describe(layout);
+                },
+                |layout: &mut ::netcore::layout::Layout| {
                     layout.method(true, "ping");
                     layout.element();
                     <u32 as ::netcore::layout::Schema>::describe(layout);
@@ -398,6 +477,10 @@ impl AccountServer {
     /// The layout hash of `/account/check` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
     pub fn check_hash() -> u64 {
         7145272753695405602u64
+    }
+    /// The layout hash of `/account/record` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
+    pub fn record_hash() -> u64 {
+        13971718676533047131u64
     }
     /// The layout hash of `/account/ping` (docs/PROTOCOL.md §15), announced in the METHODS table (§5.1).
     pub fn ping_hash() -> u64 {
@@ -511,6 +594,24 @@ impl AccountServer {
                     async move {
                         let _ = &cx;
                         service.check(fail_after, image).await
+                    },
+                ),
+            )
+            .route_service(
+                "/record",
+                ::netcore::__private::stream_route(
+                    <::netcore::__private::Arc<
+                        S,
+                    > as ::core::clone::Clone>::clone(&service),
+                    Self::record_hash(),
+                    |
+                        service: ::netcore::__private::Arc<S>,
+                        cx: ::netcore::Context,
+                        (series,): (::std::string::String,),
+                        samples: ::netcore::typed::Items<Sample>|
+                    async move {
+                        let _ = &cx;
+                        service.record(series, samples).await
                     },
                 ),
             )

@@ -47,6 +47,17 @@ impl BodyStream {
         Self { chunks, total, received: 0, credit: None, finished: false, skip: 0, front: None }
     }
 
+    /// A stream of bytes in memory, as the given chunks.
+    #[cfg(test)]
+    pub(crate) fn from_chunks(chunks: Vec<Bytes>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let total = chunks.iter().map(|c| c.len() as u64).sum();
+        for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+            let _ = tx.send(chunk);
+        }
+        Self { chunks: rx, total, received: 0, credit: None, finished: false, skip: 0, front: None }
+    }
+
     /// The payload's length, as the sender announced it.
     pub fn len(&self) -> u64 {
         self.total - self.skip
