@@ -15,6 +15,8 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::bodies::Bodies;
+use super::storage::Storage;
 use super::{Command, Connection, ConnectionId, CreditReturn, LinkState, Shared};
 use crate::endpoint::wire::{decode_headers, encode_headers};
 use crate::endpoint::{
@@ -77,6 +79,7 @@ where
     let connection = Connection { shared: shared.clone() };
     let (done_tx, done_rx) = mpsc::channel(MAX_HANDLERS);
     let session = new_session(&config, &dispatch);
+    let config_spill_dir = config.spill_dir.clone();
     let driver = Driver {
         config,
         rearm: false,
@@ -95,6 +98,8 @@ where
         deferred: Default::default(),
         done_tx,
         closing: false,
+        storage: Storage::new(config_spill_dir),
+        bodies: Bodies::new(),
     };
     tokio::spawn(driver.run(io, command_rx, done_rx));
     connection
@@ -190,6 +195,10 @@ struct Driver {
     done_tx: mpsc::Sender<HandlerResult>,
     /// A graceful close was asked for: refuse new calls, close when idle.
     closing: bool,
+    /// Spill files of large incoming messages, written off this task.
+    storage: Storage,
+    /// Sources of outgoing bodies, read off this task.
+    bodies: Bodies,
 }
 
 impl Driver {
@@ -206,6 +215,8 @@ impl Driver {
             crate::frame::Framing::Lossy => 1,
         };
         loop {
+            // Storage operations go before the events: a stored message completes after its writes.
+            self.pump_handoff();
             if self.drain_events() {
                 // Let the handlers read the chunks just handed to them before the next read: the
                 // read buffer they point into is then free to reuse, and their credit returns.
@@ -226,6 +237,7 @@ impl Driver {
                 continue;
             }
             if output.is_empty() {
+                self.pump_handoff();
                 while output.len() < batch && self.session.poll_transmit(Instant::now().into_std(), &mut output) {}
                 self.report_progress();
             }
@@ -268,6 +280,8 @@ impl Driver {
                     }
                 }
                 Some((id, priority, result)) = done.recv() => self.respond(id, priority, result),
+                report = self.storage.report() => self.storage.apply(report, &mut self.session),
+                supplied = self.bodies.next() => self.bodies.apply(supplied, &mut self.session),
                 () = self.shared.wake.notified() => {
                     // Commands sent before a drop must be seen before the drop is processed.
                     while let Ok(command) = commands.try_recv() {
@@ -382,7 +396,8 @@ impl Driver {
                 break;
             }
             let Some(event) = self.session.poll_event() else { break };
-            match event {
+            // A stored message's payload is its spill file from here on.
+            match self.storage.fill(event) {
                 Event::Message(message @ Incoming { exchange: Exchange::Theirs(exchange), .. }) if defer => {
                     let prepared = self.prepare(exchange, message);
                     self.deferred.push_back(prepared);
@@ -424,6 +439,7 @@ impl Driver {
                 self.answer(id, priority, Err(HandlerError::new(ErrorCode::TOO_LARGE, message)));
             }
             Event::Cancelled { exchange: Exchange::Ours(id), reason } => {
+                self.storage.discard(Exchange::Ours(id), &mut self.session);
                 if let Some(call) = self.pending.remove(&id) {
                     self.tokens.remove(&call.token);
                     let _ = call.reply.send(Err(CallError::Cancelled(reason)));
@@ -434,6 +450,7 @@ impl Driver {
             }
             Event::Cancelled { exchange: Exchange::Theirs(id), reason } => {
                 self.streams.remove(&id);
+                self.storage.discard(Exchange::Theirs(id), &mut self.session);
                 self.deferred.retain(|prepared| prepared.exchange != id);
                 if let Some(handler) = self.handlers.remove(&id) {
                     handler.abort();
@@ -459,6 +476,12 @@ impl Driver {
             }
             Event::Closed(reason) => self.fail_everything(reason),
         }
+    }
+
+    /// Moves the handoff queues of the session to the storage and the body readers.
+    fn pump_handoff(&mut self) {
+        self.storage.pump(&mut self.session);
+        self.bodies.pump(&mut self.session);
     }
 
     fn complete_call(&mut self, id: MessageId, message: Incoming) {
@@ -615,6 +638,8 @@ impl Driver {
         }
         self.deferred.clear();
         self.streams.clear();
+        self.storage.clear();
+        self.bodies.clear();
         self.shared.reliable.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -642,7 +667,7 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> Result<Response, HandlerErr
 fn error_from_payload(payload: &Payload) -> HandlerError {
     match payload {
         Payload::Memory(bytes) => HandlerError::from_payload(bytes),
-        Payload::File(_) | Payload::Streamed { .. } => {
+        Payload::File(_) | Payload::Stored { .. } | Payload::Streamed { .. } => {
             HandlerError::new(ErrorCode::INTERNAL, "error payload too large")
         }
     }

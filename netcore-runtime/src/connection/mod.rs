@@ -1,9 +1,11 @@
 //! Connections: one driver task per link owns the sans-IO [`Session`](crate::session::Session);
 //! [`Connection`] is the cloneable handle the application calls through.
 
+mod bodies;
 mod driver;
 pub(crate) mod py;
 mod reconnect;
+pub(crate) mod storage;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -341,7 +343,8 @@ impl Connection {
             let written = match reply.into_payload() {
                 Payload::Memory(bytes) => writer.write_all(&bytes).map(|()| bytes.len() as u64),
                 Payload::File(file) => std::fs::File::open(file.path()).and_then(|mut f| std::io::copy(&mut f, writer)),
-                Payload::Streamed { .. } => unreachable!("replies are never streamed"),
+                // The driver hands replies over stored or in memory, never streamed.
+                Payload::Stored { .. } | Payload::Streamed { .. } => unreachable!("replies are never streamed"),
             };
             let written = written.map_err(write_error)?;
             received += written;

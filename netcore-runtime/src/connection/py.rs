@@ -415,6 +415,9 @@ fn body_bytes(body: Body) -> Result<Bytes, CallError> {
                 .map_err(|e| CallError::Io(e.to_string()))?;
             Ok(out.into())
         }
+        Body::Supplied { len } => {
+            Err(CallError::Io(format!("a supplied body of {len} bytes has no source on a Python link: send bytes")))
+        }
     }
 }
 

@@ -8,14 +8,22 @@
 //! 4. sleep until [`poll_timeout`](Session::poll_timeout), then call
 //!    [`handle_timeout`](Session::handle_timeout).
 //!
-//! Every method takes the current time from the caller; nothing here reads a clock or does I/O
-//! other than writing the spill files of large incoming messages and reading [`Body::Reader`]s.
+//! and, when the caller stores large messages or supplies bodies itself (docs/PROTOCOL.md §8.4):
+//!
+//! 5. [`poll_store`](Session::poll_store) until `None`, before the events, and store what it gives
+//!    (returning the bytes' credit with [`consumed`](Session::consumed) once stored);
+//! 6. [`poll_demand`](Session::poll_demand) until `None`, and [`supply`](Session::supply) the bytes
+//!    asked for when they are read.
+//!
+//! Every method takes the current time from the caller; nothing here reads a clock or does I/O:
+//! spill files and [`Body::Reader`]s are the caller's ([`StoreOp`], [`Demand`]).
 
 mod abuse;
 mod config;
 mod credit;
 mod error;
 mod event;
+mod handoff;
 mod inbox;
 mod liveness;
 mod outbox;
@@ -32,6 +40,7 @@ pub use error::{ProtocolError, SendError};
 #[cfg(feature = "tokio")] // for the endpoint's call errors
 pub(crate) use event::Millis;
 pub use event::{Body, CloseReason, Deadline, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions};
+pub use handoff::{Demand, StoreOp, SUPPLY_AHEAD};
 pub use spill::{SpillBudget, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FILES};
 
 use crate::frame::{
@@ -163,7 +172,7 @@ impl Session {
         let hello_retry = offer.map(|r| (now + r.rto_initial, now + config.handshake_timeout));
         let mut session = Self {
             decoder: Decoder::new(config.framing, limits.max_frame as usize),
-            inbox: Inbox::new(limits, config.spill_dir.clone(), config.spill_budget.clone(), tolerant),
+            inbox: Inbox::new(limits, config.spill_budget.clone(), tolerant),
             recv_credit: RecvCredit::new(limits.window, limits.inline_limit.min(limits.max_message)),
             liveness: Liveness::new(now, config.handshake_timeout, config.keepalive, config.wait_for_peer),
             state: State::Handshaking,
@@ -364,7 +373,53 @@ impl Session {
             return Err(SendError::Closed);
         }
         self.check_size(&body)?;
-        Ok(self.outbox.push(kind, route, body, opts, key))
+        Ok(self.outbox.push(kind, route, body, opts, key, self.config.chunk_size))
+    }
+
+    /// The next operation for the caller's storage of large incoming messages ([`StoreOp`]).
+    /// Take them before the events.
+    pub fn poll_store(&mut self) -> Option<StoreOp> {
+        self.inbox.poll_store()
+    }
+
+    /// The caller's storage of `exchange` failed (it could not be created, written or
+    /// finished): the message is dropped and the peer told with CANCEL IO; a call of ours whose
+    /// answer it was fails with [`Event::Cancelled`]. `false` if the session no longer stores
+    /// it (cancelled or closed meanwhile).
+    pub fn store_failed(&mut self, exchange: Exchange) -> bool {
+        let Some(key) = self.inbox.stored_key(exchange) else { return false };
+        let arrival = self.inbox.store_failed(key);
+        self.handle_arrival(arrival);
+        true
+    }
+
+    /// The caller's storage has every byte of `exchange` ([`StoreOp::Finish`]): its
+    /// [`Event::Message`] with [`Payload::Stored`] follows. `false` if the session no longer
+    /// stores it (cancelled or closed meanwhile: discard the storage).
+    pub fn store_finished(&mut self, exchange: Exchange) -> bool {
+        let Some(arrival) = self.inbox.stored_key(exchange).and_then(|key| self.inbox.store_finished(key)) else {
+            return false;
+        };
+        self.handle_arrival(arrival);
+        true
+    }
+
+    /// The next request for the bytes of an outgoing body the caller supplies ([`Demand`]).
+    pub fn poll_demand(&mut self) -> Option<Demand> {
+        self.outbox.poll_demand()
+    }
+
+    /// Bytes of `message`'s supplied body at `offset`, as a [`Demand::Read`] asked. `false` (and
+    /// ignored) when the message is gone or they are not the bytes expected next.
+    pub fn supply(&mut self, message: MessageId, offset: u64, bytes: Bytes) -> bool {
+        self.outbox.supply(message, offset, bytes)
+    }
+
+    /// The source of `message`'s body failed at `offset` (an error, or it ended early): once
+    /// the bytes before it are sent, the message is cancelled with CANCEL IO
+    /// ([`Event::Cancelled`]). `false` when the message is gone.
+    pub fn supply_failed(&mut self, message: MessageId, offset: u64) -> bool {
+        self.outbox.supply_failed(message, offset)
     }
 
     /// Abandons an exchange in both directions and tells the peer if it knows of it (§5.4).
@@ -794,9 +849,11 @@ impl Session {
     /// `Event::Chunk`s of a streamed one), returning their credit.
     fn withdraw(&mut self, id: u32) {
         let mut freed = 0;
+        let mut stored = false;
         self.events.retain(|(event, held)| match event {
             Event::Message(m) if m.exchange == Exchange::Theirs(id) => {
                 freed += held;
+                stored |= matches!(m.payload, Payload::Stored { .. });
                 false
             }
             Event::Chunk { exchange: Exchange::Theirs(theirs), bytes, .. } if *theirs == id => {
@@ -805,6 +862,10 @@ impl Session {
             }
             _ => true,
         });
+        if stored {
+            // A stored message withdrawn before the application took it: its storage goes too.
+            self.inbox.discard_stored(Exchange::Theirs(id));
+        }
         if freed > 0 {
             self.release(freed);
         }
@@ -1146,6 +1207,8 @@ fn check_peer_limits(limits: &Limits) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+#[cfg(test)]
+mod handoff_tests;
 #[cfg(test)]
 mod limit_tests;
 #[cfg(test)]
