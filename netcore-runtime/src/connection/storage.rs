@@ -2,10 +2,12 @@
 //! and hands the bytes over ([`StoreOp`]); this writes them to spill files on tokio's blocking
 //! threads, one writer per message, so a slow disk never stalls the connection's task.
 //!
-//! Bounds: a writer's queue holds only bytes whose flow-control credit the session still counts
-//! (they are returned with `Session::consumed` once written), so it is at most the receive
-//! window (on the lossy framing, which has no window, what the link carries while the disk is
-//! behind). Writers at once are at most the spill budget's files, which the session reserved.
+//! Bounds: a writer's queue returns its bytes' flow-control credit (`Session::consumed`) at once
+//! while it holds at most [`QUEUE_AHEAD`] unwritten bytes, as the old synchronous writes did, so
+//! the link runs at the disk's pace; beyond that, bytes hold their credit until written, so a
+//! slow disk slows the peer down and a queue never exceeds `QUEUE_AHEAD` plus the receive window
+//! (on the lossy framing, which has no window, what the link carries while the disk is behind).
+//! Writers at once are at most the spill budget's files, which the session reserved.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -16,6 +18,9 @@ use tempfile::NamedTempFile;
 use tokio::sync::mpsc;
 
 use crate::session::{Event, Exchange, Incoming, Payload, Session, StoreOp};
+
+/// Unwritten bytes a writer may queue with their credit already returned.
+pub(crate) const QUEUE_AHEAD: u64 = 1 << 20;
 
 /// One message's spill file, written in order (synchronous: run it where blocking is fine, a
 /// blocking thread or a simulation).
@@ -105,8 +110,23 @@ struct Writer {
     id: u64,
     exchange: Exchange,
     ops: mpsc::UnboundedSender<Op>,
-    /// Bytes sent to the writer and not reported written: credit the session still counts.
-    outstanding: u64,
+    /// Bytes sent to the writer and not reported written.
+    queued: u64,
+    /// Those of them whose credit the session still counts.
+    held: u64,
+}
+
+impl Writer {
+    /// Returns the credit of held bytes while the unwritten bytes already returned stay within
+    /// [`QUEUE_AHEAD`].
+    fn release(&mut self, session: &mut Session) {
+        let returned = self.queued - self.held;
+        let release = self.held.min(QUEUE_AHEAD.saturating_sub(returned));
+        if release > 0 {
+            self.held -= release;
+            session.consumed(release);
+        }
+    }
 }
 
 /// The spill files being written for one connection, and those complete until their message is
@@ -135,7 +155,11 @@ impl Storage {
                 StoreOp::Write { exchange, bytes } => {
                     let len = bytes.len() as u64;
                     match self.writers.get_mut(&exchange) {
-                        Some(writer) if writer.ops.send(Op::Write(bytes)).is_ok() => writer.outstanding += len,
+                        Some(writer) if writer.ops.send(Op::Write(bytes)).is_ok() => {
+                            writer.queued += len;
+                            writer.held += len;
+                            writer.release(session);
+                        }
                         // Its writer failed and reported it (or will): the bytes are dropped.
                         _ => session.consumed(len),
                     }
@@ -155,7 +179,7 @@ impl Storage {
         self.next_writer += 1;
         let (ops, rx) = mpsc::unbounded_channel();
         tokio::spawn(write(id, self.dir.clone(), rx, self.reports_tx.clone()));
-        let writer = Writer { id, exchange, ops, outstanding: 0 };
+        let writer = Writer { id, exchange, ops, queued: 0, held: 0 };
         self.writers.insert(exchange, writer);
     }
 
@@ -163,7 +187,7 @@ impl Storage {
     pub(crate) fn discard(&mut self, exchange: Exchange, session: &mut Session) {
         self.finished.remove(&exchange);
         if let Some(writer) = self.writers.remove(&exchange) {
-            session.consumed(writer.outstanding);
+            session.consumed(writer.held);
         }
     }
 
@@ -183,8 +207,12 @@ impl Storage {
         match report {
             Report::Written { bytes, .. } => {
                 let writer = self.writers.get_mut(&exchange).expect("found above");
-                writer.outstanding -= bytes;
-                session.consumed(bytes);
+                // Bytes are written in order: the oldest, whose credit went back first.
+                let written_held = bytes.saturating_sub(writer.queued - writer.held);
+                writer.held -= written_held;
+                session.consumed(written_held);
+                writer.queued -= bytes;
+                writer.release(session);
             }
             Report::Finished { file, .. } => {
                 self.writers.remove(&exchange);
@@ -194,7 +222,7 @@ impl Storage {
             }
             Report::Failed { .. } => {
                 let writer = self.writers.remove(&exchange).expect("found above");
-                session.consumed(writer.outstanding);
+                session.consumed(writer.held);
                 // §8.4: the session drops the message and tells the peer (CANCEL IO).
                 session.store_failed(exchange);
             }
