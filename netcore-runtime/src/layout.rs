@@ -13,7 +13,10 @@
 //! A named type is spelled out the first time a method's layout reaches it and written `@Name`
 //! after, so recursive types end. Names are the types' own (no module path), as in schema files.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use alloc::collections::{BTreeMap, VecDeque};
 
 /// A type with a netcore layout: what its values look like on the wire. Derive it with
 /// `#[derive(netcore::Schema)]` next to serde's derives.
@@ -93,7 +96,7 @@ impl Layout {
 
     fn item(&mut self) {
         if let Some((written, separator, _)) = self.open.last_mut() {
-            if std::mem::replace(written, true) {
+            if core::mem::replace(written, true) {
                 self.text.push(*separator);
             }
         }
@@ -249,7 +252,8 @@ impl<K: Schema, V: Schema> Schema for BTreeMap<K, V> {
     }
 }
 
-impl<K: Schema, V: Schema, S> Schema for HashMap<K, V, S> {
+#[cfg(feature = "std")]
+impl<K: Schema, V: Schema, S> Schema for std::collections::HashMap<K, V, S> {
     fn describe(layout: &mut Layout) {
         BTreeMap::<K, V>::describe(layout);
     }
@@ -306,7 +310,7 @@ mod tests {
     fn canonical_texts() {
         assert_eq!(text::<Vec<u8>>(), "bytes");
         assert_eq!(text::<Vec<u16>>(), "list<u16>");
-        assert_eq!(text::<HashMap<String, Option<u32>>>(), "map<string,option<u32>>");
+        assert_eq!(text::<std::collections::HashMap<String, Option<u32>>>(), "map<string,option<u32>>");
         assert_eq!(text::<(u8, String)>(), "(u8,string)");
         // Recursion ends at the back-reference.
         assert_eq!(text::<Tree>(), "Tree[Leaf|Node(list<@Tree>)]");

@@ -1,4 +1,7 @@
-use std::sync::Arc;
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use alloc::sync::Arc;
 
 use bytes::Bytes;
 
@@ -246,7 +249,7 @@ impl PayloadCodec {
     pub const COMPILED: Self = if cfg!(feature = "bincode") { Self::BINCODE } else { Self::POSTCARD };
 
     /// Its name, for error messages: `postcard`, `bincode`, or `codec N` for one this version does not know.
-    pub fn name(self) -> std::borrow::Cow<'static, str> {
+    pub fn name(self) -> alloc::borrow::Cow<'static, str> {
         match self {
             Self::POSTCARD => "postcard".into(),
             Self::BINCODE => "bincode".into(),

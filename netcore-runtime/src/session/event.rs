@@ -1,7 +1,10 @@
-use std::fmt;
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use core::fmt;
+use core::time::Duration;
 #[cfg(feature = "std")]
 use std::io::Read;
-use std::time::Duration;
 
 use bytes::Bytes;
 #[cfg(feature = "tokio")]
@@ -15,7 +18,7 @@ use crate::frame::{CancelReason, GoAwayCode, Hello, Kind, Priority, Route};
 pub struct MessageId(pub(crate) u64);
 
 /// An exchange as the application sees it (docs/PROTOCOL.md §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Exchange {
     /// Opened by us: the request or one-way message we sent with this handle.
     Ours(MessageId),
@@ -36,7 +39,7 @@ pub enum Payload {
     File(NamedTempFile),
     /// Handed to the caller's storage as it arrived ([`StoreOp`](super::StoreOp)s from
     /// [`Session::poll_store`](super::Session::poll_store)): the session holds none of it. A
-    /// driver replaces it with what it stored ([`Payload::File`]) before the application sees it.
+    /// driver replaces it with what it stored (`Payload::File`) before the application sees it.
     Stored {
         /// The payload's length.
         total: u64,

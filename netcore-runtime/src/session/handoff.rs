@@ -15,6 +15,9 @@
 //!                              ◀─ supplied body ◀─ supply ◀─ caller ◀─ poll_demand
 //! ```
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use core::fmt;
 
 use bytes::Bytes;

@@ -6,8 +6,13 @@
 //! unless the message completes. Messages the application chose to stream (a [`StreamPolicy`])
 //! are handed over chunk by chunk as they arrive. Nothing here does I/O.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
+
+use crate::collections::HashMap;
+use crate::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -168,7 +173,7 @@ impl Inbox {
 
     /// Credit released since the last call: bytes dropped.
     pub(super) fn take_released(&mut self) -> u64 {
-        std::mem::take(&mut self.released)
+        core::mem::take(&mut self.released)
     }
 
     /// A HEAD whose exchange the session has already checked.
@@ -419,7 +424,7 @@ impl Inbox {
 
     /// Drops everything (the session closed); the caller's storage discards what it holds.
     pub(super) fn clear(&mut self) {
-        for (_, partial) in self.partial.drain() {
+        for (_, partial) in core::mem::take(&mut self.partial) {
             if let Store::Storage { .. } = partial.store {
                 self.ops.push_back(StoreOp::Discard { exchange: partial.exchange });
             }

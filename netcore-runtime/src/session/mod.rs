@@ -16,7 +16,10 @@
 //!    asked for when they are read.
 //!
 //! Every method takes the current time from the caller; nothing here reads a clock or does I/O:
-//! spill files and [`Body::Reader`]s are the caller's ([`StoreOp`], [`Demand`]).
+//! spill files and `Body::Reader`s are the caller's ([`StoreOp`], [`Demand`]).
+
+#[allow(unused_imports)]
+use crate::prelude::*;
 
 mod abuse;
 mod config;
@@ -30,8 +33,10 @@ mod outbox;
 mod reliable;
 mod spill;
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use alloc::collections::VecDeque;
+
+use crate::collections::{HashMap, HashSet};
+use crate::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -65,7 +70,7 @@ const CONTROL_QUEUE_LIMIT: usize = 4096;
 const CANCEL_EARNS: u64 = 32;
 
 /// An exchange from this side's point of view: its id and whether we opened it (§6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Key {
     id: u32,
     ours: bool,
@@ -153,8 +158,8 @@ pub struct Session {
     stats: Stats,
 }
 
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Session").field("state", &self.state).field("stats", &self.stats).finish_non_exhaustive()
     }
 }
@@ -229,7 +234,7 @@ impl Session {
         if let Err(err) = next.handle_hello(hello, now) {
             next.fail(err);
         }
-        let rest = std::mem::take(self.decoder.buffer_mut());
+        let rest = core::mem::take(self.decoder.buffer_mut());
         next.handle_input(now, &rest);
         Some(next)
     }

@@ -11,7 +11,12 @@
 //! A message whose body the caller supplies and whose next bytes have not arrived yet
 //! ([`Demand`]) waits in `parked_data` until [`Outbox::supply`] brings them.
 
-use std::collections::{HashMap, VecDeque};
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
+
+use crate::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 
@@ -537,7 +542,7 @@ impl Outbox {
         self.queued = Default::default();
         self.demands.retain(|d| !matches!(d, Demand::Read { .. }));
         let mut ids = Vec::with_capacity(self.messages.len());
-        for (id, message) in self.messages.drain() {
+        for (id, message) in core::mem::take(&mut self.messages) {
             if let Source::Supplied(_) = message.source {
                 self.demands.push_back(Demand::Release { message: id });
             }
