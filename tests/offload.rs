@@ -4,20 +4,24 @@
 
 use std::io::Read;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use netcore::endpoint::Response;
 use netcore::session::{Body, Config, Payload};
 use netcore::{Endpoint, Limits};
 
 /// Yields `len` bytes, but only after `go` says so: a disk or a device that is slow to answer.
+/// Says on `entered` when it is first read.
 struct Gated {
+    entered: Option<mpsc::Sender<()>>,
     go: Option<mpsc::Receiver<()>>,
     left: usize,
 }
 
 impl Read for Gated {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if let Some(go) = self.go.take() {
+        if let (Some(entered), Some(go)) = (self.entered.take(), self.go.take()) {
+            let _ = entered.send(());
             let _ = go.recv();
         }
         let n = buf.len().min(self.left);
@@ -45,13 +49,19 @@ async fn a_blocked_reader_does_not_stall_other_calls() {
     let conn = Endpoint::builder().build().unwrap().connect(a, "client");
 
     let (go, gate) = mpsc::channel();
+    let (entered_tx, entered) = mpsc::channel();
     let len = 1 << 20;
     let big = tokio::spawn({
         let conn = conn.clone();
-        async move { conn.call("/len", Body::reader(Gated { go: Some(gate), left: len }, len as u64)).await }
+        let body = Gated { entered: Some(entered_tx), go: Some(gate), left: len };
+        async move { conn.call("/len", Body::reader(body, len as u64)).await }
     });
-    // The big call's reader is blocked; the link still carries a small call both ways.
-    let reply = conn.call("/echo", b"still moving".to_vec()).await.unwrap();
+    tokio::task::spawn_blocking(move || entered.recv()).await.unwrap().unwrap();
+    // The big call's reader is blocked; the link still carries a small call both ways. (Before
+    // issue 13.1 the reader blocked the connection's task, and this call waited for it: the
+    // timeout turns that hang into a failure.)
+    let small = conn.call("/echo", b"still moving".to_vec());
+    let reply = tokio::time::timeout(Duration::from_secs(30), small).await.expect("the link stalled").unwrap();
     assert_eq!(reply.bytes().unwrap().as_ref(), b"still moving");
     assert!(!big.is_finished(), "the big call waits for its reader");
     go.send(()).unwrap();
