@@ -89,8 +89,8 @@ proptest! {
         let mut at_a = Received::default();
         for _ in 0..100_000 {
             let moved = pair.step_bytes(8 * 1024);
-            let delivered_b = drain(&mut pair.b, &mut at_b)?;
-            let delivered_a = drain(&mut pair.a, &mut at_a)?;
+            let delivered_b = drain(&mut pair.b, &mut pair.b_handoff, &mut at_b)?;
+            let delivered_a = drain(&mut pair.a, &mut pair.a_handoff, &mut at_a)?;
             if !moved && !delivered_a && !delivered_b {
                 break;
             }
@@ -113,12 +113,18 @@ fn send(session: &mut netcore::Session, tag: u32, m: &Msg) {
 }
 
 /// Takes every event, checks each message, answers requests with an empty response; reads
-/// streams as their chunks come, returning their credit at once.
-fn drain(session: &mut netcore::Session, received: &mut Received) -> Result<bool, TestCaseError> {
+/// streams as their chunks come, returning their credit at once. Stored messages come with what
+/// the simulator's storage kept.
+fn drain(
+    session: &mut netcore::Session,
+    handoff: &mut netcore::sim::Handoff,
+    received: &mut Received,
+) -> Result<bool, TestCaseError> {
     let mut any = false;
+    handoff.store(session);
     while let Some(event) = session.poll_event() {
         any = true;
-        match event {
+        match handoff.finish(event) {
             Event::Message(m) if matches!(m.payload, Payload::Streamed { .. }) => {
                 let request = m.kind == netcore::Kind::Request;
                 prop_assert!(

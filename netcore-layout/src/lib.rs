@@ -22,8 +22,16 @@
 //! after, so recursive types end. Names are the types' own (no module path), as in schema files.
 
 #![deny(missing_docs)]
+// Without `std` (on by default) this builds with `core` and `alloc` only, as the runtime's sans-IO
+// core does for a board.
+#![cfg_attr(not(feature = "std"), no_std)]
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+extern crate alloc;
+
+#[allow(unused_imports)]
+use alloc::{borrow::ToOwned, boxed::Box, format, string::String, string::ToString, vec, vec::Vec};
+
+use alloc::collections::{BTreeMap, VecDeque};
 
 /// The compact id of a route name: 32-bit FNV-1a of its UTF-8 bytes (docs/PROTOCOL.md §5.2).
 pub const fn route_id(name: &str) -> u32 {
@@ -116,7 +124,7 @@ impl Layout {
 
     fn item(&mut self) {
         if let Some((written, separator, _)) = self.open.last_mut() {
-            if std::mem::replace(written, true) {
+            if core::mem::replace(written, true) {
                 self.text.push(*separator);
             }
         }
@@ -272,7 +280,8 @@ impl<K: Schema, V: Schema> Schema for BTreeMap<K, V> {
     }
 }
 
-impl<K: Schema, V: Schema, S> Schema for HashMap<K, V, S> {
+#[cfg(feature = "std")]
+impl<K: Schema, V: Schema, S> Schema for std::collections::HashMap<K, V, S> {
     fn describe(layout: &mut Layout) {
         BTreeMap::<K, V>::describe(layout);
     }
@@ -341,7 +350,7 @@ mod tests {
     fn canonical_texts() {
         assert_eq!(text::<Vec<u8>>(), "bytes");
         assert_eq!(text::<Vec<u16>>(), "list<u16>");
-        assert_eq!(text::<HashMap<String, Option<u32>>>(), "map<string,option<u32>>");
+        assert_eq!(text::<std::collections::HashMap<String, Option<u32>>>(), "map<string,option<u32>>");
         assert_eq!(text::<(u8, String)>(), "(u8,string)");
         // Recursion ends at the back-reference.
         assert_eq!(text::<Tree>(), "Tree[Leaf|Node(list<@Tree>)]");

@@ -12,7 +12,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::frame::{self, decode_body, encode_body, encoded_body_len, lossy, Decoder, Frame, Framing, Hello, Limits};
 use crate::session::{
-    Body, Config, Event, Exchange, Incoming, Keepalive, Payload, Reliability, SendOptions, Session, PROTOCOL_VERSION,
+    Body, Config, Event, Exchange, Incoming, Keepalive, Payload, Reliability, SendOptions, Session, StoreOp,
+    PROTOCOL_VERSION,
 };
 use crate::{varint, Kind, Route};
 
@@ -116,6 +117,8 @@ pub fn handshake(data: &[u8]) {
         now,
         report: Report::default(),
         streams: Default::default(),
+        stored: Default::default(),
+        finished: Default::default(),
     };
     let link = match selector & 8 != 0 {
         false => input.to_vec(),
@@ -411,6 +414,10 @@ struct Harness {
     report: Report,
     /// Streamed messages being read (§8.3): bytes announced and bytes seen so far.
     streams: std::collections::HashMap<Exchange, (u64, u64)>,
+    /// Messages in the caller's storage (§8.4): bytes announced and bytes stored so far, and
+    /// the stored length of those finished.
+    stored: std::collections::HashMap<Exchange, (u64, u64)>,
+    finished: std::collections::HashMap<Exchange, u64>,
 }
 
 impl Harness {
@@ -428,6 +435,7 @@ impl Harness {
                 }
             }
             let mut busy = !out.is_empty();
+            busy |= self.store();
             while let Some(event) = self.session.poll_event() {
                 busy = true;
                 self.on_event(event);
@@ -438,6 +446,37 @@ impl Harness {
             }
         }
         panic!("the session did not settle within {SETTLE_ROUNDS} rounds");
+    }
+
+    /// Stands in for a storage: counts the bytes it is given and finishes what is complete.
+    fn store(&mut self) -> bool {
+        let mut busy = false;
+        while let Some(op) = self.session.poll_store() {
+            busy = true;
+            match op {
+                StoreOp::Begin { exchange, total } => {
+                    assert!(self.stored.insert(exchange, (total, 0)).is_none(), "one storage per message");
+                }
+                StoreOp::Write { exchange, bytes } => {
+                    let (total, seen) = self.stored.get_mut(&exchange).expect("a write follows its begin");
+                    *seen += bytes.len() as u64;
+                    assert!(*seen <= *total, "{seen} of {total} bytes stored");
+                    self.session.consumed(bytes.len() as u64);
+                }
+                StoreOp::Finish { exchange } => {
+                    let (total, seen) = self.stored.remove(&exchange).expect("a finish follows its begin");
+                    assert_eq!(seen, total, "finished with every byte");
+                    if self.session.store_finished(exchange) {
+                        self.finished.insert(exchange, seen);
+                    }
+                }
+                StoreOp::Discard { exchange } => {
+                    self.stored.remove(&exchange);
+                    self.finished.remove(&exchange);
+                }
+            }
+        }
+        busy
     }
 
     fn on_event(&mut self, event: Event) {
@@ -464,9 +503,14 @@ impl Harness {
             }
             Event::Message(message) => {
                 self.report.messages += 1;
-                let len = message.payload.len().expect("a received payload is readable");
-                let bytes = message.payload.to_vec().expect("a received payload is readable");
-                assert_eq!(bytes.len() as u64, len);
+                match message.payload {
+                    Payload::Memory(_) => {}
+                    Payload::Stored { total } => {
+                        let stored = self.finished.remove(&message.exchange);
+                        assert_eq!(stored, Some(total), "a stored message has every byte stored");
+                    }
+                    other => panic!("a message arrives in memory or stored, not {other:?}"),
+                }
                 if let (Exchange::Theirs(id), Kind::Request) = (message.exchange, message.kind) {
                     // Answer with a few chunks' worth, so the scheduler has work.
                     let answer = Body::from(vec![0xa5; 700]);
@@ -512,6 +556,8 @@ fn run_session(framing: Framing, reliable: bool, data: &[u8]) -> Report {
         now,
         report: Report::default(),
         streams: Default::default(),
+        stored: Default::default(),
+        finished: Default::default(),
     };
 
     // The payload codec of this build, so that the session opens with `--features bincode` too.

@@ -17,10 +17,32 @@
 //! - [`session`]: handshake, exchanges, chunk scheduling, reassembly, cancellation, flow control
 //!   and keepalive.
 //!
-//! What it is not: a transport. Reading and writing the bytes, and waking at the deadline, is the
-//! caller's job.
+//! What it is not: a transport, or storage. Reading and writing the bytes, waking at the
+//! deadline, storing large incoming messages and reading outgoing bodies from their sources is
+//! the caller's job ([`session::StoreOp`], [`session::Demand`]; the tokio driver does them on
+//! blocking threads).
+//!
+//! Without the default `std` feature the core builds as `#![no_std]` with `alloc`, for a board:
+//! [`time::Instant`] is then a count of microseconds the caller reads from its own timer.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Without `std` the core (frame, session, varint, sim, layout) builds with `core` and `alloc`
+// only, for a board; any use of std there is then a compile error (CI checks it).
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+/// What std's prelude has and core's lacks, for the modules that also build without std.
+#[allow(unused_imports)]
+mod prelude {
+    pub(crate) use alloc::borrow::ToOwned;
+    pub(crate) use alloc::boxed::Box;
+    pub(crate) use alloc::string::{String, ToString};
+    pub(crate) use alloc::vec::Vec;
+    pub(crate) use alloc::{format, vec};
+}
+
+mod collections;
 
 #[cfg(feature = "tokio")]
 pub mod codec;
@@ -31,7 +53,7 @@ pub mod compat;
 pub mod connection;
 #[cfg(feature = "tokio")]
 pub mod endpoint;
-#[cfg(feature = "testing")]
+#[cfg(all(feature = "std", feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod faults;
 pub mod frame;
@@ -44,6 +66,7 @@ pub mod session;
 #[cfg(any(test, feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod sim;
+pub mod time;
 #[cfg(feature = "tokio")]
 pub mod transport;
 #[cfg(feature = "tokio")]
@@ -54,6 +77,7 @@ mod varint;
 /// feature for the regression replay in tests/fuzz_regressions.rs).
 #[cfg(any(fuzzing, feature = "testing"))]
 #[doc(hidden)]
+#[cfg(feature = "std")]
 pub mod fuzzing;
 
 pub use frame::{route_id, CancelReason, Framing, GoAwayCode, Kind, Limits, Priority, Route};

@@ -4,6 +4,12 @@
 //! no real time. Each link can cut the byte stream into pieces of a chosen size and pass it
 //! through a filter that damages, drops or duplicates bytes.
 //!
+//! Each peer has a [`Handoff`]: the sim's stand-in for a driver's storage and body readers. It
+//! does in place, on the caller's thread, what a tokio driver does on blocking threads: large
+//! incoming messages go to spill files (with the `tokio` feature; in memory without it) and
+//! reader bodies are read as the session asks, so the sessions run byte for byte as they would
+//! under a driver.
+//!
 //! ```
 //! # use netcore_runtime as netcore;
 //! use netcore::session::{Config, Event, SendOptions};
@@ -19,11 +25,15 @@
 //! assert_eq!(request.unwrap().payload.to_vec().unwrap(), b"hi");
 //! ```
 
-use std::time::{Duration, Instant};
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use crate::collections::HashMap;
+use crate::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::session::{Config, Event, Session};
+use crate::session::{Config, Demand, Event, Exchange, Incoming, MessageId, Payload, Session, StoreOp};
 
 /// A filter applied to the bytes of one transmission on a link.
 pub type LinkFilter = Box<dyn FnMut(&mut Vec<u8>)>;
@@ -51,21 +61,175 @@ pub struct Pair {
     pub b_to_a: Link,
     /// The fake clock.
     pub now: Instant,
+    /// `a`'s storage and body readers.
+    pub a_handoff: Handoff,
+    /// `b`'s storage and body readers.
+    pub b_handoff: Handoff,
+}
+
+/// One peer's storage of large incoming messages and readers of outgoing bodies, run in place
+/// ([`StoreOp`], [`Demand`]).
+#[derive(Default)]
+pub struct Handoff {
+    stored: HashMap<Exchange, Stored>,
+    /// Complete payloads whose `Event::Message` is on its way.
+    finished: HashMap<Exchange, Payload>,
+    #[cfg(feature = "std")]
+    readers: HashMap<MessageId, Box<dyn std::io::Read + Send>>,
+    /// Messages whose storage began, for tests.
+    pub began: u64,
+}
+
+enum Stored {
+    #[cfg(not(feature = "tokio"))]
+    Memory(Vec<u8>),
+    #[cfg(feature = "tokio")]
+    File(crate::connection::storage::SpillFile),
+}
+
+impl Handoff {
+    /// Messages being stored now.
+    pub fn storing(&self) -> usize {
+        self.stored.len()
+    }
+
+    /// Carries out `session`'s storage operations; written bytes' credit goes back at once.
+    pub fn store(&mut self, session: &mut Session) {
+        while let Some(op) = session.poll_store() {
+            match op {
+                StoreOp::Begin { exchange, .. } => {
+                    self.began += 1;
+                    #[cfg(feature = "tokio")]
+                    let stored = crate::connection::storage::SpillFile::create(session.config().spill_dir.as_deref())
+                        .map(Stored::File);
+                    #[cfg(not(feature = "tokio"))]
+                    let stored: Result<Stored, ()> = Ok(Stored::Memory(Vec::new()));
+                    match stored {
+                        Ok(stored) => drop(self.stored.insert(exchange, stored)),
+                        Err(_) => drop(session.store_failed(exchange)),
+                    }
+                }
+                StoreOp::Write { exchange, bytes } => {
+                    session.consumed(bytes.len() as u64);
+                    let written = match self.stored.get_mut(&exchange) {
+                        #[cfg(not(feature = "tokio"))]
+                        Some(Stored::Memory(buf)) => {
+                            buf.extend_from_slice(&bytes);
+                            true
+                        }
+                        #[cfg(feature = "tokio")]
+                        Some(Stored::File(file)) => file.write(&bytes).is_ok(),
+                        None => true,
+                    };
+                    if !written {
+                        self.stored.remove(&exchange);
+                        session.store_failed(exchange);
+                    }
+                }
+                StoreOp::Finish { exchange } => {
+                    let payload = match self.stored.remove(&exchange) {
+                        #[cfg(not(feature = "tokio"))]
+                        Some(Stored::Memory(buf)) => Some(Payload::Memory(buf.into())),
+                        #[cfg(feature = "tokio")]
+                        Some(Stored::File(file)) => file.finish().ok().map(Payload::File),
+                        None => None,
+                    };
+                    match payload {
+                        Some(payload) if session.store_finished(exchange) => {
+                            self.finished.insert(exchange, payload);
+                        }
+                        Some(_) => {}
+                        None => drop(session.store_failed(exchange)),
+                    }
+                }
+                StoreOp::Discard { exchange } => {
+                    self.stored.remove(&exchange);
+                    self.finished.remove(&exchange);
+                }
+            }
+        }
+    }
+
+    /// Answers `session`'s requests for body bytes by reading its readers.
+    pub fn serve(&mut self, session: &mut Session) {
+        while let Some(demand) = session.poll_demand() {
+            match demand {
+                #[cfg(feature = "std")]
+                Demand::Reader { message, reader } => drop(self.readers.insert(message, reader)),
+                Demand::Read { message, offset, len } => match self.read(message, len) {
+                    Some(bytes) => drop(session.supply(message, offset, bytes)),
+                    None => drop(session.supply_failed(message, offset)),
+                },
+                Demand::Release { message } => self.release(message),
+            }
+        }
+    }
+
+    #[cfg(feature = "std")]
+    fn read(&mut self, message: MessageId, len: usize) -> Option<bytes::Bytes> {
+        let mut buf = vec![0; len];
+        self.readers.get_mut(&message)?.read_exact(&mut buf).ok()?;
+        Some(buf.into())
+    }
+
+    /// Without std there are no readers: a supplied body fails.
+    #[cfg(not(feature = "std"))]
+    fn read(&mut self, _message: MessageId, _len: usize) -> Option<bytes::Bytes> {
+        None
+    }
+
+    fn release(&mut self, _message: MessageId) {
+        #[cfg(feature = "std")]
+        self.readers.remove(&_message);
+    }
+
+    /// An event as a driver would hand it on: a stored message with what was stored (a file
+    /// with the `tokio` feature, bytes in memory without).
+    pub fn finish(&mut self, event: Event) -> Event {
+        match event {
+            Event::Message(message @ Incoming { payload: Payload::Stored { .. }, .. }) => {
+                match self.finished.remove(&message.exchange) {
+                    Some(payload) => Event::Message(Incoming { payload, ..message }),
+                    None => Event::Message(message),
+                }
+            }
+            event => event,
+        }
+    }
 }
 
 impl Pair {
     /// Two new sessions; nothing is exchanged until [`step`](Self::step) or [`run`](Self::run).
     pub fn new(a: Config, b: Config) -> Self {
+        // Without std the clock starts at 0 µs; either way only differences matter.
+        #[cfg(feature = "std")]
         let now = Instant::now();
-        Self { a: Session::new(a, now), b: Session::new(b, now), a_to_b: Link::default(), b_to_a: Link::default(), now }
+        #[cfg(not(feature = "std"))]
+        let now = Instant::from_micros(0);
+        Self::with_sessions(Session::new(a, now), Session::new(b, now), now)
+    }
+
+    /// A pair of sessions made elsewhere, on a clock at `now`.
+    pub fn with_sessions(a: Session, b: Session, now: Instant) -> Self {
+        Self {
+            a,
+            b,
+            a_to_b: Link::default(),
+            b_to_a: Link::default(),
+            now,
+            a_handoff: Handoff::default(),
+            b_handoff: Handoff::default(),
+        }
     }
 
     /// Moves at most `budget` bytes each way (whole frames; at least one frame if any is ready).
     /// Returns whether anything moved. Events wait in the sessions until taken, as in a real
     /// application: a message's flow-control credit returns only when it is taken.
     pub fn step_bytes(&mut self, budget: usize) -> bool {
-        let moved_ab = transfer(&mut self.a, &mut self.b, &mut self.a_to_b, self.now, budget);
-        let moved_ba = transfer(&mut self.b, &mut self.a, &mut self.b_to_a, self.now, budget);
+        let (a, b) = ((&mut self.a, &mut self.a_handoff), (&mut self.b, &mut self.b_handoff));
+        let moved_ab = transfer(a, b, &mut self.a_to_b, self.now, budget);
+        let (a, b) = ((&mut self.a, &mut self.a_handoff), (&mut self.b, &mut self.b_handoff));
+        let moved_ba = transfer(b, a, &mut self.b_to_a, self.now, budget);
         moved_ab || moved_ba
     }
 
@@ -87,27 +251,49 @@ impl Pair {
     /// Advances the clock and fires both sessions' due timers.
     pub fn advance(&mut self, by: Duration) {
         self.now += by;
-        for session in [&mut self.a, &mut self.b] {
+        for (session, handoff) in [(&mut self.a, &mut self.a_handoff), (&mut self.b, &mut self.b_handoff)] {
             if session.poll_timeout().is_some_and(|t| t <= self.now) {
                 session.handle_timeout(self.now);
+                handoff.store(session);
             }
         }
     }
 
-    /// Takes the events `a` produced so far.
+    /// Takes the events `a` produced so far (stored messages with what was stored).
     pub fn take_a(&mut self) -> Vec<Event> {
-        std::iter::from_fn(|| self.a.poll_event()).collect()
+        take(&mut self.a, &mut self.a_handoff)
     }
 
-    /// Takes the events `b` produced so far.
+    /// Takes the events `b` produced so far (stored messages with what was stored).
     pub fn take_b(&mut self) -> Vec<Event> {
-        std::iter::from_fn(|| self.b.poll_event()).collect()
+        take(&mut self.b, &mut self.b_handoff)
     }
 }
 
-fn transfer(from: &mut Session, to: &mut Session, link: &mut Link, now: Instant, budget: usize) -> bool {
+fn take(session: &mut Session, handoff: &mut Handoff) -> Vec<Event> {
+    handoff.store(session);
+    let mut events = Vec::new();
+    while let Some(event) = session.poll_event() {
+        events.push(handoff.finish(event));
+    }
+    events
+}
+
+fn transfer(
+    (from, from_handoff): (&mut Session, &mut Handoff),
+    (to, to_handoff): (&mut Session, &mut Handoff),
+    link: &mut Link,
+    now: Instant,
+    budget: usize,
+) -> bool {
     let mut out = BytesMut::new();
-    while out.len() < budget && from.poll_transmit(now, &mut out) {}
+    from_handoff.store(from);
+    loop {
+        from_handoff.serve(from);
+        if out.len() >= budget || !from.poll_transmit(now, &mut out) {
+            break;
+        }
+    }
     if out.is_empty() {
         return false;
     }
@@ -120,5 +306,6 @@ fn transfer(from: &mut Session, to: &mut Session, link: &mut Link, now: Instant,
     for chunk in bytes.chunks(piece) {
         to.handle_input(now, chunk);
     }
+    to_handoff.store(to);
     true
 }

@@ -444,6 +444,11 @@ where
     let body = match stream {
         Body::Bytes(bytes) => Body::reader(std::io::Read::chain(header, std::io::Cursor::new(bytes)), total),
         Body::Reader { reader, .. } => Body::reader(std::io::Read::chain(header, reader), total),
+        Body::Supplied { len } => {
+            let message =
+                format!("{}: a supplied body of {len} bytes has no source here: send bytes or a reader", method.name);
+            return Err(CallError::Io(crate::endpoint::ErrorSource::message(message)));
+        }
     };
     connection.call_named(Route::Id(method.route), Some(method.name), body, opts).await?.decode()
 }

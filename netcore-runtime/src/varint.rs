@@ -1,5 +1,8 @@
 //! Unsigned LEB128 varints, as used by every variable-width field (docs/PROTOCOL.md §2).
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use bytes::BufMut;
 
 use crate::frame::FrameError;

@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::bodies::Bodies;
 use super::stats::{Carry, ConnectionStats};
+use super::storage::Storage;
 use super::{trace, Command, Connection, ConnectionId, CreditReturn, LinkState, Shared};
 use crate::endpoint::wire::{decode_headers, encode_headers};
 use crate::endpoint::{
@@ -79,6 +81,7 @@ where
     let connection = Connection { shared: shared.clone() };
     let (done_tx, done_rx) = mpsc::channel(MAX_HANDLERS);
     let session = new_session(&config, &dispatch);
+    let config_spill_dir = config.spill_dir.clone();
     let driver = Driver {
         config,
         rearm: false,
@@ -100,6 +103,8 @@ where
         carry: Carry::default(),
         counters: trace::Counters::default(),
         unwritten: 0,
+        storage: Storage::new(config_spill_dir),
+        bodies: Bodies::new(),
     };
     tokio::spawn(tracing::Instrument::instrument(driver.run(io, command_rx, done_rx), span));
     connection
@@ -201,6 +206,10 @@ struct Driver {
     counters: trace::Counters,
     /// Bytes in the loop's output buffer, as of the last turn of the loop.
     unwritten: usize,
+    /// Spill files of large incoming messages, written off this task.
+    storage: Storage,
+    /// Sources of outgoing bodies, read off this task.
+    bodies: Bodies,
 }
 
 impl Driver {
@@ -217,6 +226,8 @@ impl Driver {
             crate::frame::Framing::Lossy => 1,
         };
         loop {
+            // Storage operations go before the events: a stored message completes after its writes.
+            self.pump_handoff();
             if self.drain_events() {
                 // Let the handlers read the chunks just handed to them before the next read: the
                 // read buffer they point into is then free to reuse, and their credit returns.
@@ -241,6 +252,7 @@ impl Driver {
                 continue;
             }
             if output.is_empty() {
+                self.pump_handoff();
                 while output.len() < batch && self.session.poll_transmit(Instant::now().into_std(), &mut output) {}
                 self.report_progress();
                 self.counters.observe(&self.session);
@@ -286,6 +298,8 @@ impl Driver {
                     }
                 }
                 Some((id, priority, result)) = done.recv() => self.respond(id, priority, result),
+                report = self.storage.report() => self.storage.apply(report, &mut self.session),
+                supplied = self.bodies.next() => self.bodies.apply(supplied, &mut self.session),
                 () = self.shared.wake.notified() => {
                     // Commands sent before a drop must be seen before the drop is processed.
                     while let Ok(command) = commands.try_recv() {
@@ -449,7 +463,8 @@ impl Driver {
                 break;
             }
             let Some(event) = self.session.poll_event() else { break };
-            match event {
+            // A stored message's payload is its spill file from here on.
+            match self.storage.fill(event) {
                 Event::Message(message @ Incoming { exchange: Exchange::Theirs(exchange), .. }) if defer => {
                     trace::deferred(exchange);
                     let prepared = self.prepare(exchange, message);
@@ -496,6 +511,7 @@ impl Driver {
             }
             Event::Cancelled { exchange: Exchange::Ours(id), reason } => {
                 trace::cancelled(Exchange::Ours(id), reason);
+                self.storage.discard(Exchange::Ours(id), &mut self.session);
                 if let Some(call) = self.pending.remove(&id) {
                     self.tokens.remove(&call.token);
                     let _ = call.reply.send(Err(CallError::Cancelled(reason)));
@@ -507,6 +523,7 @@ impl Driver {
             Event::Cancelled { exchange: Exchange::Theirs(id), reason } => {
                 trace::cancelled(Exchange::Theirs(id), reason);
                 self.streams.remove(&id);
+                self.storage.discard(Exchange::Theirs(id), &mut self.session);
                 self.deferred.retain(|prepared| prepared.exchange != id);
                 if let Some(handler) = self.handlers.remove(&id) {
                     handler.abort();
@@ -539,6 +556,12 @@ impl Driver {
                 self.fail_everything(reason)
             }
         }
+    }
+
+    /// Moves the handoff queues of the session to the storage and the body readers.
+    fn pump_handoff(&mut self) {
+        self.storage.pump(&mut self.session);
+        self.bodies.pump(&mut self.session);
     }
 
     fn complete_call(&mut self, id: MessageId, message: Incoming) {
@@ -700,6 +723,8 @@ impl Driver {
         }
         self.deferred.clear();
         self.streams.clear();
+        self.storage.clear();
+        self.bodies.clear();
         self.shared.reliable.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -730,7 +755,7 @@ fn panicked(panic: Box<dyn std::any::Any + Send>, route: Option<&str>) -> Result
 fn error_from_payload(payload: &Payload) -> HandlerError {
     match payload {
         Payload::Memory(bytes) => HandlerError::from_payload(bytes),
-        Payload::File(_) | Payload::Streamed { .. } => {
+        Payload::File(_) | Payload::Stored { .. } | Payload::Streamed { .. } => {
             HandlerError::new(ErrorCode::INTERNAL, "error payload too large")
         }
     }

@@ -11,11 +11,13 @@
 //! limits hit and handler failures as `tracing` events; the table of levels is in the README's
 //! "Observability" section. With no subscriber installed none of it formats or allocates.
 
+mod bodies;
 mod driver;
 #[cfg(feature = "json")]
 pub(crate) mod py;
 mod reconnect;
 mod stats;
+pub(crate) mod storage;
 pub(crate) mod trace;
 
 use std::fmt;
@@ -399,7 +401,8 @@ impl Connection {
             let written = match reply.into_payload() {
                 Payload::Memory(bytes) => writer.write_all(&bytes).map(|()| bytes.len() as u64),
                 Payload::File(file) => std::fs::File::open(file.path()).and_then(|mut f| std::io::copy(&mut f, writer)),
-                Payload::Streamed { .. } => unreachable!("replies are never streamed"),
+                // The driver hands replies over stored or in memory, never streamed.
+                Payload::Stored { .. } | Payload::Streamed { .. } => unreachable!("replies are never streamed"),
             };
             let written = written.map_err(write_error)?;
             received += written;

@@ -436,6 +436,9 @@ fn body_bytes(body: Body) -> Result<Bytes, CallError> {
                 .map_err(|e| CallError::Io(crate::endpoint::ErrorSource::context("cannot read the body", e)))?;
             Ok(out.into())
         }
+        Body::Supplied { len } => Err(CallError::Io(crate::endpoint::ErrorSource::message(format!(
+            "a supplied body of {len} bytes has no source on a Python link: send bytes"
+        )))),
     }
 }
 

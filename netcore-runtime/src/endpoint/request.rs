@@ -229,7 +229,7 @@ pub(crate) fn payload_bytes(payload: &Payload) -> std::io::Result<Bytes> {
     match payload {
         Payload::Memory(bytes) => Ok(bytes.clone()),
         Payload::File(file) => off_the_runtime(|| std::fs::read(file.path())).map(Bytes::from),
-        Payload::Streamed { .. } => payload.to_vec().map(Bytes::from),
+        Payload::Stored { .. } | Payload::Streamed { .. } => payload.to_vec().map(Bytes::from),
     }
 }
 

@@ -1,6 +1,9 @@
 //! Frame bodies: `type ‖ fields ‖ payload ‖ crc32` (docs/PROTOCOL.md §3, §5).
 
-use std::sync::Arc;
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use alloc::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes};
 
@@ -480,7 +483,7 @@ fn decode_head(fields: Bytes) -> Result<Head, FrameError> {
         None
     } else if flags & HEAD_ROUTE_NAME != 0 {
         let len = field_len(&mut r)?;
-        let name = std::str::from_utf8(&r[..len]).map_err(|_| invalid("HEAD", "route name"))?;
+        let name = core::str::from_utf8(&r[..len]).map_err(|_| invalid("HEAD", "route name"))?;
         let route = Route::Name(name.to_owned());
         r.advance(len);
         Some(route)

@@ -1,3 +1,6 @@
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use thiserror::Error;
 
 /// Why a frame could not be decoded.

@@ -5,6 +5,9 @@
 //! byte costs at most the frame it hit. Each frame starts *and* ends with a delimiter so that a
 //! lost delimiter cannot merge two frames.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::body::encode_body_valid;
@@ -181,7 +184,7 @@ impl LossyDecoder {
                 }
             }
             let encoded = &encoded[..end];
-            if std::mem::take(&mut self.skipping) {
+            if core::mem::take(&mut self.skipping) {
                 self.discarded += encoded.len() as u64;
                 continue;
             }
@@ -225,7 +228,7 @@ impl LossyDecoder {
         self.discarded += len as u64;
         self.input.advance(len);
         self.scanned = 0;
-        let was_skipping = std::mem::replace(&mut self.skipping, true);
+        let was_skipping = core::mem::replace(&mut self.skipping, true);
         if was_skipping {
             Ok(None)
         } else {

@@ -4,6 +4,9 @@
 //! [`lossy`] only differ in how bodies are delimited on the byte stream. Decoding checks the CRC
 //! before it reads a single field, so no length inside a damaged body is ever trusted.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 mod body;
 mod error;
 pub mod lossy;

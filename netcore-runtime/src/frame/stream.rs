@@ -3,6 +3,9 @@
 //! For reliable byte streams. Any error is final: after a damaged frame there is no way to find
 //! the next length prefix, so the connection must close.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use bytes::{Buf, BytesMut};
 
 use super::body::encode_body_valid;

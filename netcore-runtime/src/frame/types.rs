@@ -1,4 +1,7 @@
-use std::sync::Arc;
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use alloc::sync::Arc;
 
 use bytes::Bytes;
 
@@ -267,7 +270,7 @@ impl PayloadCodec {
     pub const COMPILED: Self = if cfg!(feature = "bincode") { Self::BINCODE } else { Self::POSTCARD };
 
     /// Its name, for error messages: `postcard`, `bincode`, or `codec N` for one this version does not know.
-    pub fn name(self) -> std::borrow::Cow<'static, str> {
+    pub fn name(self) -> alloc::borrow::Cow<'static, str> {
         match self {
             Self::POSTCARD => "postcard".into(),
             Self::BINCODE => "bincode".into(),
@@ -425,8 +428,8 @@ impl GoAwayCode {
 }
 
 /// The name (`LIMIT`), or `code 42` for a code §5.7 does not define.
-impl std::fmt::Display for GoAwayCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for GoAwayCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.name() {
             Some(name) => f.write_str(name),
             None => write!(f, "code {}", self.0),

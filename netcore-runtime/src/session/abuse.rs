@@ -2,7 +2,10 @@
 //! cancels before they are answered, and frames that need no answer. Counted in fixed windows of
 //! the caller's clock (the session reads none).
 
-use std::time::{Duration, Instant};
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use crate::time::{Duration, Instant};
 
 /// A count of events per fixed window, against a limit raised by what this side earned.
 #[derive(Debug)]

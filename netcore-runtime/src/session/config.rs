@@ -1,5 +1,9 @@
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use core::time::Duration;
+#[cfg(feature = "std")]
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::SpillBudget;
 use crate::frame::{Framing, Limits, PayloadCodec};
@@ -22,7 +26,7 @@ pub struct Config {
     /// HELLO's METHODS option (docs/PROTOCOL.md §5.1, §15) so the peer's generated clients can
     /// check a method before calling it. The endpoint fills it from its typed routes; empty sends
     /// no table, and so does a table above [`MAX_METHODS`](crate::frame::MAX_METHODS) entries.
-    pub methods: std::sync::Arc<[(u32, u64)]>,
+    pub methods: alloc::sync::Arc<[(u32, u64)]>,
     /// The payload codec announced in the HELLO (docs/PROTOCOL.md §5.1, §14); a peer announcing
     /// another is refused at the handshake. Default [`PayloadCodec::COMPILED`], the one
     /// `netcore::codec` uses in this build.
@@ -51,6 +55,7 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Where messages above `limits.inline_limit` are stored while they arrive; `None` is the
     /// system's temporary directory.
+    #[cfg(feature = "std")]
     pub spill_dir: Option<PathBuf>,
     /// Most spill files and bytes partly received messages may hold (docs/PROTOCOL.md §8.4);
     /// default [`SpillBudget::default`], 64 files and 1 GiB: a laptop's disk and descriptor
@@ -172,12 +177,13 @@ impl Config {
             chunk_size: 16 * 1024,
             limits: Limits::default(),
             fingerprint: 0,
-            methods: std::sync::Arc::new([]),
+            methods: alloc::sync::Arc::new([]),
             codec: PayloadCodec::COMPILED,
             keepalive: Some(Keepalive { interval: Duration::from_secs(30), max_missed: 3 }),
             stall_timeout: Some(Duration::from_secs(30)),
             frame_timeout: Some(Duration::from_secs(30)),
             handshake_timeout: Duration::from_secs(10),
+            #[cfg(feature = "std")]
             spill_dir: None,
             spill_budget: SpillBudget::default(),
             reliable: None,
@@ -299,6 +305,7 @@ impl Config {
     }
 
     /// Sets where large incoming messages are stored.
+    #[cfg(feature = "std")]
     pub fn with_spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.spill_dir = Some(dir.into());
         self

@@ -1,5 +1,8 @@
 //! Connection-level flow control in payload bytes (docs/PROTOCOL.md §5.5).
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use super::ProtocolError;
 
 /// The sender's view: how much payload the peer allows us to have sent.

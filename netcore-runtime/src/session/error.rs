@@ -1,3 +1,6 @@
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use thiserror::Error;
 
 use crate::frame::{FrameError, GoAwayCode, PayloadCodec};
@@ -94,7 +97,7 @@ pub enum ProtocolError {
         /// Cancelled in the window so far.
         count: u32,
         /// The window.
-        window: std::time::Duration,
+        window: core::time::Duration,
     },
     /// The peer sent more frames needing no answer than `Config::max_noise` allows per window (§8.5).
     #[error("peer sent {count} frames needing no answer within {window:?} (Config::max_noise)")]
@@ -102,7 +105,7 @@ pub enum ProtocolError {
         /// Such frames in the window so far.
         count: u32,
         /// The window.
-        window: std::time::Duration,
+        window: core::time::Duration,
     },
     /// The peer's limits cannot work (for instance a frame too small for any header).
     #[error("unusable peer limit: {0}")]

@@ -1,8 +1,13 @@
-use std::fmt;
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use core::fmt;
+use core::time::Duration;
+#[cfg(feature = "std")]
 use std::io::Read;
-use std::time::Duration;
 
 use bytes::Bytes;
+#[cfg(feature = "tokio")]
 use tempfile::NamedTempFile;
 
 use super::{Keepalive, ProtocolError};
@@ -13,7 +18,7 @@ use crate::frame::{CancelReason, GoAwayCode, Hello, Kind, Priority, Route};
 pub struct MessageId(pub(crate) u64);
 
 /// An exchange as the application sees it (docs/PROTOCOL.md §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Exchange {
     /// Opened by us: the request or one-way message we sent with this handle.
     Ours(MessageId),
@@ -27,8 +32,18 @@ pub enum Exchange {
 pub enum Payload {
     /// Reassembled in memory.
     Memory(Bytes),
-    /// Stored in a temporary file, which is deleted when this value is dropped unless persisted.
+    /// Stored in a temporary file, which is deleted when this value is dropped unless persisted:
+    /// what the tokio driver's storage makes of a [`Payload::Stored`] (the session itself never
+    /// creates one).
+    #[cfg(feature = "tokio")]
     File(NamedTempFile),
+    /// Handed to the caller's storage as it arrived ([`StoreOp`](super::StoreOp)s from
+    /// [`Session::poll_store`](super::Session::poll_store)): the session holds none of it. A
+    /// driver replaces it with what it stored (`Payload::File`) before the application sees it.
+    Stored {
+        /// The payload's length.
+        total: u64,
+    },
     /// Delivered as it arrives, in [`Event::Chunk`]s that follow this message's event (see
     /// [`Session::stream_when`](super::Session::stream_when)); `total` bytes are announced.
     Streamed {
@@ -37,12 +52,15 @@ pub enum Payload {
     },
 }
 
+#[cfg(feature = "std")]
 impl Payload {
     /// The payload's bytes: copied from memory, or read back from the file.
     pub fn to_vec(&self) -> std::io::Result<Vec<u8>> {
         match self {
             Payload::Memory(bytes) => Ok(bytes.to_vec()),
+            #[cfg(feature = "tokio")]
             Payload::File(file) => std::fs::read(file.path()),
+            Payload::Stored { .. } => Err(stored_error()),
             Payload::Streamed { .. } => Err(streamed_error()),
         }
     }
@@ -51,8 +69,9 @@ impl Payload {
     pub fn len(&self) -> std::io::Result<u64> {
         match self {
             Payload::Memory(bytes) => Ok(bytes.len() as u64),
+            #[cfg(feature = "tokio")]
             Payload::File(file) => Ok(file.as_file().metadata()?.len()),
-            Payload::Streamed { total } => Ok(*total),
+            Payload::Stored { total } | Payload::Streamed { total } => Ok(*total),
         }
     }
 
@@ -63,8 +82,15 @@ impl Payload {
 }
 
 /// The error of reading a streamed payload as a whole.
+#[cfg(feature = "std")]
 fn streamed_error() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::Unsupported, "the payload is streamed: read it chunk by chunk")
+}
+
+/// The error of reading a payload the caller's storage holds.
+#[cfg(feature = "std")]
+fn stored_error() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Unsupported, "the payload is in the caller's storage (Payload::Stored)")
 }
 
 /// A message from the peer: complete, or the start of a streamed one ([`Payload::Streamed`]).
@@ -251,19 +277,29 @@ pub enum Event {
     Closed(CloseReason),
 }
 
-/// A payload to send: bytes in memory, or a reader of known length that is read chunk by chunk.
+/// A payload to send: bytes in memory, or a source of known length whose bytes the caller
+/// supplies chunk by chunk when the session asks ([`Demand`](super::Demand)).
 pub enum Body {
     /// Sent by slicing, without copying until the frame is encoded.
     Bytes(Bytes),
-    /// Read as chunks are scheduled; never loaded whole.
+    /// Read by the caller as chunks are scheduled (the session hands the reader over with a
+    /// [`Demand::Reader`](super::Demand::Reader) and never reads it); never loaded whole.
+    #[cfg(feature = "std")]
     Reader {
         /// The source.
         reader: Box<dyn Read + Send>,
         /// How many bytes it yields; fewer is an error that cancels the message.
         len: u64,
     },
+    /// `len` bytes the caller supplies from a source of its own when asked
+    /// ([`Demand::Read`](super::Demand::Read), [`Session::supply`](super::Session::supply)).
+    Supplied {
+        /// How many bytes the source yields; fewer is an error that cancels the message.
+        len: u64,
+    },
 }
 
+#[cfg(feature = "std")]
 impl Body {
     /// A body read from `reader`, which must yield exactly `len` bytes.
     pub fn reader(reader: impl Read + Send + 'static, len: u64) -> Self {
@@ -276,12 +312,16 @@ impl Body {
         let len = file.metadata()?.len();
         Ok(Body::reader(std::io::BufReader::with_capacity(64 * 1024, file), len))
     }
+}
 
+impl Body {
     /// The payload length.
     pub fn len(&self) -> u64 {
         match self {
             Body::Bytes(bytes) => bytes.len() as u64,
+            #[cfg(feature = "std")]
             Body::Reader { len, .. } => *len,
+            Body::Supplied { len } => *len,
         }
     }
 
@@ -295,7 +335,9 @@ impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Body::Bytes(bytes) => f.debug_tuple("Bytes").field(&bytes.len()).finish(),
+            #[cfg(feature = "std")]
             Body::Reader { len, .. } => f.debug_struct("Reader").field("len", len).finish_non_exhaustive(),
+            Body::Supplied { len } => f.debug_struct("Supplied").field("len", len).finish(),
         }
     }
 }

@@ -2,18 +2,22 @@
 //!
 //! Any interleaving of chunks of many messages delivers each message once, intact. Messages up to
 //! `inline_limit` grow in memory as their bytes arrive (never by the size a peer claims); larger
-//! ones are written to a temporary file that is deleted unless the message completes. Messages the
-//! application chose to stream (a [`StreamPolicy`]) are handed over chunk by chunk as they arrive.
+//! ones are handed to the caller's storage as they arrive ([`StoreOp`]s), which discards them
+//! unless the message completes. Messages the application chose to stream (a [`StreamPolicy`])
+//! are handed over chunk by chunk as they arrive. Nothing here does I/O.
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
+
+use crate::collections::HashMap;
+use crate::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tempfile::NamedTempFile;
 
 use super::event::{Exchange, Incoming, Payload};
+use super::handoff::StoreOp;
 use super::spill::{SpillBudget, SpillTicket};
 use super::{Key, ProtocolError};
 use crate::frame::{CancelReason, Data, Head, Kind, Limits, Priority, Route};
@@ -60,31 +64,21 @@ struct Partial {
 
 enum Store {
     Memory(Vec<u8>),
-    /// With its share of the spill budget, given back when the file is dropped or handed over.
-    File(NamedTempFile, SpillTicket),
+    /// In the caller's storage, with its share of the spill budget, given back when the message
+    /// completes (its storage is then the application's) or is dropped. `finishing`: every byte
+    /// was handed out and the caller was asked to finish ([`StoreOp::Finish`]).
+    Storage {
+        _ticket: SpillTicket,
+        finishing: bool,
+    },
     /// Handed to the application as it arrives.
     Stream,
 }
 
-impl Store {
-    /// Appends bytes; returns how many bytes of credit this releases at once (those on disk).
-    fn append(&mut self, bytes: &[u8], total: u64) -> std::io::Result<u64> {
-        match self {
-            Store::Memory(buf) => {
-                // Grow by doubling as bytes arrive, never past the announced total (§8.2).
-                if buf.capacity() - buf.len() < bytes.len() {
-                    let target = (buf.capacity() * 2).max(buf.len() + bytes.len()).min(total as usize);
-                    buf.reserve_exact(target - buf.len());
-                }
-                buf.extend_from_slice(bytes);
-                Ok(0)
-            }
-            Store::File(file, _) => {
-                file.as_file_mut().write_all(bytes)?;
-                Ok(bytes.len() as u64)
-            }
-            Store::Stream => Ok(0),
-        }
+impl Partial {
+    /// Whether every byte is in and the caller's storage is finishing it: it cannot stall.
+    fn finishing(&self) -> bool {
+        matches!(self.store, Store::Storage { finishing: true, .. })
     }
 }
 
@@ -104,8 +98,9 @@ fn incoming(exchange: Exchange, head: &Head, payload: Payload) -> Incoming {
 pub(super) struct Inbox {
     partial: HashMap<Key, Partial>,
     limits: Limits,
-    spill_dir: Option<PathBuf>,
     spill_budget: SpillBudget,
+    /// Operations for the caller's storage, in order ([`Session::poll_store`](super::Session::poll_store)).
+    ops: VecDeque<StoreOp>,
     /// Tolerate loss and duplication (lossy framing) instead of failing (§6).
     tolerant: bool,
     /// Credit released by the last call; the session collects it.
@@ -115,12 +110,12 @@ pub(super) struct Inbox {
 }
 
 impl Inbox {
-    pub(super) fn new(limits: Limits, spill_dir: Option<PathBuf>, spill_budget: SpillBudget, tolerant: bool) -> Self {
+    pub(super) fn new(limits: Limits, spill_budget: SpillBudget, tolerant: bool) -> Self {
         Self {
             partial: HashMap::new(),
             limits,
-            spill_dir,
             spill_budget,
+            ops: VecDeque::new(),
             tolerant,
             released: 0,
             stream_policy: None,
@@ -165,9 +160,20 @@ impl Inbox {
         self.partial.get(&key).is_some_and(|p| matches!(p.store, Store::Stream))
     }
 
-    /// Credit released since the last call: bytes dropped or written to storage.
+    /// The next operation for the caller's storage.
+    pub(super) fn poll_store(&mut self) -> Option<StoreOp> {
+        self.ops.pop_front()
+    }
+
+    /// Tells the caller's storage to discard a message the session dropped after completing it
+    /// (a request withdrawn before the application took it).
+    pub(super) fn discard_stored(&mut self, exchange: Exchange) {
+        self.ops.push_back(StoreOp::Discard { exchange });
+    }
+
+    /// Credit released since the last call: bytes dropped.
     pub(super) fn take_released(&mut self) -> u64 {
-        std::mem::take(&mut self.released)
+        core::mem::take(&mut self.released)
     }
 
     /// A HEAD whose exchange the session has already checked.
@@ -216,16 +222,14 @@ impl Inbox {
         } else if head.total <= self.limits.inline_limit {
             Store::Memory(Vec::with_capacity(head.payload.len()))
         } else {
-            // §8.4: the whole announced total is reserved before a file exists, so no claim can
-            // take more descriptors or disk than the budget shared by the endpoint's connections.
+            // §8.4: the whole announced total is reserved before the caller's storage hears of
+            // it, so no claim can take more descriptors or disk than the budget shared by the
+            // endpoint's connections.
             let Some(ticket) = self.spill_budget.reserve(head.total) else {
                 return Ok(self.reject(key, len, CancelReason::STORAGE_FULL));
             };
-            let dir = self.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
-            match NamedTempFile::with_prefix_in(".netcore-rx-", dir) {
-                Ok(file) => Store::File(file, ticket),
-                Err(_) => return Ok(self.reject(key, len, CancelReason::IO)),
-            }
+            self.ops.push_back(StoreOp::Begin { exchange, total: head.total });
+            Store::Storage { _ticket: ticket, finishing: false }
         };
         let partial = Partial {
             exchange,
@@ -280,31 +284,60 @@ impl Inbox {
 
     fn append(&mut self, key: Key, bytes: Bytes) -> Result<Arrival, ProtocolError> {
         let partial = self.partial.get_mut(&key).expect("caller checked");
-        match partial.store.append(&bytes, partial.total) {
-            Ok(on_disk) => self.released += on_disk,
-            Err(_) => return Ok(self.reject(key, bytes.len() as u64, CancelReason::IO)),
+        match &mut partial.store {
+            Store::Memory(buf) => {
+                // Grow by doubling as bytes arrive, never past the announced total (§8.2).
+                if buf.capacity() - buf.len() < bytes.len() {
+                    let target = (buf.capacity() * 2).max(buf.len() + bytes.len()).min(partial.total as usize);
+                    buf.reserve_exact(target - buf.len());
+                }
+                buf.extend_from_slice(&bytes);
+            }
+            // Held until the caller says they are stored (`Session::consumed`).
+            Store::Storage { .. } if !bytes.is_empty() => {
+                self.ops.push_back(StoreOp::Write { exchange: partial.exchange, bytes: bytes.clone() })
+            }
+            Store::Storage { .. } | Store::Stream => {}
         }
         partial.received += bytes.len() as u64;
         let end = partial.received == partial.total;
-        if let Store::Stream = partial.store {
-            let exchange = partial.exchange;
-            if end {
-                self.partial.remove(&key);
+        match &mut partial.store {
+            Store::Stream => {
+                let exchange = partial.exchange;
+                if end {
+                    self.partial.remove(&key);
+                }
+                return Ok(Arrival::Chunk { exchange, bytes, end });
             }
-            return Ok(Arrival::Chunk { exchange, bytes, end });
+            // Complete once the caller's storage is (`Session::store_finished`).
+            Store::Storage { finishing, .. } if end => {
+                *finishing = true;
+                self.ops.push_back(StoreOp::Finish { exchange: partial.exchange });
+                return Ok(Arrival::Nothing);
+            }
+            _ if !end => return Ok(Arrival::Nothing),
+            _ => {}
         }
-        if !end {
-            return Ok(Arrival::Nothing);
+        Ok(self.complete(key))
+    }
+
+    /// The caller's storage finished the stored message `key`: it is complete.
+    pub(super) fn store_finished(&mut self, key: Key) -> Option<Arrival> {
+        match self.partial.get(&key)?.store {
+            Store::Storage { finishing: true, .. } => Some(self.complete(key)),
+            _ => None,
         }
+    }
+
+    /// A message whose last byte is in: its payload in memory, or in the caller's storage.
+    fn complete(&mut self, key: Key) -> Arrival {
         let partial = self.partial.remove(&key).expect("present");
         let (payload, held) = match partial.store {
             Store::Memory(buf) => (Payload::Memory(buf.into()), partial.total),
-            // The ticket goes with the store: a complete file is the application's.
-            Store::File(mut file, _ticket) => match file.as_file_mut().flush() {
-                Ok(()) => (Payload::File(file), 0),
-                Err(_) => return Ok(Arrival::Rejected { key, reason: CancelReason::IO, seen: false }),
-            },
-            Store::Stream => unreachable!("returned above"),
+            // The ticket goes with the store: a complete message's storage is the application's.
+            // Its bytes' credit came back as the caller stored them.
+            Store::Storage { .. } => (Payload::Stored { total: partial.total }, 0),
+            Store::Stream => unreachable!("streamed messages complete in `append`"),
         };
         let message = Incoming {
             exchange: partial.exchange,
@@ -314,7 +347,7 @@ impl Inbox {
             meta: partial.meta,
             payload,
         };
-        Ok(Arrival::Complete { message, held })
+        Arrival::Complete { message, held }
     }
 
     /// Drops a message and the `extra` bytes of the frame that condemned it.
@@ -325,25 +358,45 @@ impl Inbox {
         Arrival::Rejected { key, reason, seen }
     }
 
-    /// Drops a partial message (its file is deleted; streamed bytes already handed over keep their
-    /// credit until the application consumes them). Whether there was one.
+    /// Drops a partial message (the caller's storage is told to discard it; streamed or stored
+    /// bytes already handed over keep their credit until the caller consumes them). Whether
+    /// there was one.
     pub(super) fn cancel(&mut self, key: Key) -> bool {
         let Some(partial) = self.partial.remove(&key) else { return false };
-        if let Store::Memory(_) = partial.store {
-            self.released += partial.received;
+        match partial.store {
+            Store::Memory(_) => self.released += partial.received,
+            Store::Storage { .. } => self.ops.push_back(StoreOp::Discard { exchange: partial.exchange }),
+            Store::Stream => {}
         }
         true
     }
 
+    /// The exchange key of a partial message stored by the caller, if `exchange` is one.
+    pub(super) fn stored_key(&self, exchange: Exchange) -> Option<Key> {
+        self.partial
+            .iter()
+            .find(|(_, p)| p.exchange == exchange && matches!(p.store, Store::Storage { .. }))
+            .map(|(k, _)| *k)
+    }
+
+    /// Drops a stored partial message whose storage failed: the peer is told (CANCEL IO).
+    pub(super) fn store_failed(&mut self, key: Key) -> Arrival {
+        self.reject(key, 0, CancelReason::IO)
+    }
+
     /// When the longest-stalled partial message reaches `timeout` without a new chunk.
     pub(super) fn stall_deadline(&self, timeout: Duration) -> Option<Instant> {
-        self.partial.values().map(|p| p.touched + timeout).min()
+        self.partial.values().filter(|p| !p.finishing()).map(|p| p.touched + timeout).min()
     }
 
     /// Drops the partial messages stalled for `timeout` at `now`, to be cancelled with `reason`.
     pub(super) fn expire_stalled(&mut self, now: Instant, timeout: Duration, reason: CancelReason) -> Vec<Arrival> {
-        let stalled: Vec<Key> =
-            self.partial.iter().filter(|(_, p)| p.touched + timeout <= now).map(|(k, _)| *k).collect();
+        let stalled: Vec<Key> = self
+            .partial
+            .iter()
+            .filter(|(_, p)| !p.finishing() && p.touched + timeout <= now)
+            .map(|(k, _)| *k)
+            .collect();
         stalled.into_iter().map(|key| self.reject(key, 0, reason)).collect()
     }
 
@@ -369,8 +422,12 @@ impl Inbox {
         self.partial.len()
     }
 
-    /// Drops everything (the session closed).
+    /// Drops everything (the session closed); the caller's storage discards what it holds.
     pub(super) fn clear(&mut self) {
-        self.partial.clear();
+        for (_, partial) in core::mem::take(&mut self.partial) {
+            if let Store::Storage { .. } = partial.store {
+                self.ops.push_back(StoreOp::Discard { exchange: partial.exchange });
+            }
+        }
     }
 }

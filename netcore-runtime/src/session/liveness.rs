@@ -1,6 +1,9 @@
 //! Handshake deadline and keepalive (docs/PROTOCOL.md §10), on the caller's clock.
 
-use std::time::{Duration, Instant};
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use crate::time::{Duration, Instant};
 
 use super::{Deadline, Keepalive};
 

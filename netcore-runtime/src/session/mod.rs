@@ -8,22 +8,35 @@
 //! 4. sleep until [`poll_timeout`](Session::poll_timeout), then call
 //!    [`handle_timeout`](Session::handle_timeout).
 //!
-//! Every method takes the current time from the caller; nothing here reads a clock or does I/O
-//! other than writing the spill files of large incoming messages and reading [`Body::Reader`]s.
+//! and, when the caller stores large messages or supplies bodies itself (docs/PROTOCOL.md §8.4):
+//!
+//! 5. [`poll_store`](Session::poll_store) until `None`, before the events, and store what it gives
+//!    (returning the bytes' credit with [`consumed`](Session::consumed) once stored);
+//! 6. [`poll_demand`](Session::poll_demand) until `None`, and [`supply`](Session::supply) the bytes
+//!    asked for when they are read.
+//!
+//! Every method takes the current time from the caller; nothing here reads a clock or does I/O:
+//! spill files and `Body::Reader`s are the caller's ([`StoreOp`], [`Demand`]).
+
+#[allow(unused_imports)]
+use crate::prelude::*;
 
 mod abuse;
 mod config;
 mod credit;
 mod error;
 mod event;
+mod handoff;
 mod inbox;
 mod liveness;
 mod outbox;
 mod reliable;
 mod spill;
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use alloc::collections::VecDeque;
+
+use crate::collections::{HashMap, HashSet};
+use crate::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -35,6 +48,7 @@ pub use error::{ProtocolError, SendError};
 #[cfg(feature = "tokio")] // for the endpoint's call errors
 pub(crate) use event::Millis;
 pub use event::{Body, CloseReason, Deadline, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions};
+pub use handoff::{Demand, StoreOp, SUPPLY_AHEAD};
 pub use spill::{SpillBudget, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FILES};
 
 use crate::frame::{self, CancelReason, Data, Decoder, Frame, GoAwayCode, Head, Hello, Kind, Priority, Route, Xid};
@@ -57,7 +71,7 @@ const CONTROL_QUEUE_LIMIT: usize = 4096;
 const CANCEL_EARNS: u64 = 32;
 
 /// An exchange from this side's point of view: its id and whether we opened it (§6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Key {
     id: u32,
     ours: bool,
@@ -198,8 +212,8 @@ pub struct Session {
     stats: Stats,
 }
 
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Session").field("state", &self.state).field("stats", &self.stats).finish_non_exhaustive()
     }
 }
@@ -217,7 +231,7 @@ impl Session {
         let hello_retry = offer.map(|r| (now + r.rto_initial, now + config.handshake_timeout));
         let mut session = Self {
             decoder: Decoder::new(config.framing, limits.max_frame as usize),
-            inbox: Inbox::new(limits, config.spill_dir.clone(), config.spill_budget.clone(), tolerant),
+            inbox: Inbox::new(limits, config.spill_budget.clone(), tolerant),
             recv_credit: RecvCredit::new(limits.window, limits.inline_limit.min(limits.max_message)),
             liveness: Liveness::new(now, config.handshake_timeout, config.keepalive, config.wait_for_peer),
             state: State::Handshaking,
@@ -274,7 +288,7 @@ impl Session {
         if let Err(err) = next.handle_hello(hello, now) {
             next.fail(err);
         }
-        let rest = std::mem::take(self.decoder.buffer_mut());
+        let rest = core::mem::take(self.decoder.buffer_mut());
         next.handle_input(now, &rest);
         Some(next)
     }
@@ -462,7 +476,53 @@ impl Session {
             return Err(SendError::Closed);
         }
         self.check_size(&body)?;
-        Ok(self.outbox.push(kind, route, body, opts, key))
+        Ok(self.outbox.push(kind, route, body, opts, key, self.config.chunk_size))
+    }
+
+    /// The next operation for the caller's storage of large incoming messages ([`StoreOp`]).
+    /// Take them before the events.
+    pub fn poll_store(&mut self) -> Option<StoreOp> {
+        self.inbox.poll_store()
+    }
+
+    /// The caller's storage of `exchange` failed (it could not be created, written or
+    /// finished): the message is dropped and the peer told with CANCEL IO; a call of ours whose
+    /// answer it was fails with [`Event::Cancelled`]. `false` if the session no longer stores
+    /// it (cancelled or closed meanwhile).
+    pub fn store_failed(&mut self, exchange: Exchange) -> bool {
+        let Some(key) = self.inbox.stored_key(exchange) else { return false };
+        let arrival = self.inbox.store_failed(key);
+        self.handle_arrival(arrival);
+        true
+    }
+
+    /// The caller's storage has every byte of `exchange` ([`StoreOp::Finish`]): its
+    /// [`Event::Message`] with [`Payload::Stored`] follows. `false` if the session no longer
+    /// stores it (cancelled or closed meanwhile: discard the storage).
+    pub fn store_finished(&mut self, exchange: Exchange) -> bool {
+        let Some(arrival) = self.inbox.stored_key(exchange).and_then(|key| self.inbox.store_finished(key)) else {
+            return false;
+        };
+        self.handle_arrival(arrival);
+        true
+    }
+
+    /// The next request for the bytes of an outgoing body the caller supplies ([`Demand`]).
+    pub fn poll_demand(&mut self) -> Option<Demand> {
+        self.outbox.poll_demand()
+    }
+
+    /// Bytes of `message`'s supplied body at `offset`, as a [`Demand::Read`] asked. `false` (and
+    /// ignored) when the message is gone or they are not the bytes expected next.
+    pub fn supply(&mut self, message: MessageId, offset: u64, bytes: Bytes) -> bool {
+        self.outbox.supply(message, offset, bytes)
+    }
+
+    /// The source of `message`'s body failed at `offset` (an error, or it ended early): once
+    /// the bytes before it are sent, the message is cancelled with CANCEL IO
+    /// ([`Event::Cancelled`]). `false` when the message is gone.
+    pub fn supply_failed(&mut self, message: MessageId, offset: u64) -> bool {
+        self.outbox.supply_failed(message, offset)
     }
 
     /// Abandons an exchange in both directions and tells the peer if it knows of it (§5.4).
@@ -899,9 +959,11 @@ impl Session {
     /// `Event::Chunk`s of a streamed one), returning their credit.
     fn withdraw(&mut self, id: u32) {
         let mut freed = 0;
+        let mut stored = false;
         self.events.retain(|(event, held)| match event {
             Event::Message(m) if m.exchange == Exchange::Theirs(id) => {
                 freed += held;
+                stored |= matches!(m.payload, Payload::Stored { .. });
                 false
             }
             Event::Chunk { exchange: Exchange::Theirs(theirs), bytes, .. } if *theirs == id => {
@@ -910,6 +972,10 @@ impl Session {
             }
             _ => true,
         });
+        if stored {
+            // A stored message withdrawn before the application took it: its storage goes too.
+            self.inbox.discard_stored(Exchange::Theirs(id));
+        }
         if freed > 0 {
             self.release(freed);
         }
@@ -1265,6 +1331,8 @@ fn check_peer_limits(limits: &Limits) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+#[cfg(test)]
+mod handoff_tests;
 #[cfg(test)]
 mod limit_tests;
 #[cfg(test)]

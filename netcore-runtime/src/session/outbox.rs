@@ -8,14 +8,21 @@
 //! and nothing has freed either since. A message that cannot send thus leaves the rotation until
 //! what it lacks arrives, so a call to [`Outbox::next`] costs one attempt per message that may
 //! send, not per message queued (a peer that never grants credit costs nothing per frame).
+//! A message whose body the caller supplies and whose next bytes have not arrived yet
+//! ([`Demand`]) waits in `parked_data` until [`Outbox::supply`] brings them.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::Read;
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
+
+use crate::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 
 use super::credit::SendCredit;
 use super::event::{Body, MessageId, SendOptions};
+use super::handoff::{Demand, SUPPLY_AHEAD};
 use super::Key;
 use crate::frame::{encoded_body_len, CancelReason, Data, Frame, Head, Kind, Limits, Priority, Route};
 use crate::varint;
@@ -47,19 +54,77 @@ struct Outgoing {
 }
 
 enum Source {
+    /// In memory: chunks are slices of it (zero-copy).
     Bytes(Bytes),
-    Reader(Box<dyn Read + Send>),
+    /// Supplied by the caller on demand (the pull model, [`Demand`]).
+    Supplied(Supply),
+}
+
+/// A supplied body's bytes. Invariant: `buffer` holds the `buffered` bytes that follow the
+/// message's `sent` bytes, and bytes up to `requested` (from the start) have been asked for.
+struct Supply {
+    buffer: VecDeque<Bytes>,
+    buffered: u64,
+    requested: u64,
+    /// Bytes asked for at once.
+    piece: u64,
+    /// The source failed at this offset: once the bytes before it are sent, the message is
+    /// cancelled (CANCEL IO).
+    failed: Option<u64>,
+}
+
+impl Supply {
+    /// Takes the next `len` bytes (at most what is buffered): one slice when a supplied piece
+    /// holds them, else a copy of the pieces joined.
+    fn take(&mut self, len: u64) -> Bytes {
+        let len = len.min(self.buffered) as usize;
+        if len == 0 {
+            return Bytes::new();
+        }
+        self.buffered -= len as u64;
+        let front = self.buffer.front_mut().expect("buffered bytes are in the buffer");
+        if front.len() >= len {
+            let bytes = front.split_to(len);
+            if front.is_empty() {
+                self.buffer.pop_front();
+            }
+            return bytes;
+        }
+        let mut joined = BytesMut::with_capacity(len);
+        while joined.len() < len {
+            let front = self.buffer.front_mut().expect("buffered bytes are in the buffer");
+            let n = front.len().min(len - joined.len());
+            joined.extend_from_slice(&front.split_to(n));
+            if front.is_empty() {
+                self.buffer.pop_front();
+            }
+        }
+        joined.freeze()
+    }
 }
 
 impl Source {
-    fn read(&mut self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    /// Bytes that can be taken now from offset `sent` (all of them for a memory body).
+    fn available(&self, sent: u64, total: u64) -> u64 {
         match self {
-            Source::Bytes(bytes) => Ok(bytes.slice(offset as usize..offset as usize + len)),
-            Source::Reader(reader) => {
-                let mut buf = BytesMut::zeroed(len);
-                reader.read_exact(&mut buf)?;
-                Ok(buf.freeze())
-            }
+            Source::Bytes(_) => total - sent,
+            Source::Supplied(supply) => supply.buffered,
+        }
+    }
+
+    fn take(&mut self, offset: u64, len: u64) -> Bytes {
+        match self {
+            Source::Bytes(bytes) => bytes.slice(offset as usize..(offset + len) as usize),
+            Source::Supplied(supply) => supply.take(len),
+        }
+    }
+
+    /// What a supplied body with nothing buffered leads to: waiting for its bytes, or, once its
+    /// source failed (every byte read before the failure is sent first), CANCEL IO.
+    fn lacking(&self, sent: u64) -> Attempt {
+        match self {
+            Source::Supplied(Supply { failed: Some(at), .. }) if sent >= *at => Attempt::Failed(CancelReason::IO),
+            _ => Attempt::Blocked(Lack::Data),
         }
     }
 }
@@ -81,6 +146,8 @@ fn cut_to_credit(wanted: u64, free: u64, window: u64) -> (u64, bool) {
 enum Lack {
     Credit,
     Slot,
+    /// The next bytes of a supplied body.
+    Data,
 }
 
 /// Outcome of trying one message.
@@ -98,6 +165,10 @@ pub(super) struct Outbox {
     parked_credit: [VecDeque<MessageId>; Priority::LEVELS],
     /// Messages out of the rotation until a `max_in_flight` slot frees, by level.
     parked_slot: [VecDeque<MessageId>; Priority::LEVELS],
+    /// Supplied messages out of the rotation until their next bytes are supplied, with their level.
+    parked_data: HashMap<MessageId, usize>,
+    /// Requests for the bytes of supplied bodies, in order ([`Session::poll_demand`](super::Session::poll_demand)).
+    demands: VecDeque<Demand>,
     /// Messages whose exchange is known, by exchange.
     by_key: HashMap<Key, MessageId>,
     next_message: u64,
@@ -119,7 +190,8 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
-    /// Queues a message. `key` is the exchange of a response; `None` for opening kinds.
+    /// Queues a message. `key` is the exchange of a response; `None` for opening kinds. A
+    /// supplied body is asked for `chunk_size` bytes at a time.
     pub(super) fn push(
         &mut self,
         kind: Kind,
@@ -127,16 +199,27 @@ impl Outbox {
         body: Body,
         opts: SendOptions,
         key: Option<Key>,
+        chunk_size: usize,
     ) -> MessageId {
         let id = MessageId(self.next_message);
         self.next_message += 1;
+        let supplied = |len| {
+            let piece = (chunk_size as u64).max(1);
+            (Source::Supplied(Supply { buffer: VecDeque::new(), buffered: 0, requested: 0, piece, failed: None }), len)
+        };
         let (source, total) = match body {
             Body::Bytes(bytes) => {
                 let len = bytes.len() as u64;
                 self.queued[usize::from(opts.priority.level())] += len;
                 (Source::Bytes(bytes), len)
             }
-            Body::Reader { reader, len } => (Source::Reader(reader), len),
+            #[cfg(feature = "std")]
+            Body::Reader { reader, len } => {
+                // The caller reads it from now on; the session only asks for its bytes.
+                self.demands.push_back(Demand::Reader { message: id, reader });
+                supplied(len)
+            }
+            Body::Supplied { len } => supplied(len),
         };
         let message = Outgoing {
             kind,
@@ -156,7 +239,63 @@ impl Outbox {
         }
         self.levels[usize::from(opts.priority.level())].push_back(id);
         self.messages.insert(id, message);
+        self.ask(id);
         id
+    }
+
+    /// Asks for the next pieces of a supplied body, to keep at least [`SUPPLY_AHEAD`] bytes (and
+    /// two pieces) asked for ahead of what was sent.
+    fn ask(&mut self, id: MessageId) {
+        let Some(Outgoing { source: Source::Supplied(supply), sent, total, .. }) = self.messages.get_mut(&id) else {
+            return;
+        };
+        let ahead = SUPPLY_AHEAD.max(2 * supply.piece);
+        while supply.requested < *total && supply.requested - *sent < ahead {
+            let len = supply.piece.min(*total - supply.requested);
+            self.demands.push_back(Demand::Read { message: id, offset: supply.requested, len: len as usize });
+            supply.requested += len;
+        }
+    }
+
+    /// Bytes of a supplied body, at `offset`. `false` if they are not the ones expected next (a
+    /// message gone meanwhile, or bytes out of order), and then ignored.
+    pub(super) fn supply(&mut self, id: MessageId, offset: u64, bytes: Bytes) -> bool {
+        let Some(Outgoing { source: Source::Supplied(supply), sent, .. }) = self.messages.get_mut(&id) else {
+            return false;
+        };
+        let len = bytes.len() as u64;
+        let end = supply.failed.unwrap_or(supply.requested).min(supply.requested);
+        if offset != *sent + supply.buffered || offset + len > end {
+            return false;
+        }
+        if len > 0 {
+            supply.buffered += len;
+            supply.buffer.push_back(bytes);
+        }
+        self.unpark_data(id);
+        true
+    }
+
+    /// The source of a supplied body failed: the message is cancelled with CANCEL IO once the
+    /// bytes supplied before are sent. `false` if the message is gone.
+    pub(super) fn supply_failed(&mut self, id: MessageId, offset: u64) -> bool {
+        let Some(Outgoing { source: Source::Supplied(supply), .. }) = self.messages.get_mut(&id) else {
+            return false;
+        };
+        supply.failed = Some(supply.failed.map_or(offset, |at| at.min(offset)));
+        self.unpark_data(id);
+        true
+    }
+
+    fn unpark_data(&mut self, id: MessageId) {
+        if let Some(level) = self.parked_data.remove(&id) {
+            self.levels[level].push_back(id);
+        }
+    }
+
+    /// The next request for the bytes of a supplied body.
+    pub(super) fn poll_demand(&mut self) -> Option<Demand> {
+        self.demands.pop_front()
     }
 
     /// Picks and builds the next chunk to send, if any message can send now.
@@ -170,7 +309,11 @@ impl Outbox {
                 match self.attempt(id, peer, chunk_size) {
                     Attempt::Blocked(Lack::Credit) => self.parked_credit[level].push_back(id),
                     Attempt::Blocked(Lack::Slot) => self.parked_slot[level].push_back(id),
+                    Attempt::Blocked(Lack::Data) => {
+                        self.parked_data.insert(id, level);
+                    }
                     Attempt::Sent(frame, more) => {
+                        self.ask(id);
                         if more {
                             self.levels[level].push_back(id);
                             return Some(Scheduled::Frame { frame, finished: None });
@@ -232,6 +375,11 @@ impl Outbox {
         if message.total > peer.max_message {
             return Attempt::Failed(CancelReason::TOO_LARGE);
         }
+        // A supplied body's HEAD waits for its first bytes, and then carries what has come.
+        let available = message.source.available(0, message.total);
+        if available == 0 && message.total > 0 {
+            return message.source.lacking(message.sent);
+        }
         let key = message.key.unwrap_or(Key { id: self.next_exchange, ours: true });
         let mut head = Head {
             xid: key.to_xid(),
@@ -252,9 +400,10 @@ impl Outbox {
         // §5.5: an in-memory message needs its whole total free; a stored one a chunk, cut to
         // the free credit so that a window smaller than the chunk size still makes progress.
         let (first, blocked) = match inline {
-            true => (message.total.min(room), free < message.total),
+            true => (message.total.min(room).min(available), free < message.total),
             false => cut_to_credit(message.total.min(room), free, peer.window),
         };
+        let first = first.min(available);
         let single = first == message.total;
         // §8.1: the peer counts every request until it answers it, and every other message while
         // partly received; answers only against the second, so they never wait for requests.
@@ -267,10 +416,7 @@ impl Outbox {
             (message.route, message.meta) = (head.route.take(), head.meta.take());
             return Attempt::Blocked(if slot_full { Lack::Slot } else { Lack::Credit });
         }
-        head.payload = match message.source.read(0, first as usize) {
-            Ok(bytes) => bytes,
-            Err(_) => return Attempt::Failed(CancelReason::IO),
-        };
+        head.payload = message.source.take(0, first);
         if message.key.is_none() {
             message.key = Some(key);
             self.by_key.insert(key, id);
@@ -309,10 +455,12 @@ impl Outbox {
                 return Attempt::Blocked(Lack::Credit);
             }
         }
-        let payload = match message.source.read(message.sent, len as usize) {
-            Ok(bytes) => bytes,
-            Err(_) => return Attempt::Failed(CancelReason::IO),
-        };
+        // A supplied body sends what has come of the chunk, or waits for it.
+        len = len.min(message.source.available(message.sent, message.total));
+        if len == 0 {
+            return message.source.lacking(message.sent);
+        }
+        let payload = message.source.take(message.sent, len);
         credit.spend(len, message.reserved);
         let offset = message.sent;
         message.sent += len;
@@ -325,8 +473,14 @@ impl Outbox {
     fn forget(&mut self, id: MessageId) -> Option<Key> {
         let message = self.messages.remove(&id)?;
         let unsent = message.total - message.sent;
-        if let Source::Bytes(_) = message.source {
-            self.queued[usize::from(message.priority.level())] -= message.total;
+        match message.source {
+            Source::Bytes(_) => self.queued[usize::from(message.priority.level())] -= message.total,
+            Source::Supplied(_) => {
+                // Its pending requests are void; the caller drops the source.
+                self.parked_data.remove(&id);
+                self.demands.retain(|d| !matches!(d, Demand::Read { message, .. } if *message == id));
+                self.demands.push_back(Demand::Release { message: id });
+            }
         }
         if message.reserved && unsent > 0 {
             self.credit.unreserve(unsent);
@@ -386,10 +540,19 @@ impl Outbox {
     /// Drops everything (the session closed).
     pub(super) fn clear(&mut self) -> Vec<MessageId> {
         self.levels.iter_mut().chain(&mut self.parked_credit).chain(&mut self.parked_slot).for_each(VecDeque::clear);
+        self.parked_data.clear();
         self.by_key.clear();
         self.in_flight = 0;
         self.open = 0;
         self.queued = Default::default();
-        self.messages.drain().map(|(id, _)| id).collect()
+        self.demands.retain(|d| !matches!(d, Demand::Read { .. }));
+        let mut ids = Vec::with_capacity(self.messages.len());
+        for (id, message) in core::mem::take(&mut self.messages) {
+            if let Source::Supplied(_) = message.source {
+                self.demands.push_back(Demand::Release { message: id });
+            }
+            ids.push(id);
+        }
+        ids
     }
 }

@@ -6,8 +6,11 @@
 //! 128 of `snd_base`. Receiver invariant: `held[d]` holds the frame numbered `rcv_base + d` if it
 //! arrived, for `d < recv_window`; `held[0]` is always empty (that frame is what is awaited).
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use crate::time::{Duration, Instant};
+use alloc::collections::VecDeque;
 
 use bytes::Bytes;
 
@@ -223,7 +226,7 @@ impl Reliable {
 
     /// The ACK to send, if frames arrived since the last one.
     pub(super) fn take_ack(&mut self) -> Option<Frame> {
-        if !std::mem::take(&mut self.ack_due) {
+        if !core::mem::take(&mut self.ack_due) {
             return None;
         }
         let mut received = 0u128;

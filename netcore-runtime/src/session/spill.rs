@@ -4,8 +4,19 @@
 //! up to its announced total on disk. A [`SpillBudget`] bounds both over every session that shares
 //! it. A HEAD that would go beyond it is refused with CANCEL STORAGE_FULL before a file exists.
 
-use std::fmt;
-use std::sync::{Arc, Mutex};
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use alloc::sync::Arc;
+use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// The bytes counter: 64 bits where the target has 64-bit atomics, else a pointer-sized count
+/// (a board's budget is far below 4 GiB; a reservation beyond the counter's range is refused).
+#[cfg(target_has_atomic = "64")]
+type ByteCount = core::sync::atomic::AtomicU64;
+#[cfg(not(target_has_atomic = "64"))]
+type ByteCount = core::sync::atomic::AtomicUsize;
 
 /// Default most spill files at once: far below the descriptors an endpoint keeps for connections
 /// (`EndpointBuilder::max_connections`, 512, of a default 1024), so spill files are never the
@@ -28,14 +39,17 @@ pub struct SpillBudget {
 struct Inner {
     max_files: u32,
     max_bytes: u64,
-    /// (files, bytes) reserved now.
-    used: Mutex<(u32, u64)>,
+    /// Files reserved now. Reserved first and given back if the bytes do not fit, so that
+    /// neither count ever exceeds its maximum (no lock: this also builds without std).
+    files: AtomicU32,
+    /// Bytes reserved now.
+    bytes: ByteCount,
 }
 
 impl SpillBudget {
     /// A budget of at most `max_files` spill files holding at most `max_bytes` together.
     pub fn new(max_files: u32, max_bytes: u64) -> Self {
-        Self { inner: Arc::new(Inner { max_files, max_bytes, used: Mutex::new((0, 0)) }) }
+        Self { inner: Arc::new(Inner { max_files, max_bytes, files: AtomicU32::new(0), bytes: ByteCount::new(0) }) }
     }
 
     /// Most spill files at once.
@@ -49,18 +63,25 @@ impl SpillBudget {
     }
 
     /// Spill files and bytes reserved now.
+    #[allow(clippy::unnecessary_cast)] // the counter is `u64` or `usize` by target
     pub fn in_use(&self) -> (u32, u64) {
-        *self.inner.used.lock().unwrap_or_else(|e| e.into_inner())
+        (self.inner.files.load(Ordering::Acquire), self.inner.bytes.load(Ordering::Acquire) as u64)
     }
 
     /// Reserves one file of `bytes`, or `None` if that would exceed the budget.
+    #[allow(clippy::useless_conversion)] // the counter is `u64` or `usize` by target
     pub(super) fn reserve(&self, bytes: u64) -> Option<SpillTicket> {
-        let mut used = self.inner.used.lock().unwrap_or_else(|e| e.into_inner());
-        let (files, reserved) = *used;
-        if files >= self.inner.max_files || reserved.saturating_add(bytes) > self.inner.max_bytes {
+        let inner = &self.inner;
+        let max_files = inner.max_files;
+        inner.files.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max_files).then_some(n + 1)).ok()?;
+        let fits = |n| {
+            let total = u64::try_from(n).ok()?.checked_add(bytes).filter(|total| *total <= inner.max_bytes)?;
+            total.try_into().ok()
+        };
+        if inner.bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, fits).is_err() {
+            inner.files.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        *used = (files + 1, reserved + bytes);
         Some(SpillTicket { budget: self.clone(), bytes })
     }
 }
@@ -113,9 +134,9 @@ pub(super) struct SpillTicket {
 
 impl Drop for SpillTicket {
     fn drop(&mut self) {
-        let mut used = self.budget.inner.used.lock().unwrap_or_else(|e| e.into_inner());
-        used.0 -= 1;
-        used.1 -= self.bytes;
+        // Reserved through `fits`, so it is in the counter's range.
+        self.budget.inner.bytes.fetch_sub(self.bytes as _, Ordering::AcqRel);
+        self.budget.inner.files.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

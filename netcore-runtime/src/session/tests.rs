@@ -708,8 +708,7 @@ fn a_stale_hello_is_replaced_by_the_live_one() {
     b.handle_input(now, &stale[3..]); // the first bytes were cleared with the port's input
     b.handle_input(now, &stale);
     assert!(b.is_open(), "b cannot tell a stale HELLO from a live one");
-    let mut pair =
-        Pair { a: Session::new(lossy(5), now), b, a_to_b: Default::default(), b_to_a: Default::default(), now };
+    let mut pair = Pair::with_sessions(Session::new(lossy(5), now), b, now);
     pair.run();
     // b had exchanged nothing with the stale session: it adopts the live HELLO in place.
     let events = pair.take_b();
@@ -742,13 +741,7 @@ fn keepalive_does_not_cut_the_handshake_short_and_waiting_has_no_deadline() {
     waiting.handle_input(later, &[0x55]);
     assert_eq!(waiting.poll_timeout(), Some(later + Duration::from_secs(10)));
     // A HELLO an hour late opens it, and it answers with its HELLO again (the first went nowhere).
-    let mut pair = Pair {
-        a: waiting,
-        b: Session::new(lossy(2), later),
-        a_to_b: Default::default(),
-        b_to_a: Default::default(),
-        now: later,
-    };
+    let mut pair = Pair::with_sessions(waiting, Session::new(lossy(2), later), later);
     let mut first = true;
     pair.a_to_b.filter = Some(Box::new(move |bytes: &mut Vec<u8>| {
         if std::mem::take(&mut first) {
