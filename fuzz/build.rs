@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use netcore_codegen::emit::canonical_type;
-use netcore_codegen::model::MethodKind;
+use netcore_codegen::model::{MethodKind, Type};
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
@@ -33,7 +33,18 @@ fn main() {
             wire.insert(def.name.clone());
         }
         for method in model.services.iter().flat_map(|s| &s.methods) {
-            let args: Vec<String> = method.args.iter().map(|a| format!("{},", canonical_type(&a.ty.ty))).collect();
+            // A `stream<T>` argument is not in the tuple: its bytes follow it (docs/PROTOCOL.md §15),
+            // each item of a `stream<T>` a `T` on its own.
+            let mut args = Vec::new();
+            for arg in &method.args {
+                match &arg.ty.ty {
+                    Type::Stream(item) if **item == Type::Bytes => {}
+                    Type::Stream(item) => {
+                        wire.insert(canonical_type(item).to_string());
+                    }
+                    ty => args.push(format!("{},", canonical_type(ty))),
+                }
+            }
             wire.insert(format!("({})", args.concat()));
             if method.kind == MethodKind::Call {
                 wire.insert(canonical_type(&method.returns.ty).to_string());
