@@ -209,6 +209,17 @@ impl Pair {
         Self::with_sessions(Session::new(a, now), Session::new(b, now), now)
     }
 
+    /// Two new sessions with their handshake done and its events taken; panics if either side
+    /// did not open (a test's premise, as with [`new`](Self::new)'s configurations).
+    pub fn connected(a: Config, b: Config) -> Self {
+        let mut pair = Self::new(a, b);
+        pair.run();
+        assert!(pair.a.is_open() && pair.b.is_open(), "the handshake did not open both sessions");
+        pair.take_a();
+        pair.take_b();
+        pair
+    }
+
     /// A pair of sessions made elsewhere, on a clock at `now`.
     pub fn with_sessions(a: Session, b: Session, now: Instant) -> Self {
         Self {

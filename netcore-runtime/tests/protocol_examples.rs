@@ -4,6 +4,8 @@
 //! Every frame is built with the public API, encoded, and compared with a hex string that also
 //! appears verbatim in the document (`document_quotes_every_example` checks that), so the
 //! specification cannot drift from the code: if a test here fails, the document is wrong.
+// With `--features bincode` the postcard vectors (and the types only they decode) go unused.
+#![cfg_attr(feature = "bincode", allow(dead_code))]
 
 use bytes::{Bytes, BytesMut};
 use netcore_runtime::frame::{

@@ -14,15 +14,6 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(3)).collect()
 }
 
-fn connected(a: Config, b: Config) -> Pair {
-    let mut pair = Pair::new(a, b);
-    pair.run();
-    assert!(pair.a.is_open() && pair.b.is_open());
-    pair.take_a();
-    pair.take_b();
-    pair
-}
-
 /// Moves what `a` can send now to `b`, without serving demands or storage.
 fn carry(pair: &mut Pair) {
     let mut out = BytesMut::new();
@@ -35,7 +26,7 @@ fn carry(pair: &mut Pair) {
 
 #[test]
 fn memory_bodies_ask_for_nothing() {
-    let mut pair = connected(Config::stream(), Config::stream());
+    let mut pair = Pair::connected(Config::stream(), Config::stream());
     pair.a.send_oneway(route(), pattern(100_000), SendOptions::default()).unwrap();
     carry(&mut pair);
     assert!(pair.a.poll_demand().is_none(), "a memory body is sliced, never asked for");
@@ -43,7 +34,7 @@ fn memory_bodies_ask_for_nothing() {
 
 #[test]
 fn supplied_bodies_are_asked_for_in_order_a_little_ahead() {
-    let mut pair = connected(Config::stream().with_chunk_size(4096), Config::stream());
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(4096), Config::stream());
     let body = pattern(200_000);
     let id = pair.a.send_oneway(route(), Body::Supplied { len: body.len() as u64 }, SendOptions::default()).unwrap();
     let mut next = 0u64;
@@ -82,7 +73,7 @@ fn supplied_bodies_are_asked_for_in_order_a_little_ahead() {
 
 #[test]
 fn bytes_out_of_order_are_refused_and_a_failed_source_cancels() {
-    let mut pair = connected(Config::stream().with_chunk_size(1000), Config::stream());
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(1000), Config::stream());
     let id = pair.a.send_oneway(route(), Body::Supplied { len: 5000 }, SendOptions::default()).unwrap();
     assert!(!pair.a.supply(id, 1000, Bytes::from(vec![0; 1000])), "not the next bytes");
     assert!(pair.a.supply(id, 0, Bytes::from(vec![0; 1000])));
@@ -97,7 +88,7 @@ fn bytes_out_of_order_are_refused_and_a_failed_source_cancels() {
 #[test]
 fn stored_bytes_hold_their_credit_until_consumed_and_complete_when_finished() {
     let limits = Limits { inline_limit: 1000, window: 64 * 1024, ..Limits::default() };
-    let mut pair = connected(Config::stream().with_chunk_size(4096), Config::stream().with_limits(limits));
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(4096), Config::stream().with_limits(limits));
     let body = pattern(40_000);
     pair.a.send_oneway(route(), body.clone(), SendOptions::default()).unwrap();
     carry(&mut pair);
@@ -124,7 +115,7 @@ fn stored_bytes_hold_their_credit_until_consumed_and_complete_when_finished() {
 #[test]
 fn a_failed_storage_cancels_with_io_and_a_cancel_discards() {
     let limits = Limits { inline_limit: 1000, ..Limits::default() };
-    let mut pair = connected(Config::stream().with_chunk_size(1000), Config::stream().with_limits(limits));
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(1000), Config::stream().with_limits(limits));
     let call = pair.a.request(route(), pattern(10_000), SendOptions::default()).unwrap();
     let mut out = BytesMut::new();
     assert!(pair.a.poll_transmit(pair.now, &mut out));

@@ -8,15 +8,6 @@ use super::*;
 use crate::frame::Priority;
 use crate::sim::Pair;
 
-fn connected(a: Config, b: Config) -> Pair {
-    let mut pair = Pair::new(a, b);
-    pair.run();
-    assert!(pair.a.is_open() && pair.b.is_open());
-    pair.take_a();
-    pair.take_b();
-    pair
-}
-
 fn echo_all(pair: &mut Pair) -> usize {
     let mut answered = 0;
     for event in pair.take_b() {
@@ -33,7 +24,7 @@ fn echo_all(pair: &mut Pair) -> usize {
 fn messages_and_bytes_count_known_traffic() {
     const N: u64 = 10;
     const K: usize = 3000;
-    let mut pair = connected(Config::stream(), Config::stream());
+    let mut pair = Pair::connected(Config::stream(), Config::stream());
     let before = pair.a.stats();
     for _ in 0..N {
         pair.a.request(Route::Name("/echo".into()), vec![9u8; K], SendOptions::default()).unwrap();
@@ -61,7 +52,7 @@ fn messages_and_bytes_count_known_traffic() {
 
 #[test]
 fn credit_is_reported_both_ways() {
-    let mut pair = connected(Config::stream(), Config::stream());
+    let mut pair = Pair::connected(Config::stream(), Config::stream());
     let window = Config::stream().limits.window;
     assert_eq!(pair.a.credit(), Credit { send: Some(window), recv: Some(window) });
     // More than a quarter of the window, so that taking it announces new credit (§5.5).
@@ -75,7 +66,7 @@ fn credit_is_reported_both_ways() {
     assert_eq!(pair.a.credit().send, Some(window), "taken, its credit returned");
     assert_eq!(pair.b.credit().recv, Some(window));
 
-    let lossy = connected(Config::lossy(), Config::lossy());
+    let lossy = Pair::connected(Config::lossy(), Config::lossy());
     assert_eq!(lossy.a.credit(), Credit { send: None, recv: None }, "§5.5: no credit on the lossy framing");
     let unopened = Session::new(Config::stream(), std::time::Instant::now());
     assert_eq!(unopened.credit(), Credit::default());
@@ -83,7 +74,7 @@ fn credit_is_reported_both_ways() {
 
 #[test]
 fn cancels_count_on_both_sides() {
-    let mut pair = connected(Config::stream(), Config::stream());
+    let mut pair = Pair::connected(Config::stream(), Config::stream());
     let id = pair.a.request(Route::Name("/slow".into()), vec![1u8; 10], SendOptions::default()).unwrap();
     pair.run();
     assert!(pair.a.cancel(Exchange::Ours(id), CancelReason::TIMED_OUT));
@@ -125,7 +116,7 @@ fn refusals_over_max_in_flight_are_counted() {
 
 #[test]
 fn a_ping_measures_the_round_trip() {
-    let mut pair = connected(Config::stream(), Config::stream());
+    let mut pair = Pair::connected(Config::stream(), Config::stream());
     assert_eq!(pair.a.stats().last_rtt, None);
     let nonce = pair.a.ping().expect("open");
     let (mut there, mut back) = (BytesMut::new(), BytesMut::new());
@@ -153,7 +144,7 @@ fn a_ping_measures_the_round_trip() {
 
 #[test]
 fn damaged_frames_count_with_their_bytes() {
-    let mut pair = connected(Config::lossy(), Config::lossy());
+    let mut pair = Pair::connected(Config::lossy(), Config::lossy());
     assert_eq!(pair.b.stats().bytes_discarded, 0);
     let mut wire = BytesMut::new();
     crate::frame::encode(crate::frame::Framing::Lossy, &Frame::Ping { nonce: 9 }, &mut wire).unwrap();

@@ -24,15 +24,6 @@ fn closed(events: &[Event]) -> Option<&CloseReason> {
     events.iter().find_map(|e| if let Event::Closed(r) = e { Some(r) } else { None })
 }
 
-fn connected_pair(a: Config, b: Config) -> Pair {
-    let mut pair = Pair::new(a, b);
-    pair.run();
-    assert!(pair.a.is_open() && pair.b.is_open());
-    pair.take_a();
-    pair.take_b();
-    pair
-}
-
 #[test]
 fn handshake_reports_the_peer() {
     let mut pair = Pair::new(Config::stream().with_fingerprint(7), Config::stream().with_fingerprint(7));
@@ -43,7 +34,7 @@ fn handshake_reports_the_peer() {
 
 #[test]
 fn request_and_response() {
-    let mut pair = connected_pair(Config::stream(), Config::stream());
+    let mut pair = Pair::connected(Config::stream(), Config::stream());
     let call = pair.a.request(route("/echo"), b"ping".to_vec(), SendOptions::default()).unwrap();
     pair.run();
     let request = messages(pair.take_b()).pop().unwrap();
@@ -67,7 +58,7 @@ fn request_and_response() {
 
 #[test]
 fn urgent_small_message_overtakes_a_bulk_transfer() {
-    let mut pair = connected_pair(Config::stream().with_chunk_size(1024), Config::stream());
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(1024), Config::stream());
     pair.a.send_oneway(route("/bulk"), pattern(1 << 20, 1), SendOptions::priority(Priority::LOW)).unwrap();
     // Let a few chunks of the bulk message go first.
     for _ in 0..3 {
@@ -86,7 +77,7 @@ fn urgent_small_message_overtakes_a_bulk_transfer() {
 
 #[test]
 fn same_priority_messages_share_the_link_round_robin() {
-    let mut pair = connected_pair(Config::stream().with_chunk_size(100), Config::stream());
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(100), Config::stream());
     pair.a.send_oneway(route("/x"), pattern(1000, 1), SendOptions::default()).unwrap();
     pair.a.send_oneway(route("/y"), pattern(1000, 2), SendOptions::default()).unwrap();
     // Eight chunks: four of each, alternating.
@@ -100,7 +91,7 @@ fn same_priority_messages_share_the_link_round_robin() {
 
 #[test]
 fn cancel_mid_transfer_frees_the_peer_and_tells_it() {
-    let mut pair = connected_pair(Config::stream().with_chunk_size(1000), Config::stream());
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(1000), Config::stream());
     let call = pair.a.request(route("/upload"), pattern(100_000, 3), SendOptions::default()).unwrap();
     for _ in 0..5 {
         pair.step_bytes(1000);
@@ -121,7 +112,7 @@ fn cancel_mid_transfer_frees_the_peer_and_tells_it() {
 
 #[test]
 fn responder_cancel_fails_the_call() {
-    let mut pair = connected_pair(Config::stream(), Config::stream());
+    let mut pair = Pair::connected(Config::stream(), Config::stream());
     let call = pair.a.request(route("/slow"), b"x".to_vec(), SendOptions::default()).unwrap();
     pair.run();
     pair.take_b();
@@ -134,7 +125,7 @@ fn responder_cancel_fails_the_call() {
 
 #[test]
 fn a_late_reply_never_reaches_another_call() {
-    let mut pair = connected_pair(Config::stream(), Config::stream());
+    let mut pair = Pair::connected(Config::stream(), Config::stream());
     let first = pair.a.request(route("/r"), b"1".to_vec(), SendOptions::default()).unwrap();
     pair.run();
     pair.take_b();
@@ -156,7 +147,7 @@ fn large_messages_spill_to_a_file_that_is_removed_on_cancel() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits { inline_limit: 10_000, ..Limits::default() };
     let receiver = Config::stream().with_limits(limits).with_spill_dir(dir.path());
-    let mut pair = connected_pair(Config::stream().with_chunk_size(4096), receiver);
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(4096), receiver);
     let body = pattern(200_000, 9);
     pair.a.send_oneway(route("/file"), body.clone(), SendOptions::default()).unwrap();
     pair.step_bytes(4096 * 3);
@@ -182,7 +173,7 @@ fn large_messages_spill_to_a_file_that_is_removed_on_cancel() {
 
 #[test]
 fn bodies_stream_from_readers() {
-    let mut pair = connected_pair(Config::stream().with_chunk_size(333), Config::stream());
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(333), Config::stream());
     let body = pattern(10_000, 5);
     pair.a
         .send_oneway(route("/r"), Body::reader(std::io::Cursor::new(body.clone()), 10_000), SendOptions::default())
@@ -193,7 +184,7 @@ fn bodies_stream_from_readers() {
 
 #[test]
 fn a_short_reader_cancels_its_message() {
-    let mut pair = connected_pair(Config::stream().with_chunk_size(100), Config::stream());
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(100), Config::stream());
     let id = pair
         .a
         .send_oneway(route("/r"), Body::reader(std::io::Cursor::new(vec![1; 250]), 1000), SendOptions::default())
@@ -209,7 +200,7 @@ fn a_short_reader_cancels_its_message() {
 fn flow_control_bounds_what_the_receiver_holds() {
     let limits = Limits { window: 64 * 1024, inline_limit: 32 * 1024, ..Limits::default() };
     let receiver = Config::stream().with_limits(limits);
-    let mut pair = connected_pair(Config::stream().with_chunk_size(4096), receiver);
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(4096), receiver);
     // Many in-memory messages interleaved: the reservation rule must avoid a deadlock.
     for n in 0..40u8 {
         pair.a.send_oneway(route("/m"), pattern(30_000, n), SendOptions::default()).unwrap();
@@ -303,7 +294,7 @@ fn an_unknown_version_is_refused() {
 fn keepalive_pings_then_gives_up() {
     let keepalive = Keepalive { interval: Duration::from_secs(1), max_missed: 2 };
     let config = Config::stream().with_keepalive(Some(keepalive));
-    let mut pair = connected_pair(config.clone(), config);
+    let mut pair = Pair::connected(config.clone(), config);
     pair.advance(Duration::from_millis(1001));
     pair.run();
     assert!(pair.a.is_open(), "a PING answered keeps the session alive");
@@ -319,7 +310,7 @@ fn keepalive_pings_then_gives_up() {
 
 #[test]
 fn eof_fails_every_open_exchange() {
-    let mut pair = connected_pair(Config::stream(), Config::stream());
+    let mut pair = Pair::connected(Config::stream(), Config::stream());
     pair.a.request(route("/r"), b"x".to_vec(), SendOptions::default()).unwrap();
     pair.run();
     pair.a.handle_eof();
@@ -331,7 +322,7 @@ fn eof_fails_every_open_exchange() {
 #[test]
 fn limits_refuse_too_large_and_too_many() {
     let limits = Limits { max_message: 1000, max_in_flight: 1, ..Limits::default() };
-    let mut pair = connected_pair(Config::stream().with_chunk_size(100), Config::stream().with_limits(limits));
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(100), Config::stream().with_limits(limits));
     assert_eq!(
         pair.a.send_oneway(route("/big"), vec![0; 1001], SendOptions::default()),
         Err(SendError::TooLarge { len: 1001, max: 1000 })
@@ -347,7 +338,7 @@ fn limits_refuse_too_large_and_too_many() {
 
 #[test]
 fn lossy_framing_survives_damage_and_duplicates() {
-    let mut pair = connected_pair(Config::lossy(), Config::lossy());
+    let mut pair = Pair::connected(Config::lossy(), Config::lossy());
     // Duplicate every transmission: each message must still arrive exactly once.
     pair.a_to_b.filter = Some(Box::new(|bytes: &mut Vec<u8>| {
         let copy = bytes.clone();
@@ -416,7 +407,7 @@ fn withheld_credit_is_announced_when_nothing_is_held() {
     // the window while the sender waited for exactly that much to start an in-memory message.
     let limits = Limits { window: 49152, inline_limit: 38647, ..Limits::default() };
     let config = Config::stream().with_chunk_size(1).with_limits(limits);
-    let mut pair = connected_pair(config.clone(), config);
+    let mut pair = Pair::connected(config.clone(), config);
     for (n, (len, level)) in [(5959, 0), (1605, 0), (38647, 0), (2942, 0), (12288, 1)].into_iter().enumerate() {
         pair.a.send_oneway(route("/m"), pattern(len, n as u8), SendOptions::priority(Priority::new(level))).unwrap();
     }
@@ -438,7 +429,7 @@ fn a_partial_message_whose_tail_was_lost_is_dropped_after_the_stall_timeout() {
     // Lossy framing without reliable delivery: the cable is cut mid-message, with no EOF.
     let config = Config::lossy().with_keepalive(None);
     let stall = config.stall_timeout.unwrap();
-    let mut pair = connected_pair(config.clone(), config);
+    let mut pair = Pair::connected(config.clone(), config);
     let call = pair.a.request(route("/upload"), pattern(5_000, 1), SendOptions::default()).unwrap();
     for _ in 0..4 {
         pair.step_bytes(300);
@@ -465,7 +456,7 @@ fn a_window_smaller_than_the_chunk_size_still_moves_stored_messages() {
     for (window, len) in [(4096, 100_000), (8192, 8193), (16_383, 40_000), (16_384, 40_000)] {
         let limits = Limits { window, inline_limit: window, ..Limits::default() };
         let receiver = Config::stream().with_limits(limits).with_spill_dir(dir.path());
-        let mut pair = connected_pair(Config::stream(), receiver);
+        let mut pair = Pair::connected(Config::stream(), receiver);
         pair.a.send_oneway(route("/store"), pattern(len, 9), SendOptions::default()).unwrap();
         pair.run();
         let got = messages(pair.take_b());
@@ -481,7 +472,7 @@ fn chunks_cut_to_the_credit_are_at_least_a_quarter_window() {
     use crate::frame::{Decoder, Frame};
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits { window: 4096, inline_limit: 4096, ..Limits::default() };
-    let mut pair = connected_pair(Config::stream(), Config::stream().with_limits(limits).with_spill_dir(dir.path()));
+    let mut pair = Pair::connected(Config::stream(), Config::stream().with_limits(limits).with_spill_dir(dir.path()));
     pair.a.send_oneway(route("/store"), pattern(50_000, 1), SendOptions::default()).unwrap();
     let mut wire = BytesMut::new();
     let now = pair.now;
@@ -515,7 +506,7 @@ fn chunks_cut_to_the_credit_are_at_least_a_quarter_window() {
 #[test]
 fn an_answer_over_the_requesters_max_message_leaves_the_request_answerable() {
     let limits = Limits { max_message: 1000, window: 0, ..Limits::default() };
-    let mut pair = connected_pair(Config::stream().with_limits(limits), Config::stream());
+    let mut pair = Pair::connected(Config::stream().with_limits(limits), Config::stream());
     let call = pair.a.request(route("/big"), b"?".to_vec(), SendOptions::default()).unwrap();
     pair.run();
     let Exchange::Theirs(id) = messages(pair.take_b()).pop().unwrap().exchange else { panic!("peer-opened") };
@@ -539,7 +530,7 @@ fn an_answer_that_cannot_be_read_cancels_its_exchange() {
             Err(std::io::Error::other("disk gone"))
         }
     }
-    let mut pair = connected_pair(Config::stream(), Config::stream());
+    let mut pair = Pair::connected(Config::stream(), Config::stream());
     let call = pair.a.request(route("/file"), b"?".to_vec(), SendOptions::default()).unwrap();
     pair.run();
     let Exchange::Theirs(id) = messages(pair.take_b()).pop().unwrap().exchange else { panic!("peer-opened") };
@@ -639,7 +630,7 @@ fn every_pair_of_settings_works_or_names_both() {
 
 #[test]
 fn a_hello_copy_is_harmless_and_a_new_nonce_is_a_restart() {
-    let mut pair = connected_pair(lossy(1), lossy(2));
+    let mut pair = Pair::connected(lossy(1), lossy(2));
     // A copy of a's HELLO (the line duplicating it): ignored.
     let copy = pair.b.peer().unwrap().clone();
     let mut bytes = BytesMut::new();
@@ -647,13 +638,13 @@ fn a_hello_copy_is_harmless_and_a_new_nonce_is_a_restart() {
     pair.b.handle_input(pair.now, &bytes);
     assert!(pair.b.is_open() && pair.take_b().is_empty());
     // The same nonce with other content is a protocol error.
-    let mut fed = connected_pair(lossy(1), lossy(2));
+    let mut fed = Pair::connected(lossy(1), lossy(2));
     let mut bytes = BytesMut::new();
     frame::encode(Framing::Lossy, &Frame::Hello(Hello { fingerprint: 9, ..copy.clone() }), &mut bytes).unwrap();
     fed.b.handle_input(fed.now, &bytes);
     assert_eq!(closed(&fed.take_b()), Some(&CloseReason::Protocol(ProtocolError::DuplicateHello)));
     // On the stream framing any second HELLO is a protocol error (a restart is a new connection).
-    let mut stream = connected_pair(Config::stream().with_nonce(Some(1)), Config::stream().with_nonce(Some(2)));
+    let mut stream = Pair::connected(Config::stream().with_nonce(Some(1)), Config::stream().with_nonce(Some(2)));
     let mut bytes = BytesMut::new();
     frame::encode(Framing::Stream, &Frame::Hello(copy.with_nonce(3)), &mut bytes).unwrap();
     stream.b.handle_input(stream.now, &bytes);
@@ -662,7 +653,7 @@ fn a_hello_copy_is_harmless_and_a_new_nonce_is_a_restart() {
 
 #[test]
 fn a_restarted_peer_ends_the_session_and_a_successor_answers_it() {
-    let mut pair = connected_pair(lossy(1), lossy(2));
+    let mut pair = Pair::connected(lossy(1), lossy(2));
     // b has a call pending at a, a has one at b.
     pair.b.request(route("/slow"), b"x".to_vec(), SendOptions::default()).unwrap();
     pair.a.request(route("/slow"), b"y".to_vec(), SendOptions::default()).unwrap();
