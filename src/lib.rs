@@ -10,6 +10,18 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 pub use netcore_runtime::*;
 
+/// Connections: the handle to one link, its options, state and statistics. Also, at the paths
+/// they had before they moved up to the endpoint layer, the links that reconnect
+/// ([`endpoint::keep_connected`]).
+pub mod connection {
+    pub use netcore_runtime::connection::*;
+    #[cfg(feature = "serial")]
+    #[doc(no_inline)]
+    pub use netcore_runtime::endpoint::keep_serial_connected;
+    #[doc(no_inline)]
+    pub use netcore_runtime::endpoint::{keep_connected, Reconnecting};
+}
+
 // The macro's own documentation (netcore-derive) is the one shown: a doc comment here would be
 // shown in front of it, a second time.
 pub use netcore_derive::service;

@@ -44,6 +44,20 @@ mod prelude {
 
 mod collections;
 
+// The layers, each using only those below it (a test below keeps `connection` from naming
+// `endpoint` again):
+//
+//   frame, session (sans-IO)  <-  connection  <-  endpoint  <-  typed
+//
+// `connection` drives one session on a transport and owns the call-level types (Request,
+// Response, Reply, the errors, headers, BodyStream); it hands incoming requests and its events
+// to a `connection::Dispatch`, which the endpoint implements. `time` and `varint` serve every
+// layer, `codec` and `cache` the async ones.
+#[cfg(feature = "cache")]
+mod cache;
+#[cfg(all(test, feature = "std"))]
+mod layering;
+
 #[cfg(feature = "tokio")]
 pub mod codec;
 #[cfg(feature = "json")]

@@ -16,19 +16,34 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::bodies::Bodies;
+use super::headers::{decode_headers, encode_headers};
 use super::stats::{Carry, ConnectionStats};
 use super::storage::Storage;
 use super::{trace, Command, Connection, ConnectionId, CreditReturn, LinkState, Shared};
-use crate::endpoint::wire::{decode_headers, encode_headers};
-use crate::endpoint::{
-    BodyStream, CallError, EndpointEvent, ErrorCode, HandlerError, PayloadSlot, Reply, Request, Response,
-};
+use super::{BodyStream, CallError, ErrorCode, HandlerError, PayloadSlot, Reply, Request, Response};
 use crate::frame::{CancelReason, Kind, Priority, Route};
 use crate::session::{
     Body, CloseReason, Config, Event, Exchange, Incoming, MessageId, Payload, Progress, SendError, SendOptions, Session,
 };
 
-/// What the endpoint provides to its connections.
+/// What a connection reports to its owner (the endpoint turns these into
+/// [`EndpointEvent`](crate::EndpointEvent)s of the same names).
+#[derive(Debug, Clone)]
+pub(crate) enum ConnectionEvent {
+    /// The handshake completed, the first time or again after a lost or restarted peer.
+    Connect { connection: Connection },
+    /// The peer restarted (§9 rule 7).
+    PeerRestarted { connection: ConnectionId },
+    /// The session ended and the connection waits for the next peer (`Config::wait_for_peer`).
+    PeerLost { connection: ConnectionId, reason: CloseReason },
+    /// The connection closed.
+    Disconnect { connection: ConnectionId, reason: CloseReason },
+    /// The peer cancelled one of its requests.
+    Cancel { connection: ConnectionId, exchange: u32, reason: CancelReason },
+}
+
+/// What the owner of connections (the endpoint) provides to them: the routes' names and
+/// handlers, and where their events go.
 pub(crate) trait Dispatch: Send + Sync + 'static {
     /// The name under which a route is registered, or the best name for an unknown one.
     fn route_name(&self, route: &Route) -> Arc<str>;
@@ -42,7 +57,7 @@ pub(crate) trait Dispatch: Send + Sync + 'static {
         request: Request,
     ) -> Pin<Box<dyn Future<Output = Result<Response, HandlerError>> + Send>>;
     /// Reports an event to the endpoint's subscribers.
-    fn emit(&self, event: EndpointEvent);
+    fn emit(&self, event: ConnectionEvent);
     /// Forgets a closed connection, adding its last statistics to the endpoint's totals.
     fn detach(&self, id: ConnectionId, stats: &ConnectionStats);
 }
@@ -485,12 +500,12 @@ impl Driver {
                 let restarted = matches!(&*self.state.borrow(), LinkState::Open(_));
                 if restarted {
                     // §9 rule 7: the peer restarted before any exchange; its HELLO was adopted.
-                    self.dispatch.emit(EndpointEvent::PeerRestarted { connection: self.shared.id });
+                    self.dispatch.emit(ConnectionEvent::PeerRestarted { connection: self.shared.id });
                 }
                 trace::connected(&self.session, &hello, restarted);
                 self.shared.reliable.store(self.session.is_reliable(), std::sync::atomic::Ordering::Relaxed);
                 self.state.send_replace(LinkState::Open(hello));
-                self.dispatch.emit(EndpointEvent::Connect { connection: self.connection() });
+                self.dispatch.emit(ConnectionEvent::Connect { connection: self.connection() });
             }
             Event::Message(message) => match message.exchange {
                 Exchange::Ours(id) => self.complete_call(id, message),
@@ -528,7 +543,7 @@ impl Driver {
                 if let Some(handler) = self.handlers.remove(&id) {
                     handler.abort();
                 }
-                self.dispatch.emit(EndpointEvent::Cancel { connection: self.shared.id, exchange: id, reason });
+                self.dispatch.emit(ConnectionEvent::Cancel { connection: self.shared.id, exchange: id, reason });
             }
             Event::Closed(CloseReason::PeerRestarted) => {
                 // §9 rule 7: the peer restarted. Everything of the old session fails at once, and
@@ -536,7 +551,7 @@ impl Driver {
                 // its events (Connected first) follow in this same drain.
                 self.fail_calls(CloseReason::PeerRestarted);
                 trace::closed(&self.session, &CloseReason::PeerRestarted, false);
-                self.dispatch.emit(EndpointEvent::PeerRestarted { connection: self.shared.id });
+                self.dispatch.emit(ConnectionEvent::PeerRestarted { connection: self.shared.id });
                 if let Some(next) = self.session.successor(Instant::now().into_std(), draw_nonce()) {
                     self.retire_session();
                     self.session = next;
@@ -549,7 +564,7 @@ impl Driver {
                 self.fail_calls(reason.clone());
                 self.rearm = true;
                 self.state.send_replace(LinkState::Connecting);
-                self.dispatch.emit(EndpointEvent::PeerLost { connection: self.shared.id, reason });
+                self.dispatch.emit(ConnectionEvent::PeerLost { connection: self.shared.id, reason });
             }
             Event::Closed(reason) => {
                 trace::closed(&self.session, &reason, matches!(&*self.state.borrow(), LinkState::Connecting));
@@ -705,7 +720,7 @@ impl Driver {
     fn fail_everything(&mut self, reason: CloseReason) {
         self.fail_calls(reason.clone());
         self.state.send_replace(LinkState::Closed(reason.clone()));
-        self.dispatch.emit(EndpointEvent::Disconnect { connection: self.shared.id, reason });
+        self.dispatch.emit(ConnectionEvent::Disconnect { connection: self.shared.id, reason });
     }
 
     /// Fails every pending call and one-way message and aborts every handler of the session that

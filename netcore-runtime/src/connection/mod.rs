@@ -12,12 +12,16 @@
 //! "Observability" section. With no subscriber installed none of it formats or allocates.
 
 mod bodies;
+pub(crate) mod call;
 mod driver;
+pub(crate) mod error;
+pub(crate) mod headers;
 #[cfg(feature = "json")]
 pub(crate) mod py;
-mod reconnect;
+pub(crate) mod resume;
 mod stats;
 pub(crate) mod storage;
+pub(crate) mod stream;
 pub(crate) mod trace;
 
 use std::fmt;
@@ -27,16 +31,19 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use crate::endpoint::{CallError, ErrorCode, ErrorSource, Headers, Reply, Resumable, ResumeToken};
 use crate::frame::{CancelReason, Hello, Priority, Route};
 use crate::session::{Body, CloseReason, Payload, Progress};
 
-pub(crate) use driver::{draw_nonce, spawn, Dispatch};
-#[cfg(feature = "serial")]
-pub use reconnect::keep_serial_connected;
-pub use reconnect::{keep_connected, Reconnecting};
+// The call-level types are this layer's; the endpoint layer makes them public under its own
+// paths (`endpoint::Request`, `endpoint::CallError`, ...), where users name them.
+pub(crate) use call::{PayloadSlot, Reply, Request, Response};
+pub(crate) use driver::{draw_nonce, spawn, ConnectionEvent, Dispatch};
+pub(crate) use error::{CallError, ErrorCode, ErrorSource, HandlerError};
+pub(crate) use headers::Headers;
+pub(crate) use resume::{Resumable, ResumeToken, RESUME_QUERY_ROUTE};
 pub(crate) use stats::Retired;
 pub use stats::{ConnectionStats, EndpointStats};
+pub(crate) use stream::BodyStream;
 
 /// Identifies a connection within its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -306,7 +313,7 @@ impl Connection {
     }
 
     /// Uploads a [`Resumable`] body to a resumable route
-    /// ([`EndpointBuilder::resumable_route`](crate::endpoint::EndpointBuilder::resumable_route)),
+    /// (`EndpointBuilder::resumable_route`, see [`Endpoint::builder`](crate::Endpoint::builder)),
     /// sending only what the receiver lacks (docs/PROTOCOL.md §17). The first attempt sends it
     /// all; a later one (after [`CallError::Interrupted`], on this connection or a new one) first
     /// asks the receiver which offset it holds, then sends the rest. An offset the receiver no
@@ -325,9 +332,9 @@ impl Connection {
             let reader =
                 body.open_at(offset).map_err(|e| CallError::Io(ErrorSource::context("cannot read the body", e)))?;
             let mut opts = opts.clone();
-            opts.headers.insert(crate::endpoint::resume::HEADER_TOKEN.into(), token.to_string());
-            opts.headers.insert(crate::endpoint::resume::HEADER_OFFSET.into(), offset.to_string());
-            opts.headers.insert(crate::endpoint::resume::HEADER_TOTAL.into(), body.len().to_string());
+            opts.headers.insert(resume::HEADER_TOKEN.into(), token.to_string());
+            opts.headers.insert(resume::HEADER_OFFSET.into(), offset.to_string());
+            opts.headers.insert(resume::HEADER_TOTAL.into(), body.len().to_string());
             let progress =
                 opts.progress.get_or_insert_with(|| watch::channel(Progress { done: 0, total: 0 }).0).clone();
             let len = body.len() - offset;
@@ -356,10 +363,10 @@ impl Connection {
     }
 
     /// Downloads the body a download route
-    /// ([`EndpointBuilder::download_route`](crate::endpoint::EndpointBuilder::download_route))
+    /// (`EndpointBuilder::download_route`, see [`Endpoint::builder`](crate::Endpoint::builder))
     /// serves, from `offset` to its end, into `writer`, and returns the body's whole length
     /// (docs/PROTOCOL.md §17.6). It asks for one window of
-    /// [`DOWNLOAD_WINDOW`](crate::endpoint::DOWNLOAD_WINDOW) bytes at a time and writes each as it
+    /// [`DOWNLOAD_WINDOW`](resume::DOWNLOAD_WINDOW) bytes at a time and writes each as it
     /// is answered, so the offset it reached is exact.
     ///
     /// A cut link, a cancelled or timed-out window fails with [`CallError::DownloadInterrupted`],
@@ -372,7 +379,7 @@ impl Connection {
         writer: &mut W,
         opts: CallOptions,
     ) -> Result<u64, CallError> {
-        use crate::endpoint::resume::{parse_decimal, DOWNLOAD_WINDOW, HEADER_LENGTH, HEADER_OFFSET, HEADER_TOTAL};
+        use resume::{parse_decimal, DOWNLOAD_WINDOW, HEADER_LENGTH, HEADER_OFFSET, HEADER_TOTAL};
         let (mut received, mut total) = (offset, None);
         let write_error = |err: std::io::Error| CallError::Io(ErrorSource::context("cannot write the download", err));
         loop {
@@ -421,9 +428,9 @@ impl Connection {
     /// The offset the receiver holds of upload `token` of `total` bytes (§17.2): 0 if it holds
     /// none, a different total, or does not know resumption.
     async fn resume_offset(&self, token: ResumeToken, total: u64) -> Result<u64, CallError> {
-        use crate::endpoint::resume::{parse_decimal, HEADER_OFFSET, HEADER_TOKEN, HEADER_TOTAL};
+        use resume::{parse_decimal, HEADER_OFFSET, HEADER_TOKEN, HEADER_TOTAL};
         let opts = CallOptions::default().header(HEADER_TOKEN, token.to_string());
-        let route = Route::Name(crate::endpoint::RESUME_QUERY_ROUTE.into());
+        let route = Route::Name(RESUME_QUERY_ROUTE.into());
         let reply = match self.call_with(route, bytes::Bytes::new(), opts).await {
             Ok(reply) => reply,
             Err(CallError::Remote(err)) if err.code == ErrorCode::NOT_FOUND => return Ok(0),
@@ -502,11 +509,7 @@ impl Connection {
 
 /// A NOT_FOUND answer to a call sent by route id names only the id (`no route #4b8223ef`): the
 /// caller knows the name it called, so say it.
-fn name_unknown_route(
-    mut err: crate::endpoint::HandlerError,
-    id: u32,
-    name: Option<&str>,
-) -> crate::endpoint::HandlerError {
+fn name_unknown_route(mut err: HandlerError, id: u32, name: Option<&str>) -> HandlerError {
     let Some(name) = name else { return err };
     let bare = format!("#{id:08x}");
     if err.message.contains(&bare) && !err.message.contains(name) {
@@ -524,7 +527,7 @@ fn route_label(route: &Route) -> Arc<str> {
     }
 }
 
-/// How a [`BodyStream`](crate::endpoint::BodyStream) hands the credit of the chunks it read back
+/// How a [`BodyStream`] hands the credit of the chunks it read back
 /// to its connection's driver.
 #[derive(Clone)]
 pub(crate) struct CreditReturn(pub(crate) Arc<Shared>);

@@ -16,9 +16,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-use super::{Command, Connection, ConnectionId, ConnectionStats, Dispatch, LinkState, Shared};
+use super::{
+    CallError, Command, Connection, ConnectionEvent, ConnectionId, ConnectionStats, Dispatch, ErrorCode, ErrorSource,
+    HandlerError, Headers, LinkState, PayloadSlot, Reply, Request, Response, Shared,
+};
 use crate::compat::py::{Event, Info, Limits, Peer};
-use crate::endpoint::{CallError, EndpointEvent, HandlerError, PayloadSlot, Reply, Request, Response};
 use crate::frame::{Hello, Priority};
 use crate::session::{Body, CloseReason, Payload};
 
@@ -135,7 +137,7 @@ where
 }
 
 fn dispatch_connect(driver: &PyDriver) {
-    driver.dispatch.emit(EndpointEvent::Connect { connection: driver.connection() });
+    driver.dispatch.emit(ConnectionEvent::Connect { connection: driver.connection() });
 }
 
 struct PyDriver {
@@ -265,9 +267,7 @@ impl PyDriver {
                 let _ = reply.send(self.snapshot());
             }
             Command::Ping(reply) => {
-                let _ = reply.send(Err(CallError::Io(crate::endpoint::ErrorSource::message(
-                    "a Python Netcore 0.1.3 link has no PING",
-                ))));
+                let _ = reply.send(Err(CallError::Io(ErrorSource::message("a Python Netcore 0.1.3 link has no PING"))));
             }
         }
     }
@@ -351,7 +351,7 @@ impl PyDriver {
         let task = tokio::spawn(async move {
             let result = match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(handler)).await {
                 Ok(result) => result,
-                Err(_) => Err(HandlerError::new(crate::endpoint::ErrorCode::INTERNAL, "handler panicked")),
+                Err(_) => Err(HandlerError::new(ErrorCode::INTERNAL, "handler panicked")),
             };
             let _ = done.send((exchange, route, message_id, result)).await;
         });
@@ -395,7 +395,7 @@ impl PyDriver {
         }
         self.tokens.clear();
         self.state.send_replace(LinkState::Closed(reason.clone()));
-        self.dispatch.emit(EndpointEvent::Disconnect { connection: self.shared.id, reason });
+        self.dispatch.emit(ConnectionEvent::Disconnect { connection: self.shared.id, reason });
     }
 
     fn connection(&self) -> Connection {
@@ -433,17 +433,17 @@ fn body_bytes(body: Body) -> Result<Bytes, CallError> {
         Body::Reader { mut reader, len } => {
             let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
             std::io::Read::read_to_end(&mut std::io::Read::take(&mut reader, len), &mut out)
-                .map_err(|e| CallError::Io(crate::endpoint::ErrorSource::context("cannot read the body", e)))?;
+                .map_err(|e| CallError::Io(ErrorSource::context("cannot read the body", e)))?;
             Ok(out.into())
         }
-        Body::Supplied { len } => Err(CallError::Io(crate::endpoint::ErrorSource::message(format!(
+        Body::Supplied { len } => Err(CallError::Io(ErrorSource::message(format!(
             "a supplied body of {len} bytes has no source on a Python link: send bytes"
         )))),
     }
 }
 
 /// Extra info keys are Python's `request.headers`; values that are not strings come as JSON.
-fn headers_of(info: &Info) -> crate::endpoint::Headers {
+fn headers_of(info: &Info) -> Headers {
     info.0
         .iter()
         .filter(|(key, _)| !RESERVED.contains(&key.as_str()))
@@ -457,7 +457,7 @@ fn headers_of(info: &Info) -> crate::endpoint::Headers {
         .collect()
 }
 
-fn add_headers(info: &mut Info, headers: &crate::endpoint::Headers) {
+fn add_headers(info: &mut Info, headers: &Headers) {
     for (name, value) in headers {
         if !RESERVED.contains(&name.as_str()) {
             info.push(name.as_str(), value.as_str());

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::ConnectionId;
-use crate::endpoint::CallError;
+use super::{CallError, ConnectionId};
 use crate::session::{Credit, Queues, Session, Stats};
 
 /// A snapshot of one connection: traffic counters, flow-control credit and queue depths.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use crate::connection::{Connection, ConnectionId};
+use crate::connection::{Connection, ConnectionEvent, ConnectionId};
 use crate::frame::CancelReason;
 use crate::session::CloseReason;
 
@@ -122,6 +122,20 @@ impl EndpointEvent {
             EndpointEvent::Response { .. } => EventKind::Response,
             EndpointEvent::Cancel { .. } => EventKind::Cancel,
             EndpointEvent::Error { .. } => EventKind::Error,
+        }
+    }
+}
+
+impl From<ConnectionEvent> for EndpointEvent {
+    fn from(event: ConnectionEvent) -> Self {
+        match event {
+            ConnectionEvent::Connect { connection } => EndpointEvent::Connect { connection },
+            ConnectionEvent::PeerRestarted { connection } => EndpointEvent::PeerRestarted { connection },
+            ConnectionEvent::PeerLost { connection, reason } => EndpointEvent::PeerLost { connection, reason },
+            ConnectionEvent::Disconnect { connection, reason } => EndpointEvent::Disconnect { connection, reason },
+            ConnectionEvent::Cancel { connection, exchange, reason } => {
+                EndpointEvent::Cancel { connection, exchange, reason }
+            }
         }
     }
 }

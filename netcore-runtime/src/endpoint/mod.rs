@@ -2,16 +2,14 @@
 //! connections it serves. Both peers of a link are endpoints; either can call the other.
 
 mod accept;
+mod build_error;
 #[cfg(feature = "cache")]
 mod cache;
-mod error;
 mod events;
-mod request;
+mod reconnect;
 pub(crate) mod resume;
 mod router;
 mod scheduler;
-mod stream;
-pub(crate) mod wire;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,24 +22,34 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tower::{BoxError, Layer, Service};
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use crate::cache::Cache;
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use crate::connection::py::DEFAULT_TIMEOUT as PY_DEFAULT_TIMEOUT;
 pub use accept::DEFAULT_MAX_CONNECTIONS;
-#[cfg(feature = "cache")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
-pub use cache::Cache;
-pub use error::{BuildError, CallError, ErrorCode, ErrorSource, HandlerError};
+// The call-level types are the connection layer's (it is usable without an endpoint); they are
+// named here, where handlers and callers use them.
+pub(crate) use crate::connection::call::PayloadSlot;
+pub use crate::connection::call::{Extensions, Reply, Request, Response};
+pub use crate::connection::error::{CallError, ErrorCode, ErrorSource, HandlerError};
+pub use crate::connection::headers::Headers;
+pub use crate::connection::resume::{BadResumeToken, Resumable, ResumeToken, DOWNLOAD_WINDOW, RESUME_QUERY_ROUTE};
+pub use crate::connection::stream::BodyStream;
+pub use build_error::BuildError;
 pub use events::{EndpointEvent, EventKind};
-pub(crate) use request::PayloadSlot;
-pub use request::{Extensions, Reply, Request, Response};
-pub use resume::{BadResumeToken, Resumable, ResumeLimits, ResumeToken, DOWNLOAD_WINDOW, RESUME_QUERY_ROUTE};
+#[cfg(feature = "serial")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serial")))]
+pub use reconnect::keep_serial_connected;
+pub use reconnect::{keep_connected, Reconnecting};
+pub use resume::ResumeLimits;
 pub use router::{handler, Blueprint, IntoRouteService, RequestInfo, RouteService};
 pub use scheduler::{Scheduler, TaskHandle};
-pub use stream::BodyStream;
-pub use wire::Headers;
 
-use crate::connection::{self, Connection, ConnectionId, ConnectionStats, Dispatch, EndpointStats, Retired};
+use crate::connection::{
+    self, Connection, ConnectionEvent, ConnectionId, ConnectionStats, Dispatch, EndpointStats, Retired,
+};
 use crate::frame::Route;
 use crate::session::Config;
 use router::{layer_fn, AfterHook, BeforeHook, ErrorHandler, LayerFn, RouteDef, Router};
@@ -788,8 +796,8 @@ impl Dispatch for Inner {
         })
     }
 
-    fn emit(&self, event: EndpointEvent) {
-        self.events.emit(event);
+    fn emit(&self, event: ConnectionEvent) {
+        self.events.emit(event.into());
     }
 
     fn detach(&self, id: ConnectionId, stats: &ConnectionStats) {

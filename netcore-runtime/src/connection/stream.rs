@@ -9,10 +9,10 @@ use futures_util::Stream;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::connection::CreditReturn;
+use super::CreditReturn;
 
 /// The payload of a request to a streaming route
-/// ([`EndpointBuilder::streaming_route`](super::EndpointBuilder::streaming_route)), read as it
+/// (`EndpointBuilder::streaming_route`, see [`Endpoint::builder`](crate::Endpoint::builder)), read as it
 /// arrives. Each chunk's flow-control credit goes back to the peer once it is read here, so the
 /// peer sends only as fast as the handler reads, and at most one window is ever buffered.
 ///

@@ -385,25 +385,6 @@ impl std::error::Error for Context {
 #[error("")]
 struct NoSource;
 
-/// An endpoint could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// Two routes have the same name.
-    #[error("route {0:?} is registered twice")]
-    DuplicateRoute(String),
-    /// Two route names hash to the same route id (docs/PROTOCOL.md §5.2); rename one.
-    #[error("routes {0:?} and {1:?} have the same route id {2:#010x}; rename one")]
-    RouteIdCollision(String, String, u32),
-    /// A setting names a route that is not registered.
-    #[error("no route {0:?} is registered")]
-    UnknownRoute(String),
-    /// [`cache_responses`](super::EndpointBuilder::cache_responses) names a streaming route, whose
-    /// request body is never stored and so cannot key a cache.
-    #[error("route {0:?} streams its requests, so its responses cannot be cached by request body; cache in the handler with Request::cache")]
-    NotCacheable(String),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,12 +6,12 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::wire::Headers;
-#[cfg(feature = "cache")]
-use super::Cache;
+use super::headers::Headers;
 use super::{BodyStream, HandlerError};
+use super::{Connection, ConnectionId};
+#[cfg(feature = "cache")]
+use crate::cache::Cache;
 use crate::codec;
-use crate::connection::{Connection, ConnectionId};
 use crate::frame::Priority;
 use crate::session::{Body, Payload};
 

@@ -9,8 +9,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::Connection;
-use crate::endpoint::{Endpoint, EndpointEvent};
+use super::{Endpoint, EndpointEvent};
+use crate::connection::Connection;
 use crate::session::Config;
 
 /// A link that [`keep_connected`] reopens whenever its connection closes. Dropping it (or

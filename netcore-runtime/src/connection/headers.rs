@@ -1,4 +1,4 @@
-//! The endpoint layer's use of HEAD metadata: headers (docs/PROTOCOL.md §15).
+//! Headers: the calls' use of HEAD metadata (docs/PROTOCOL.md §15).
 
 use std::collections::BTreeMap;
 
