@@ -10,9 +10,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 pub use netcore_runtime::*;
 
-/// Connections: the handle to one link, its options, state and statistics. Also, at the paths
-/// they had before they moved up to the endpoint layer, the links that reconnect
-/// ([`endpoint::keep_connected`]).
+/// Connections: one driver task per link owns the sans-IO [`Session`]; [`Connection`] is the
+/// cloneable handle the application calls through, with its options, state and statistics
+/// ([`Connection::stats`], and the README's "Observability").
+/// Also, at the paths they had before they moved up to the endpoint layer, the links that
+/// reconnect ([`endpoint::keep_connected`]).
 pub mod connection {
     pub use netcore_runtime::connection::*;
     #[cfg(feature = "serial")]

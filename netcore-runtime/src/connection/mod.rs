@@ -1,6 +1,12 @@
 //! Connections: one driver task per link owns the sans-IO [`Session`](crate::session::Session);
 //! [`Connection`] is the cloneable handle the application calls through.
 //!
+//! The layer sits between the sans-IO core and the endpoint and does not use the endpoint: the
+//! call-level types are its own ([`Request`], [`Response`], [`Reply`], [`CallError`],
+//! [`HandlerError`], headers, body streams and the sender's side of resumable uploads; the
+//! `endpoint` module names them), and a driver hands incoming requests and its events to its
+//! owner through a dispatch interface, which the [`Endpoint`](crate::Endpoint) implements.
+//!
 //! # Observability
 //!
 //! [`Connection::stats`] returns a [`ConnectionStats`] snapshot (the session's counters, its
