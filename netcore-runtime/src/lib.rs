@@ -44,20 +44,6 @@ mod prelude {
 
 mod collections;
 
-// The layers, each using only those below it (a test below keeps `connection` from naming
-// `endpoint` again):
-//
-//   frame, session (sans-IO)  <-  connection  <-  endpoint  <-  typed
-//
-// `connection` drives one session on a transport and owns the call-level types (Request,
-// Response, Reply, the errors, headers, BodyStream); it hands incoming requests and its events
-// to a `connection::Dispatch`, which the endpoint implements. `time` and `varint` serve every
-// layer, `codec` and `cache` the async ones.
-#[cfg(feature = "cache")]
-mod cache;
-#[cfg(all(test, feature = "std"))]
-mod layering;
-
 #[cfg(feature = "tokio")]
 pub mod codec;
 #[cfg(feature = "json")]
@@ -86,6 +72,20 @@ pub mod transport;
 #[cfg(feature = "tokio")]
 pub mod typed;
 mod varint;
+
+// The layers, each using only those below it (the `layering` tests keep `connection` from
+// naming `endpoint` again, and the sans-IO core from naming either):
+//
+//   frame, session (sans-IO)  <-  connection  <-  endpoint  <-  typed
+//
+// `connection` drives one session on a transport and owns the call-level types (Request,
+// Response, Reply, the errors, headers, BodyStream); it hands incoming requests and its events
+// to a `connection::Dispatch`, which the endpoint implements. `time` and `varint` serve every
+// layer, `codec` and `cache` the layers above the core.
+#[cfg(feature = "cache")]
+mod cache;
+#[cfg(all(test, feature = "std"))]
+mod layering;
 
 /// The fuzz targets' entry points (with `--cfg fuzzing`, which cargo fuzz sets, or the `testing`
 /// feature for the regression replay in tests/fuzz_regressions.rs).
