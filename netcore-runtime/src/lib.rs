@@ -54,8 +54,10 @@ pub mod codec;
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub mod compat;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod connection;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod endpoint;
 #[cfg(all(feature = "std", feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -72,8 +74,10 @@ pub mod session;
 pub mod sim;
 pub mod time;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod transport;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod typed;
 mod varint;
 
@@ -94,11 +98,14 @@ pub use session::{Body, Event, Payload, Session, SpillBudget};
 pub type Config = session::Config;
 
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use connection::{CallOptions, Connection, ConnectionId, ConnectionStats, EndpointStats, LinkState};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use endpoint::{
     Blueprint, CallError, Endpoint, EndpointEvent, ErrorCode, EventKind, HandlerError, Reply, Request, Response,
     Resumable, ResumeToken,
 };
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use typed::{Cancellation, Context};

@@ -33,6 +33,7 @@ use crate::session::{Body, CloseReason, Payload, Progress};
 
 pub(crate) use driver::{draw_nonce, spawn, Dispatch};
 #[cfg(feature = "serial")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serial")))]
 pub use reconnect::keep_serial_connected;
 pub use reconnect::{keep_connected, Reconnecting};
 pub(crate) use stats::Retired;
