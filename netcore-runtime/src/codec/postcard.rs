@@ -18,7 +18,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecE
 }
 
 /// Decodes one whole value with postcard, within the size and depth bounds.
-#[cfg_attr(not(any(test, all(feature = "std", any(fuzzing, feature = "testing")))), allow(dead_code))] // the fuzz targets
+#[cfg_attr(not(any(test, all(feature = "tokio", any(fuzzing, feature = "testing")))), allow(dead_code))] // the fuzz targets
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     decode_seed(core::marker::PhantomData::<T>, bytes)
 }
