@@ -35,6 +35,7 @@ pub use netcore_derive::Schema;
 /// (feature `codegen`) is for programs that compile schemas at run time, and for this
 /// documentation.
 #[cfg(feature = "codegen")]
+#[cfg_attr(docsrs, doc(cfg(feature = "codegen")))]
 pub use netcore_codegen as codegen;
 
 /// The guides, as they are in the repository's `docs/` directory.

@@ -23,11 +23,14 @@
 //! blocking threads).
 //!
 //! Without the default `std` feature the core builds as `#![no_std]` with `alloc`, for a board:
-//! [`time::Instant`] is then a count of microseconds the caller reads from its own timer.
+//! [`time::Instant`] is then a count of microseconds the caller reads from its own timer. The
+//! `codec` feature adds the payload codec seam (`codec`, postcard) to that build, so a board
+//! encodes and decodes typed payloads as the host does.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// Without `std` the core (frame, session, varint, sim, layout) builds with `core` and `alloc`
-// only, for a board; any use of std there is then a compile error (CI checks it).
+// Without `std` the core (frame, session, varint, sim, layout, and codec with the `codec`
+// feature) builds with `core` and `alloc` only, for a board; any use of std there is then a
+// compile error (CI checks it).
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
@@ -44,14 +47,17 @@ mod prelude {
 
 mod collections;
 
-#[cfg(feature = "tokio")]
+#[cfg(feature = "codec")]
+#[cfg_attr(docsrs, doc(cfg(feature = "codec")))]
 pub mod codec;
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub mod compat;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod connection;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod endpoint;
 #[cfg(all(feature = "std", feature = "testing"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -68,8 +74,10 @@ pub mod session;
 pub mod sim;
 pub mod time;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod transport;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod typed;
 mod varint;
 
@@ -104,11 +112,14 @@ pub use session::{Body, Event, Payload, Session, SpillBudget};
 pub type Config = session::Config;
 
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use connection::{CallOptions, Connection, ConnectionId, ConnectionStats, EndpointStats, LinkState};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use endpoint::{
     Blueprint, CallError, Endpoint, EndpointEvent, ErrorCode, EventKind, HandlerError, Reply, Request, Response,
     Resumable, ResumeToken,
 };
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use typed::{Cancellation, Context};

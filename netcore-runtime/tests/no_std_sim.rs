@@ -1,9 +1,11 @@
 //! Two sessions of the core as a board builds it (`--no-default-features`: `#![no_std]` with
 //! `alloc`, `time::Instant` a count of microseconds) driven through the simulator: a handshake,
 //! a request and its answer, a message above the inline limit through the simulator's in-memory
-//! storage, and a keepalive deadline on the plain clock. CI runs it as
-//! `cargo test -p netcore-runtime --no-default-features --test no_std_sim`; it runs in the
-//! default build too, where `Instant` is std's.
+//! storage, a typed value through the payload codec (postcard, feature `codec`), and a keepalive
+//! deadline on the plain clock. CI runs it as
+//! `cargo test -p netcore-runtime --no-default-features --test no_std_sim`, and with
+//! `--features codec` for the typed exchange; it runs in the default build too, where `Instant` is
+//! std's.
 
 use netcore_runtime::session::{Config, Event, Exchange, Keepalive, Payload, SendOptions};
 use netcore_runtime::sim::Pair;
@@ -51,6 +53,56 @@ fn two_board_sessions_call_each_other_through_the_sim() {
     assert_eq!(pair.b_handoff.began, 1, "stored, not kept in the session");
     let got = messages(pair.take_b()).pop().expect("the image arrived");
     assert_eq!(bytes(&got.payload), image);
+    assert!(pair.a.is_idle() && pair.b.is_idle());
+}
+
+/// What a board reports, as both sides declare it.
+#[cfg(feature = "codec")]
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Reading {
+    sensor: String,
+    at_us: u64,
+    celsius: f32,
+    samples: Vec<i16>,
+}
+
+#[cfg(feature = "codec")]
+#[test]
+fn two_board_sessions_exchange_a_typed_value_through_the_codec() {
+    use netcore_runtime::codec::{self, CodecError};
+
+    let board = Config::lossy().with_chunk_size(200);
+    let mut pair = Pair::new(Config::lossy(), board);
+    pair.a_to_b.piece = 7;
+    pair.run();
+    pair.take_a();
+    pair.take_b();
+
+    // The host asks for a reading with a typed argument (which sensor, how many samples).
+    let args = codec::encode(&("t0", 3u8)).unwrap();
+    pair.a.request(Route::Name("/sensor/read".into()), args, SendOptions::default()).unwrap();
+    pair.run();
+    let request = messages(pair.take_b()).pop().expect("the board got the request");
+    let (sensor, count): (String, u8) = codec::decode(&bytes(&request.payload)).unwrap();
+    assert_eq!((sensor.as_str(), count), ("t0", 3));
+
+    // The board answers with a struct, encoded with postcard by the no_std codec seam.
+    let reading =
+        Reading { sensor, at_us: 1_700_000, celsius: 21.5, samples: vec![-3, 0, 300][..count as usize].to_vec() };
+    let Exchange::Theirs(id) = request.exchange else { panic!("opened by the host") };
+    let encoded = codec::encode(&reading).unwrap();
+    pair.b.respond(id, Ok(encoded.clone().into()), SendOptions::default()).unwrap();
+    pair.run();
+    let reply = messages(pair.take_a()).pop().expect("the host got the answer");
+    let got = bytes(&reply.payload);
+    assert_eq!(got, encoded, "the payload crosses the link byte for byte");
+    assert_eq!(codec::decode::<Reading>(&got).unwrap(), reading);
+
+    // The same bounds as on the host: a truncated or longer payload is an error, not a value.
+    assert!(matches!(codec::decode::<Reading>(&got[..got.len() - 1]), Err(CodecError::Decode(_))));
+    let mut longer = got.clone();
+    longer.push(0);
+    assert!(matches!(codec::decode::<Reading>(&longer), Err(CodecError::Trailing(1))));
     assert!(pair.a.is_idle() && pair.b.is_idle());
 }
 

@@ -5,6 +5,9 @@
 use serde::de::{DeserializeOwned, DeserializeSeed};
 use serde::Serialize;
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use super::{bounded, Cause, CodecError, DECODE_LIMIT};
 
 type Conf = ::bincode::config::Configuration<
@@ -23,7 +26,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecE
 /// Decodes one whole value with bincode, within the size and depth bounds.
 #[cfg_attr(not(any(test, fuzzing, feature = "testing")), allow(dead_code))] // the fuzz targets
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    decode_seed(std::marker::PhantomData::<T>, bytes)
+    decode_seed(core::marker::PhantomData::<T>, bytes)
 }
 
 /// Decodes one whole value through `seed` with bincode, within the size and depth bounds.

@@ -7,8 +7,11 @@
 //! the text of a custom error (postcard does), it also raises a flag the caller reads to report
 //! [`CodecError::TooDeep`](super::CodecError::TooDeep).
 
-use std::cell::Cell;
-use std::fmt;
+use core::cell::Cell;
+use core::fmt;
+
+#[allow(unused_imports)]
+use crate::prelude::*;
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 

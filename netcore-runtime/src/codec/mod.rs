@@ -8,6 +8,10 @@
 //! codec in use, [`CODEC`], is announced in HELLO (§5.1) and both sides must agree (§9). Neither
 //! codec's types appear in [`CodecError`]; another format is one more module here.
 //!
+//! The seam builds without std (feature `codec` alone, `#![no_std]` with `alloc`), so a board
+//! encodes and decodes payloads with the same bounds as the host; `CodecError::Json` and the
+//! bincode codec need std.
+//!
 //! ```text
 //!   T: Serialize ─ encode ─▶ postcard | bincode ─▶ payload bytes
 //!   payload bytes ─ decode ─▶ size check ─▶ depth::Seed ─▶ postcard | bincode ─▶ trailing check ─▶ T
@@ -18,12 +22,16 @@ pub(crate) mod bincode;
 mod depth;
 pub(crate) mod postcard;
 
-use std::cell::Cell;
-use std::fmt;
+use core::cell::Cell;
+use core::error::Error as StdError;
+use core::fmt;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
+
+#[allow(unused_imports)]
+use crate::prelude::*;
 
 pub use crate::frame::PayloadCodec;
 pub use depth::MAX_DEPTH;
@@ -60,12 +68,12 @@ pub enum CodecError {
     Json(#[from] serde_json::Error),
 }
 
-/// What the codec said went wrong: its message, and its error as the [`source`](std::error::Error::source),
+/// What the codec said went wrong: its message, and its error as the [`source`](core::error::Error::source),
 /// without naming the codec's types.
-pub struct Cause(Box<dyn std::error::Error + Send + Sync + 'static>);
+pub struct Cause(Box<dyn StdError + Send + Sync + 'static>);
 
 impl Cause {
-    fn new(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+    fn new(err: impl StdError + Send + Sync + 'static) -> Self {
         Self(Box::new(err))
     }
 }
@@ -82,8 +90,8 @@ impl fmt::Display for Cause {
     }
 }
 
-impl std::error::Error for Cause {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl StdError for Cause {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.0.source()
     }
 }
@@ -98,7 +106,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Decodes a whole payload with the netcore payload codec ([`CODEC`]); bytes left over are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    decode_seed(std::marker::PhantomData::<T>, bytes)
+    decode_seed(core::marker::PhantomData::<T>, bytes)
 }
 
 /// Decodes a whole payload with a seed (a value shaped at run time, such as the `netcore` command's
@@ -120,7 +128,7 @@ fn bounded<'de, S, E>(
 ) -> Result<S::Value, CodecError>
 where
     S: serde::de::DeserializeSeed<'de>,
-    E: std::error::Error + Send + Sync + 'static,
+    E: StdError + Send + Sync + 'static,
 {
     if bytes.len() > DECODE_LIMIT {
         return Err(CodecError::TooLarge(bytes.len()));
@@ -189,6 +197,6 @@ mod tests {
         let err = decode::<bool>(&[7]).unwrap_err();
         assert!(matches!(err, CodecError::Decode(_)), "{err:?}");
         assert!(err.to_string().starts_with("decode: "), "{err}");
-        assert!(std::error::Error::source(&err).is_some());
+        assert!(StdError::source(&err).is_some());
     }
 }

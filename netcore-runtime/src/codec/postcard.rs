@@ -6,6 +6,9 @@
 use serde::de::{DeserializeOwned, DeserializeSeed};
 use serde::Serialize;
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use super::{bounded, Cause, CodecError};
 
 /// Encodes `value` with postcard.
@@ -15,9 +18,9 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecE
 }
 
 /// Decodes one whole value with postcard, within the size and depth bounds.
-#[cfg_attr(not(any(test, fuzzing, feature = "testing")), allow(dead_code))] // the fuzz targets
+#[cfg_attr(not(any(test, all(feature = "tokio", any(fuzzing, feature = "testing")))), allow(dead_code))] // the fuzz targets
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    decode_seed(std::marker::PhantomData::<T>, bytes)
+    decode_seed(core::marker::PhantomData::<T>, bytes)
 }
 
 /// Decodes one whole value through `seed` with postcard, within the size and depth bounds.

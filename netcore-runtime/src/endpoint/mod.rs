@@ -547,6 +547,7 @@ impl Endpoint {
     /// Opens a serial port (discarding what its input held) and connects over it with
     /// [`serial_config`](Self::serial_config).
     #[cfg(feature = "serial")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serial")))]
     pub fn connect_serial(&self, path: &str, baud: u32) -> std::io::Result<Connection> {
         let io = crate::transport::serial::open(path, baud)?;
         Ok(self.connect_with(io, format!("serial {path}"), self.serial_config()))

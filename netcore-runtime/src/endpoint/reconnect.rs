@@ -125,6 +125,7 @@ async fn stopped(events: &mut broadcast::Receiver<EndpointEvent>) {
 /// [`keep_connected`] over the serial port at `path`, with the endpoint's configuration for a
 /// serial line ([`Endpoint::serial_config`]); the port's stale input is discarded at each opening.
 #[cfg(feature = "serial")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serial")))]
 pub fn keep_serial_connected(endpoint: &Endpoint, path: &str, baud: u32, retry: Duration) -> Reconnecting {
     let path = path.to_owned();
     let label = format!("serial {path}");

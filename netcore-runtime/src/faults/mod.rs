@@ -33,6 +33,7 @@
 mod io;
 
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use io::{Cable, FaultyIo};
 
 use std::time::Duration;

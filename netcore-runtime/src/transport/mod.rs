@@ -4,6 +4,7 @@
 mod blocking;
 mod paced;
 #[cfg(feature = "serial")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serial")))]
 pub mod serial;
 
 pub use blocking::BlockingIo;
