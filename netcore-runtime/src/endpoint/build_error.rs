@@ -15,7 +15,7 @@ pub enum BuildError {
     /// A setting names a route that is not registered.
     #[error("no route {0:?} is registered")]
     UnknownRoute(String),
-    /// [`cache_responses`](super::EndpointBuilder::cache_responses) names a streaming route, whose
+    /// `EndpointBuilder::cache_responses` (feature `cache`) names a streaming route, whose
     /// request body is never stored and so cannot key a cache.
     #[error("route {0:?} streams its requests, so its responses cannot be cached by request body; cache in the handler with Request::cache")]
     NotCacheable(String),

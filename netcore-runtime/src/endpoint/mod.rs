@@ -85,7 +85,7 @@ impl EndpointBuilder {
     }
 
     /// Most connections [`Endpoint::serve_tcp`], [`Endpoint::serve_unix`] and
-    /// [`Endpoint::serve_tcp_py`] serve at once (default [`DEFAULT_MAX_CONNECTIONS`], 512: well
+    /// `Endpoint::serve_tcp_py` (feature `json`) serve at once (default [`DEFAULT_MAX_CONNECTIONS`], 512: well
     /// under the 1024 descriptors a process gets by default). Beyond it a new peer gets our HELLO
     /// and GOAWAY LIMIT naming this limit, and is dropped (a Python peer is just closed: its wire
     /// has no GOAWAY). Connections made with [`Endpoint::connect`] are not refused, but count.
@@ -302,7 +302,7 @@ impl EndpointBuilder {
     /// 2. **before hooks**, in the order they were added; the first error answers;
     /// 3. **layers** ([`layer`](Self::layer)), the first added outermost, around
     /// 4. the **route's handler** (or the default handler), after a cached answer is looked up if
-    ///    the route has one ([`cache_responses`](Self::cache_responses));
+    ///    the route has one (`cache_responses`, feature `cache`);
     /// 5. the **error handler** ([`on_error`](Self::on_error)) for an error of any step above,
     ///    NOT_FOUND included;
     /// 6. **after hooks**, in the order they were added, on a response (from the handler or the

@@ -64,7 +64,7 @@ impl Drop for Reconnecting {
 /// fails (the device is absent), tries again after `retry`, until the endpoint shuts down or the
 /// returned handle is dropped.
 ///
-/// For a serial port, use [`keep_serial_connected`], or `open` is typically
+/// For a serial port, use `keep_serial_connected` (feature `serial`), or `open` is typically
 /// `move || std::future::ready(netcore::transport::serial::open(&path, baud))`, with
 /// [`Endpoint::serial_config`] (the endpoint's configuration for a serial line) and a keepalive so
 /// that a pulled cable (silence, no EOF) is noticed. With [`Config::wait_for_peer`] the
