@@ -93,6 +93,8 @@ impl Bodies {
                 }
                 // Dropping the sender ends the reader, which drops the source.
                 Demand::Release { message } => drop(self.readers.remove(&message)),
+                // An open-length body's source: not supplied here yet.
+                Demand::Source { message, .. } => drop(session.supply_failed(message, 0)),
             }
         }
     }

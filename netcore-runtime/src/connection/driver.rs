@@ -339,7 +339,7 @@ impl Driver {
                     let _ = reply.send(Err(CallError::Disconnected(CloseReason::Local)));
                     return;
                 }
-                let send = SendOptions { priority: opts.priority, meta: encode_headers(&opts.headers) };
+                let send = SendOptions::priority(opts.priority).with_meta(encode_headers(&opts.headers));
                 match self.session.request(route, body, send) {
                     Ok(message) => {
                         self.tokens.insert(token, message);
@@ -351,7 +351,7 @@ impl Driver {
                 }
             }
             Command::Notify { route, body, opts, done } => {
-                let send = SendOptions { priority: opts.priority, meta: encode_headers(&opts.headers) };
+                let send = SendOptions::priority(opts.priority).with_meta(encode_headers(&opts.headers));
                 match self.session.send_oneway(route, body, send) {
                     Ok(message) => {
                         self.notifies.insert(message, done);
@@ -681,14 +681,14 @@ impl Driver {
             ),
             Err(err) => (Err(Body::from(err.to_payload())), Default::default(), priority),
         };
-        let opts = SendOptions { priority, meta: encode_headers(&headers) };
+        let opts = SendOptions::priority(priority).with_meta(encode_headers(&headers));
         // A closed session or a cancelled exchange has no one left to answer: nothing to do then.
         // §8.1: if the requester cannot take the answer, tell it why, naming both sizes.
         if let Err(SendError::TooLarge { len, max }) = self.session.respond(exchange, result, opts) {
             trace::answer_too_large(exchange, len, max);
             let message = format!("answer of {len} bytes exceeds the requester's max_message of {max} bytes");
             let refusal = Body::from(HandlerError::new(ErrorCode::TOO_LARGE, message).to_payload());
-            if self.session.respond(exchange, Err(refusal), SendOptions { priority, meta: None }).is_err() {
+            if self.session.respond(exchange, Err(refusal), SendOptions::priority(priority)).is_err() {
                 self.session.cancel(Exchange::Theirs(exchange), CancelReason::TOO_LARGE);
             }
         }
