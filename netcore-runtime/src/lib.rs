@@ -113,7 +113,10 @@ pub type Config = session::Config;
 
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub use connection::{CallOptions, Connection, ConnectionId, ConnectionStats, EndpointStats, LinkState};
+pub use connection::{
+    CallOptions, Connection, ConnectionId, ConnectionStats, EndpointStats, LinkState, OpenBody, OpenBodySender,
+    StreamedReply,
+};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use endpoint::{

@@ -288,6 +288,18 @@ impl Response {
         Self { body: Some(body), ..Self::default() }
     }
 
+    /// A response whose body is produced as it is sent, of a length not known in advance (an
+    /// open-length RESPONSE, docs/PROTOCOL.md §5.2, §6): downloads, subscriptions, log tails.
+    /// The handler returns at once; whoever holds the body's
+    /// [`OpenBodySender`](crate::OpenBodySender) keeps producing, at the pace the caller reads
+    /// (the peer's credit), and sees it closed if the caller cancels.
+    ///
+    /// A peer that did not offer open-length messages (HELLO option OPEN) gets an ERROR
+    /// UNAVAILABLE naming the reason instead.
+    pub fn stream(body: super::OpenBody) -> Response {
+        Response::body(body.into())
+    }
+
     /// Adds a header.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name.into(), value.into());

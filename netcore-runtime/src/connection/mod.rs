@@ -22,12 +22,14 @@ pub(crate) mod call;
 mod driver;
 pub(crate) mod error;
 pub(crate) mod headers;
+mod open;
 #[cfg(feature = "json")]
 pub(crate) mod py;
 pub(crate) mod resume;
 mod stats;
 pub(crate) mod storage;
 pub(crate) mod stream;
+mod streamed;
 pub(crate) mod trace;
 
 use std::fmt;
@@ -46,10 +48,13 @@ pub(crate) use call::{PayloadSlot, Reply, Request, Response};
 pub(crate) use driver::{draw_nonce, spawn, ConnectionEvent, Dispatch};
 pub(crate) use error::{CallError, ErrorCode, ErrorSource, HandlerError};
 pub(crate) use headers::Headers;
+pub use open::{Closed, OpenBody, OpenBodySender};
 pub(crate) use resume::{Resumable, ResumeToken, RESUME_QUERY_ROUTE};
 pub(crate) use stats::Retired;
 pub use stats::{ConnectionStats, EndpointStats};
 pub(crate) use stream::BodyStream;
+pub(crate) use streamed::AnswerGuard;
+pub use streamed::StreamedReply;
 
 /// Identifies a connection within its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,6 +92,8 @@ pub struct CallOptions {
     /// Whether [`priority`](Self::priority) was called: a generated client then uses it instead
     /// of the method's declared priority.
     priority_set: bool,
+    /// Set by [`Connection::call_stream`]: the answer is streamed into this channel.
+    pub(crate) stream_answer: Option<streamed::AnswerFeed>,
 }
 
 impl CallOptions {
@@ -287,6 +294,18 @@ impl Connection {
         opts: CallOptions,
     ) -> Result<Reply, CallError> {
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
+        self.call_token(token, route, name, body, opts).await
+    }
+
+    /// [`call_named`](Self::call_named) as call `token` (drawn from `next_token`).
+    pub(crate) async fn call_token(
+        &self,
+        token: u64,
+        route: Route,
+        name: Option<&str>,
+        body: Body,
+        opts: CallOptions,
+    ) -> Result<Reply, CallError> {
         let route_id = route.id();
         let timeout = opts.timeout.or(self.shared.py_timeout);
         // Named before the route moves into the command, and only for a call that can time out.
