@@ -197,7 +197,10 @@ fn main() {
     if wanted("calls_per_s_64") {
         entries.push(calls_per_s(&plan));
     }
-    if wanted("bulk_mib_s") || wanted("bulk_typed_mib_s") || wanted("hol_p99_us") {
+    // Every workload that shares the bulk payload, so each can also be asked for on its own.
+    let bulk_workloads =
+        ["bulk_mib_s", "bulk_typed_mib_s", "download_streamed_mib_s", "bulk_stored_mib_s", "hol_p99_us"];
+    if bulk_workloads.iter().any(|name| wanted(name)) {
         let data = pattern(plan.bulk_bytes);
         let mut untyped = None;
         if wanted("bulk_mib_s") {
