@@ -26,6 +26,7 @@ mod open;
 #[cfg(feature = "json")]
 pub(crate) mod py;
 pub(crate) mod resume;
+mod standalone;
 mod stats;
 pub(crate) mod storage;
 pub(crate) mod stream;
