@@ -97,4 +97,4 @@ pub use endpoint::{
     Resumable, ResumeToken,
 };
 #[cfg(feature = "tokio")]
-pub use typed::{Cancellation, Context};
+pub use typed::{ByteStream, Cancellation, Context, Stream};

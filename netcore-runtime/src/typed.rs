@@ -20,6 +20,56 @@ use crate::endpoint::{
 use crate::frame::{Priority, Route};
 use crate::session::Body;
 
+mod records;
+pub use records::{ByteStream, Closed, Incoming, IncomingBytes, Records, Stream, StreamSender};
+
+/// What a typed handler's result becomes: an encoded RESPONSE (any serde type), or, for a
+/// `-> stream<T>` / `-> stream<bytes>` method, an open-length RESPONSE of records
+/// (docs/PROTOCOL.md §15, [`Stream`], [`ByteStream`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a typed handler's result: it is neither a serde type nor a stream",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or return `netcore::Stream<T>` or `netcore::ByteStream`"
+)]
+pub trait Reply: Sized {
+    /// The answer of route `route` (named in errors).
+    fn into_response(self, route: &str) -> Result<Response, HandlerError>;
+}
+
+impl<R: Serialize> Reply for R {
+    fn into_response(self, _route: &str) -> Result<Response, HandlerError> {
+        Response::encode(&self)
+    }
+}
+
+/// How a typed call receives its answer: decoded whole (any serde type), or, for a
+/// `-> stream<T>` / `-> stream<bytes>` method, streamed as it arrives ([`Incoming`],
+/// [`IncomingBytes`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a typed call's result: it is neither a serde type nor a stream",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or return `netcore::Stream<T>` or `netcore::ByteStream`"
+)]
+pub trait Answer: Sized {
+    /// Sends `body` to `method` under `opts` and receives the answer.
+    fn receive(
+        connection: &Connection,
+        method: &MethodSpec,
+        body: Body,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Self, CallError>> + Send;
+}
+
+impl<R: DeserializeOwned> Answer for R {
+    fn receive(
+        connection: &Connection,
+        method: &MethodSpec,
+        body: Body,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Self, CallError>> + Send {
+        let (route, name) = (method.route, method.name);
+        async move { connection.call_named(Route::Id(route), Some(name), body, opts).await?.decode() }
+    }
+}
+
 /// Checks the peer's METHODS table (docs/PROTOCOL.md §5.1, §15) for route `route`, named `name`,
 /// whose layout hash is `hash`: [`CallError::Incompatible`] if the peer lacks it or has another
 /// layout. A peer that sent no table (old or untyped) passes, and so does a link that closed or
@@ -111,12 +161,12 @@ pub async fn call<A, R>(
 ) -> Result<R, CallError>
 where
     A: Serialize + ?Sized,
-    R: DeserializeOwned,
+    R: Answer,
 {
     let opts = merge(&method, opts);
     check_method(connection, method.route, method.name, method.hash, opts.timeout).await?;
     let body = encode_args(&method, args)?;
-    connection.call_named(Route::Id(method.route), Some(method.name), body.into(), opts).await?.decode()
+    R::receive(connection, &method, body.into(), opts).await
 }
 
 /// Sends a one-way message to `method` with `args` under `opts`, after [`check_method`].
@@ -280,7 +330,7 @@ pub fn route<S, A, R, F, Fut>(service: Arc<S>, hash: u64, f: F) -> TypedRoute
 where
     S: Send + Sync + 'static,
     A: DeserializeOwned + Send + 'static,
-    R: Serialize + 'static,
+    R: Reply + 'static,
     F: Fn(Arc<S>, A) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
 {
@@ -289,8 +339,9 @@ where
             let (service, f) = (service.clone(), f.clone());
             async move {
                 let args: A = request.decode()?;
-                let result = f(service, args).await?;
-                Response::encode(&result)
+                let route = request.route.clone();
+                drop(request);
+                f(service, args).await?.into_response(&route)
             }
         }),
         hash,
@@ -302,7 +353,7 @@ pub fn route_cx<S, A, R, F, Fut>(service: Arc<S>, hash: u64, f: F) -> TypedRoute
 where
     S: Send + Sync + 'static,
     A: DeserializeOwned + Send + 'static,
-    R: Serialize + 'static,
+    R: Reply + 'static,
     F: Fn(Arc<S>, Context, A) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
 {
@@ -314,9 +365,10 @@ where
                 let cx = Context::take(&mut request);
                 drop(request);
                 let mut guard = CancelOnDrop(Some(cx.cancel.0.clone()));
+                let route = cx.route.clone();
                 let result = f(service, cx, args).await;
                 guard.0 = None;
-                Response::encode(&result?)
+                result?.into_response(&route)
             }
         }),
         hash,
@@ -351,7 +403,7 @@ where
     S: Send + Sync + 'static,
     A: DeserializeOwned + Send + 'static,
     B: StreamArg,
-    R: Serialize + 'static,
+    R: Reply + 'static,
     F: Fn(Arc<S>, Context, A, B) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
 {
@@ -365,9 +417,10 @@ where
                 let cx = Context::take(&mut request);
                 drop(request);
                 let mut guard = CancelOnDrop(Some(cx.cancel.0.clone()));
+                let route = cx.route.clone();
                 let result = f(service, cx, args, body).await;
                 guard.0 = None;
-                Response::encode(&result?)
+                result?.into_response(&route)
             }
         }),
         hash,
@@ -431,14 +484,11 @@ pub async fn call_stream<A, R>(
 ) -> Result<R, CallError>
 where
     A: Serialize + ?Sized,
-    R: DeserializeOwned,
+    R: Answer,
 {
     let opts = merge(&method, opts);
     check_method(connection, method.route, method.name, method.hash, opts.timeout).await?;
-    let encoded = encode_args(&method, args)?;
-    let mut header = Vec::with_capacity(encoded.len() + crate::varint::MAX_LEN);
-    crate::varint::put(&mut header, encoded.len() as u64);
-    header.extend_from_slice(&encoded);
+    let header = stream_header(&method, args)?;
     let total = header.len() as u64 + stream.len();
     let header = std::io::Cursor::new(header);
     let body = match stream {
@@ -450,7 +500,7 @@ where
             return Err(CallError::Io(crate::endpoint::ErrorSource::message(message)));
         }
     };
-    connection.call_named(Route::Id(method.route), Some(method.name), body, opts).await?.decode()
+    R::receive(connection, &method, body, opts).await
 }
 
 /// How a streaming route hands its handler the stream argument: the bytes as they are
@@ -522,29 +572,34 @@ impl<T: DeserializeOwned> Items<T> {
     /// payload that ends inside an item (BAD_REQUEST), or a payload that stopped short (the
     /// peer cancelled, the connection closed); each names the route and the item's index.
     pub async fn next(&mut self) -> Option<Result<T, HandlerError>> {
+        std::future::poll_fn(|cx| self.poll_item(cx)).await
+    }
+
+    fn poll_item(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<T, HandlerError>>> {
         if self.done {
-            return None;
+            return std::task::Poll::Ready(None);
         }
-        let item = self.read().await;
+        let item = std::task::ready!(self.poll_read(cx));
         if !matches!(item, Some(Ok(_))) {
             self.done = true;
         }
-        item
+        std::task::Poll::Ready(item)
     }
 
-    async fn read(&mut self) -> Option<Result<T, HandlerError>> {
+    fn poll_read(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<T, HandlerError>>> {
         use bytes::Buf;
+        use std::task::Poll;
         let (route, index) = (&self.route, self.index);
         loop {
             match crate::varint::peek(&self.buf) {
                 Ok(crate::varint::Peek::Value(len, _)) if len > codec::DECODE_LIMIT as u64 => {
-                    return Some(Err(HandlerError::new(
+                    return Poll::Ready(Some(Err(HandlerError::new(
                         crate::endpoint::ErrorCode::TOO_LARGE,
                         format!(
                             "item {index} of {route} announces {len} bytes, over the decode limit of {} bytes",
                             codec::DECODE_LIMIT
                         ),
-                    )))
+                    ))))
                 }
                 Ok(crate::varint::Peek::Value(len, at)) if self.buf.len() >= at + len as usize => {
                     let end = at + len as usize;
@@ -553,25 +608,35 @@ impl<T: DeserializeOwned> Items<T> {
                     });
                     self.buf.advance(end);
                     self.index += 1;
-                    return Some(item);
+                    return Poll::Ready(Some(item));
                 }
                 Ok(_) => {}
                 Err(_) => {
-                    return Some(Err(HandlerError::bad_request(format!("item {index} of {route}: bad item length"))))
+                    return Poll::Ready(Some(Err(HandlerError::bad_request(format!(
+                        "item {index} of {route}: bad item length"
+                    )))))
                 }
             }
-            match self.body.chunk().await {
-                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
-                Ok(None) if self.buf.is_empty() => return None,
-                Ok(None) => {
-                    return Some(Err(HandlerError::bad_request(format!(
+            match std::task::ready!(futures_util::Stream::poll_next(std::pin::Pin::new(&mut self.body), cx)) {
+                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                None if self.buf.is_empty() => return Poll::Ready(None),
+                None => {
+                    return Poll::Ready(Some(Err(HandlerError::bad_request(format!(
                         "the payload of {route} ends inside item {index}, after {} of its bytes",
                         self.buf.len()
-                    ))))
+                    )))))
                 }
-                Err(err) => return Some(Err(err.into())),
+                Some(Err(err)) => return Poll::Ready(Some(Err(err.into()))),
             }
         }
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> Items<T> {
+    /// The items as a [`futures::Stream`](futures_util::Stream), to map or forward them (a
+    /// bidirectional method's answer: `Stream::try_new(items.into_stream().map(…))`).
+    pub fn into_stream(self) -> impl futures_util::Stream<Item = Result<T, HandlerError>> + Send + 'static {
+        futures_util::stream::unfold(self, |mut items| async move { items.next().await.map(|item| (item, items)) })
     }
 }
 
@@ -634,39 +699,72 @@ fn varint_len(value: u64) -> u64 {
     u64::from((64 - value.max(1).leading_zeros()).div_ceil(7))
 }
 
+/// Where a client's `stream<T>` argument comes from (docs/PROTOCOL.md §15, "Typed item streams").
+///
+/// A repeatable iterator (a `Vec`, a range, `iter().cloned()` of a slice, any `IntoIterator`
+/// whose iterator is `Clone`) is walked twice: once to count the payload's length (each item is
+/// encoded and dropped; an item over [`codec::DECODE_LIMIT`] is [`CallError::TooLarge`] before
+/// anything is sent), then again as the message is sent, chunk by chunk as credit allows, so the
+/// items are never held all at once. An iterator that yields other items the second time
+/// cancels the message.
+pub trait ItemSource<T> {
+    /// The request body: `header` (the other arguments, framed) then the items, framed.
+    fn into_body(self, method: &MethodSpec, header: Vec<u8>) -> Result<Body, CallError>;
+}
+
+impl<I, T> ItemSource<T> for I
+where
+    I: IntoIterator<Item = T>,
+    I::IntoIter: Clone + Send + 'static,
+    T: Serialize,
+{
+    fn into_body(self, method: &MethodSpec, header: Vec<u8>) -> Result<Body, CallError> {
+        let items = self.into_iter();
+        let mut total = 0u64;
+        for item in items.clone() {
+            let size = codec::encode(&item)?.len() as u64;
+            if size > codec::DECODE_LIMIT as u64 {
+                return Err(CallError::TooLarge {
+                    method: method.name.to_owned(),
+                    size,
+                    limit: codec::DECODE_LIMIT as u64,
+                });
+            }
+            total += varint_len(size) + size;
+        }
+        let reader = ItemReader { items, pending: Vec::new(), at: 0, left: total };
+        let len = header.len() as u64 + total;
+        Ok(Body::reader(std::io::Read::chain(std::io::Cursor::new(header), reader), len))
+    }
+}
+
+/// `varint len ‖ arguments`, the start of a payload with a stream last (docs/PROTOCOL.md §15).
+fn stream_header<A: Serialize + ?Sized>(method: &MethodSpec, args: &A) -> Result<Vec<u8>, CallError> {
+    let encoded = encode_args(method, args)?;
+    let mut header = Vec::with_capacity(encoded.len() + crate::varint::MAX_LEN);
+    crate::varint::put(&mut header, encoded.len() as u64);
+    header.extend_from_slice(&encoded);
+    Ok(header)
+}
+
 /// Calls `method`, whose last argument is a `stream<T>`, with the other arguments `args` and the
-/// items `items` (docs/PROTOCOL.md §15, "Typed item streams"). The iterator is walked twice: once
-/// here to count the payload's length (each item is encoded and dropped; an item over
-/// [`codec::DECODE_LIMIT`] is [`CallError::TooLarge`] before anything is sent), then again as the
-/// message is sent, chunk by chunk as credit allows, so the items are never held all at once. An
-/// iterator that yields other items the second time cancels the message.
-pub async fn call_items<A, T, I, R>(
+/// items `items` ([`ItemSource`]).
+pub async fn call_items<A, T, S, R>(
     connection: &Connection,
     method: MethodSpec,
     opts: &CallOptions,
     args: &A,
-    items: I,
+    items: S,
 ) -> Result<R, CallError>
 where
     A: Serialize + ?Sized,
-    T: Serialize,
-    I: Iterator<Item = T> + Clone + Send + 'static,
-    R: DeserializeOwned,
+    S: ItemSource<T>,
+    R: Answer,
 {
-    let mut total = 0u64;
-    for item in items.clone() {
-        let size = codec::encode(&item)?.len() as u64;
-        if size > codec::DECODE_LIMIT as u64 {
-            return Err(CallError::TooLarge {
-                method: method.name.to_owned(),
-                size,
-                limit: codec::DECODE_LIMIT as u64,
-            });
-        }
-        total += varint_len(size) + size;
-    }
-    let reader = ItemReader { items, pending: Vec::new(), at: 0, left: total };
-    call_stream(connection, method, opts, args, Body::reader(reader, total)).await
+    let opts = merge(&method, opts);
+    check_method(connection, method.route, method.name, method.hash, opts.timeout).await?;
+    let body = items.into_body(&method, stream_header(&method, args)?)?;
+    R::receive(connection, &method, body, opts).await
 }
 
 impl crate::layout::Schema for BodyStream {
