@@ -60,6 +60,7 @@ pub fn frame_body(data: &[u8]) {
                     nonce: None,
                     codec: frame::PayloadCodec::POSTCARD,
                     methods: None,
+                    open: false,
                     ..hello.clone()
                 }),
                 &mut v1,

@@ -90,7 +90,10 @@ pub use session::{Body, Event, Payload, Session, SpillBudget};
 pub type Config = session::Config;
 
 #[cfg(feature = "tokio")]
-pub use connection::{CallOptions, Connection, ConnectionId, ConnectionStats, EndpointStats, LinkState};
+pub use connection::{
+    CallOptions, Connection, ConnectionId, ConnectionStats, EndpointStats, LinkState, OpenBody, OpenBodySender,
+    StreamedReply,
+};
 #[cfg(feature = "tokio")]
 pub use endpoint::{
     Blueprint, CallError, Endpoint, EndpointEvent, ErrorCode, EventKind, HandlerError, Reply, Request, Response,

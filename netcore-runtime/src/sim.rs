@@ -76,8 +76,20 @@ pub struct Handoff {
     finished: HashMap<Exchange, Payload>,
     #[cfg(feature = "std")]
     readers: HashMap<MessageId, Box<dyn std::io::Read + Send>>,
+    /// Open-length bodies (`Body::Open`): what the test fed them, and the read outstanding.
+    open: HashMap<MessageId, OpenFeed>,
     /// Messages whose storage began, for tests.
     pub began: u64,
+}
+
+/// An open-length body's bytes in the simulation, fed by the test with [`Handoff::feed`] and
+/// ended with [`Handoff::end`].
+#[derive(Default)]
+struct OpenFeed {
+    queue: alloc::collections::VecDeque<bytes::Bytes>,
+    ended: bool,
+    /// The `Demand::Read` waiting: offset and most bytes.
+    want: Option<(u64, usize)>,
 }
 
 enum Stored {
@@ -156,12 +168,58 @@ impl Handoff {
             match demand {
                 #[cfg(feature = "std")]
                 Demand::Reader { message, reader } => drop(self.readers.insert(message, reader)),
+                Demand::Source { message, .. } => drop(self.open.insert(message, OpenFeed::default())),
+                Demand::Read { message, offset, len } if self.open.contains_key(&message) => {
+                    self.open.get_mut(&message).expect("checked").want = Some((offset, len));
+                    self.answer_open(session, message);
+                }
                 Demand::Read { message, offset, len } => match self.read(message, len) {
                     Some(bytes) => drop(session.supply(message, offset, bytes)),
                     None => drop(session.supply_failed(message, offset)),
                 },
                 Demand::Release { message } => self.release(message),
             }
+        }
+    }
+
+    /// Feeds bytes to the open-length body `message` (queued as `Body::open_with(..)`): they are
+    /// supplied as the session asks for them.
+    pub fn feed(&mut self, session: &mut Session, message: MessageId, bytes: impl Into<bytes::Bytes>) {
+        self.serve(session);
+        if let Some(feed) = self.open.get_mut(&message) {
+            let bytes = bytes.into();
+            if !bytes.is_empty() {
+                feed.queue.push_back(bytes);
+            }
+            self.answer_open(session, message);
+        }
+        self.serve(session);
+    }
+
+    /// Ends the open-length body `message` after the bytes fed.
+    pub fn end(&mut self, session: &mut Session, message: MessageId) {
+        self.serve(session);
+        if let Some(feed) = self.open.get_mut(&message) {
+            feed.ended = true;
+            self.answer_open(session, message);
+        }
+        self.serve(session);
+    }
+
+    /// Answers an open-length body's outstanding read from what was fed, if anything.
+    fn answer_open(&mut self, session: &mut Session, message: MessageId) {
+        let Some(feed) = self.open.get_mut(&message) else { return };
+        let Some((offset, len)) = feed.want else { return };
+        if let Some(front) = feed.queue.front_mut() {
+            let bytes = front.split_to(len.min(front.len()));
+            if front.is_empty() {
+                feed.queue.pop_front();
+            }
+            feed.want = None;
+            session.supply(message, offset, bytes);
+        } else if feed.ended {
+            feed.want = None;
+            session.supply_end(message, offset);
         }
     }
 
@@ -179,6 +237,7 @@ impl Handoff {
     }
 
     fn release(&mut self, _message: MessageId) {
+        self.open.remove(&_message);
         #[cfg(feature = "std")]
         self.readers.remove(&_message);
     }

@@ -341,9 +341,10 @@ fn hostile_lengths_are_refused_before_allocation() {
 
     for framing in [Framing::Stream, Framing::Lossy] {
         let config = Config::stream().with_framing(framing).with_limits(small_limits());
-        // A total of 2^64-1, and one just above max_message: CANCEL TOO_LARGE, nothing kept.
+        // A total of 2^64-2 (2^64-1 is malformed, §5.2), and one just above max_message:
+        // CANCEL TOO_LARGE, nothing kept.
         let mut fed = Fed::open(config.clone());
-        fed.frames(&[opening(0, Kind::OneWay, u64::MAX, b"x"), opening(1, Kind::Request, (1 << 20) + 1, b"y")]);
+        fed.frames(&[opening(0, Kind::OneWay, u64::MAX - 1, b"x"), opening(1, Kind::Request, (1 << 20) + 1, b"y")]);
         assert_eq!(
             fed.cancels_sent(),
             vec![(Xid::receiver(0), CancelReason::TOO_LARGE), (Xid::receiver(1), CancelReason::TOO_LARGE)]

@@ -12,6 +12,7 @@ use std::io::Read;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
+use super::open::{pull, OpenBody, Pulled};
 use crate::session::{Demand, MessageId, Session};
 
 /// One body's reader: a task that waits for requests (idle, it holds no thread, and a paused
@@ -34,7 +35,7 @@ async fn read(
                 let mut buf = BytesMut::zeroed(len);
                 let bytes = reader.read_exact(&mut buf).map(|()| buf.freeze());
                 let failed = bytes.is_err();
-                out.push(Supplied { message, offset, bytes });
+                out.push(Supplied { message, offset, bytes, end: false });
                 if failed {
                     break;
                 }
@@ -45,7 +46,7 @@ async fn read(
         // A reader that panicked fails its message like one that erred.
         let Ok((back, out)) = done else {
             let bytes = Err(std::io::Error::other("the body's reader panicked"));
-            let _ = supplied.send(Supplied { message, offset: 0, bytes });
+            let _ = supplied.send(Supplied { message, offset: 0, bytes, end: false });
             return;
         };
         for piece in out {
@@ -63,6 +64,8 @@ pub(crate) struct Supplied {
     message: MessageId,
     offset: u64,
     bytes: std::io::Result<Bytes>,
+    /// An open-length body ended at `offset` (`bytes` is empty then).
+    end: bool,
 }
 
 /// The sources being read for one connection.
@@ -93,8 +96,29 @@ impl Bodies {
                 }
                 // Dropping the sender ends the reader, which drops the source.
                 Demand::Release { message } => drop(self.readers.remove(&message)),
+                Demand::Source { message, source } => match source.downcast::<OpenBody>() {
+                    Ok(body) => self.start_open(message, *body),
+                    // A source of the caller's own kind: nobody here supplies it.
+                    Err(_) => drop(session.supply_failed(message, 0)),
+                },
             }
         }
+    }
+
+    /// An open-length body's task (connection/open.rs), answering the session's "up to" reads.
+    fn start_open(&mut self, message: MessageId, body: OpenBody) {
+        let (reads, rx) = mpsc::unbounded_channel::<(u64, usize)>();
+        let supplied = self.supplied_tx.clone();
+        let answer = move |message, offset, pulled| {
+            let (bytes, end) = match pulled {
+                Pulled::Bytes(bytes) => (Ok(bytes), false),
+                Pulled::End => (Ok(Bytes::new()), true),
+                Pulled::Failed(err) => (Err(err), false),
+            };
+            supplied.send(Supplied { message, offset, bytes, end }).is_ok()
+        };
+        tokio::spawn(pull(message, body, rx, answer));
+        self.readers.insert(message, reads);
     }
 
     fn start(&mut self, message: MessageId, reader: Box<dyn Read + Send>) {
@@ -112,9 +136,11 @@ impl Bodies {
     /// Hands bytes read to the session.
     pub(crate) fn apply(&mut self, supplied: Supplied, session: &mut Session) {
         match supplied.bytes {
+            Ok(_) if supplied.end => drop(session.supply_end(supplied.message, supplied.offset)),
             // `false`: the message is gone; its release is on its way or done.
             Ok(bytes) => drop(session.supply(supplied.message, supplied.offset, bytes)),
-            Err(_) => {
+            Err(err) => {
+                tracing::debug!(message = ?supplied.message, offset = supplied.offset, error = %err, "outgoing body failed: CANCEL IO");
                 self.readers.remove(&supplied.message);
                 session.supply_failed(supplied.message, supplied.offset);
             }

@@ -95,6 +95,7 @@ where
         notifies: HashMap::new(),
         handlers: HashMap::new(),
         streams: HashMap::new(),
+        answers: HashMap::new(),
         handler_slots: Arc::new(Semaphore::new(MAX_HANDLERS)),
         slot_blocked: false,
         deferred: Default::default(),
@@ -188,7 +189,10 @@ struct Driver {
     /// Running handlers of the peer's requests, by exchange id.
     handlers: HashMap<u32, AbortHandle>,
     /// Streamed payloads being fed to their handlers, by exchange id.
-    streams: HashMap<u32, mpsc::UnboundedSender<bytes::Bytes>>,
+    streams: HashMap<u32, Feed>,
+    /// Streamed answers to our calls (`Connection::call_stream`), from their start to their
+    /// end: where their chunks go, and the call's token (a dropped reader cancels by it).
+    answers: HashMap<MessageId, (Feed, u64)>,
     handler_slots: Arc<Semaphore>,
     /// The last drain stopped at a request for want of a handler slot: the socket is not read
     /// until one frees, so the session's queue holds at most one read's worth of frames.
@@ -339,9 +343,15 @@ impl Driver {
                     let _ = reply.send(Err(CallError::Disconnected(CloseReason::Local)));
                     return;
                 }
-                let send = SendOptions { priority: opts.priority, meta: encode_headers(&opts.headers) };
+                let answer = opts.stream_answer.clone();
+                let send = SendOptions::priority(opts.priority)
+                    .with_meta(encode_headers(&opts.headers))
+                    .with_stream_answer(answer.is_some());
                 match self.session.request(route, body, send) {
                     Ok(message) => {
+                        if let Some(answer) = answer {
+                            self.answers.insert(message, (Feed { tx: answer.0, open: false }, token));
+                        }
                         self.tokens.insert(token, message);
                         self.pending.insert(message, PendingCall { token, reply, progress: opts.progress });
                     }
@@ -351,7 +361,7 @@ impl Driver {
                 }
             }
             Command::Notify { route, body, opts, done } => {
-                let send = SendOptions { priority: opts.priority, meta: encode_headers(&opts.headers) };
+                let send = SendOptions::priority(opts.priority).with_meta(encode_headers(&opts.headers));
                 match self.session.send_oneway(route, body, send) {
                     Ok(message) => {
                         self.notifies.insert(message, done);
@@ -421,6 +431,7 @@ impl Driver {
         for (token, reason) in dropped {
             if let Some(message) = self.tokens.remove(&token) {
                 self.pending.remove(&message);
+                self.answers.remove(&message);
                 let found = self.session.cancel(Exchange::Ours(message), reason);
                 trace::call_dropped(reason, found);
             }
@@ -516,6 +527,10 @@ impl Driver {
                     self.tokens.remove(&call.token);
                     let _ = call.reply.send(Err(CallError::Cancelled(reason)));
                 }
+                // A streamed answer stops short: its reader gets an error.
+                if let Some((_, token)) = self.answers.remove(&id) {
+                    self.tokens.remove(&token);
+                }
                 if let Some(done) = self.notifies.remove(&id) {
                     let _ = done.send(Err(CallError::Cancelled(reason)));
                 }
@@ -566,7 +581,14 @@ impl Driver {
 
     fn complete_call(&mut self, id: MessageId, message: Incoming) {
         let Some(call) = self.pending.remove(&id) else { return };
-        self.tokens.remove(&call.token);
+        match (&message.payload, self.answers.get_mut(&id)) {
+            // Streamed from here on: the token stays until its end, for a reader that drops it.
+            (Payload::Streamed { total }, Some((feed, _))) => feed.open = *total == crate::frame::OPEN_TOTAL,
+            _ => {
+                self.answers.remove(&id);
+                self.tokens.remove(&call.token);
+            }
+        }
         let headers = decode_headers(message.meta.as_ref()).unwrap_or_default();
         let result = match message.kind {
             Kind::Error => Err(CallError::Remote(error_from_payload(&message.payload))),
@@ -578,17 +600,24 @@ impl Driver {
     /// Hands a streamed chunk to its handler's [`BodyStream`]; one nobody will read gives its
     /// credit back at once.
     fn feed_stream(&mut self, exchange: Exchange, bytes: bytes::Bytes, end: bool) {
-        let Exchange::Theirs(id) = exchange else { return self.session.consumed(bytes.len() as u64) };
         let len = bytes.len() as u64;
-        let unread = match self.streams.get(&id) {
-            Some(feed) => feed.send(bytes).is_err(),
-            None => true,
+        let feed = match exchange {
+            Exchange::Theirs(id) => self.streams.get(&id),
+            Exchange::Ours(id) => self.answers.get(&id).map(|(feed, _)| feed),
         };
+        let unread = feed.is_none_or(|feed| feed.send(bytes, end).is_err());
         if unread {
             self.session.consumed(len);
         }
         if end {
-            self.streams.remove(&id);
+            match exchange {
+                Exchange::Theirs(id) => drop(self.streams.remove(&id)),
+                Exchange::Ours(id) => {
+                    if let Some((_, token)) = self.answers.remove(&id) {
+                        self.tokens.remove(&token);
+                    }
+                }
+            }
         }
     }
 
@@ -604,8 +633,8 @@ impl Driver {
         let route = message.route.unwrap_or(Route::Id(0));
         let body = match message.payload {
             Payload::Streamed { total } => {
-                let (feed, chunks) = mpsc::unbounded_channel();
-                self.streams.insert(exchange, feed);
+                let (tx, chunks) = mpsc::unbounded_channel();
+                self.streams.insert(exchange, Feed { tx, open: total == crate::frame::OPEN_TOTAL });
                 Some(BodyStream::new(chunks, total, CreditReturn(self.shared.clone())))
             }
             _ => None,
@@ -681,14 +710,25 @@ impl Driver {
             ),
             Err(err) => (Err(Body::from(err.to_payload())), Default::default(), priority),
         };
-        let opts = SendOptions { priority, meta: encode_headers(&headers) };
+        let opts = SendOptions::priority(priority).with_meta(encode_headers(&headers));
         // A closed session or a cancelled exchange has no one left to answer: nothing to do then.
         // §8.1: if the requester cannot take the answer, tell it why, naming both sizes.
-        if let Err(SendError::TooLarge { len, max }) = self.session.respond(exchange, result, opts) {
+        let sent = self.session.respond(exchange, result, opts);
+        if let Err(SendError::OpenLengthNotOffered) = sent {
+            // §5.1: a streamed answer (`Response::stream`) to a peer without OPEN.
+            let message =
+                format!("cannot stream the answer to exchange {exchange}: {}", SendError::OpenLengthNotOffered);
+            let refusal = Body::from(HandlerError::new(ErrorCode::UNAVAILABLE, message).to_payload());
+            if self.session.respond(exchange, Err(refusal), SendOptions::priority(priority)).is_err() {
+                self.session.cancel(Exchange::Theirs(exchange), CancelReason::CANCELLED);
+            }
+            return;
+        }
+        if let Err(SendError::TooLarge { len, max }) = sent {
             trace::answer_too_large(exchange, len, max);
             let message = format!("answer of {len} bytes exceeds the requester's max_message of {max} bytes");
             let refusal = Body::from(HandlerError::new(ErrorCode::TOO_LARGE, message).to_payload());
-            if self.session.respond(exchange, Err(refusal), SendOptions { priority, meta: None }).is_err() {
+            if self.session.respond(exchange, Err(refusal), SendOptions::priority(priority)).is_err() {
                 self.session.cancel(Exchange::Theirs(exchange), CancelReason::TOO_LARGE);
             }
         }
@@ -723,6 +763,7 @@ impl Driver {
         }
         self.deferred.clear();
         self.streams.clear();
+        self.answers.clear();
         self.storage.clear();
         self.bodies.clear();
         self.shared.reliable.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -740,6 +781,26 @@ impl Driver {
 
     fn connection(&self) -> Connection {
         Connection { shared: self.shared.clone() }
+    }
+}
+
+/// Where a streamed payload's chunks go: its reader's [`BodyStream`]. An open-length payload's
+/// end is marked with an empty chunk (its reader cannot tell it from the announced total), so
+/// that a stream that stops short is never taken for a complete one.
+struct Feed {
+    tx: mpsc::UnboundedSender<bytes::Bytes>,
+    open: bool,
+}
+
+impl Feed {
+    fn send(&self, bytes: bytes::Bytes, end: bool) -> Result<(), ()> {
+        if !bytes.is_empty() {
+            self.tx.send(bytes).map_err(drop)?;
+        }
+        if end && self.open {
+            self.tx.send(bytes::Bytes::new()).map_err(drop)?;
+        }
+        Ok(())
     }
 }
 

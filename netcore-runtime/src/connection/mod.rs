@@ -13,11 +13,13 @@
 
 mod bodies;
 mod driver;
+mod open;
 #[cfg(feature = "json")]
 pub(crate) mod py;
 mod reconnect;
 mod stats;
 pub(crate) mod storage;
+mod streamed;
 pub(crate) mod trace;
 
 use std::fmt;
@@ -32,11 +34,14 @@ use crate::frame::{CancelReason, Hello, Priority, Route};
 use crate::session::{Body, CloseReason, Payload, Progress};
 
 pub(crate) use driver::{draw_nonce, spawn, Dispatch};
+pub use open::{Closed, OpenBody, OpenBodySender};
 #[cfg(feature = "serial")]
 pub use reconnect::keep_serial_connected;
 pub use reconnect::{keep_connected, Reconnecting};
 pub(crate) use stats::Retired;
 pub use stats::{ConnectionStats, EndpointStats};
+pub(crate) use streamed::AnswerGuard;
+pub use streamed::StreamedReply;
 
 /// Identifies a connection within its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +79,8 @@ pub struct CallOptions {
     /// Whether [`priority`](Self::priority) was called: a generated client then uses it instead
     /// of the method's declared priority.
     priority_set: bool,
+    /// Set by [`Connection::call_stream`]: the answer is streamed into this channel.
+    pub(crate) stream_answer: Option<streamed::AnswerFeed>,
 }
 
 impl CallOptions {
@@ -274,6 +281,18 @@ impl Connection {
         opts: CallOptions,
     ) -> Result<Reply, CallError> {
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
+        self.call_token(token, route, name, body, opts).await
+    }
+
+    /// [`call_named`](Self::call_named) as call `token` (drawn from `next_token`).
+    pub(crate) async fn call_token(
+        &self,
+        token: u64,
+        route: Route,
+        name: Option<&str>,
+        body: Body,
+        opts: CallOptions,
+    ) -> Result<Reply, CallError> {
         let route_id = route.id();
         let timeout = opts.timeout.or(self.shared.py_timeout);
         // Named before the route moves into the command, and only for a call that can time out.

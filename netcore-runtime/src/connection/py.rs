@@ -439,6 +439,9 @@ fn body_bytes(body: Body) -> Result<Bytes, CallError> {
         Body::Supplied { len } => Err(CallError::Io(crate::endpoint::ErrorSource::message(format!(
             "a supplied body of {len} bytes has no source on a Python link: send bytes"
         )))),
+        Body::Open(_) => Err(CallError::Io(crate::endpoint::ErrorSource::message(
+            "the peer did not offer open-length messages (HELLO option OPEN): a Python link takes bytes".to_string(),
+        ))),
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod resume;
 mod router;
 mod scheduler;
 mod stream;
+mod streamed;
 pub(crate) mod wire;
 
 use std::collections::HashMap;

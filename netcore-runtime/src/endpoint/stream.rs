@@ -9,7 +9,8 @@ use futures_util::Stream;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::connection::CreditReturn;
+use crate::connection::{AnswerGuard, CreditReturn};
+use crate::frame::OPEN_TOTAL;
 
 /// The payload of a request to a streaming route
 /// ([`EndpointBuilder::streaming_route`](super::EndpointBuilder::streaming_route)), read as it
@@ -30,11 +31,26 @@ pub struct BodyStream {
     skip: u64,
     /// Bytes already taken from the channel (and credited) that come next.
     front: Option<Bytes>,
+    /// A streamed answer's: cancels its exchange if this stream goes before the end.
+    guard: Option<AnswerGuard>,
 }
 
 impl BodyStream {
     pub(crate) fn new(chunks: mpsc::UnboundedReceiver<Bytes>, total: u64, credit: CreditReturn) -> Self {
-        Self { chunks, total, received: 0, credit: Some(credit), finished: false, skip: 0, front: None }
+        Self { chunks, total, received: 0, credit: Some(credit), finished: false, skip: 0, front: None, guard: None }
+    }
+
+    /// With the guard that cancels a streamed answer's exchange when this stream is dropped
+    /// before its end.
+    pub(crate) fn with_guard(mut self, guard: AnswerGuard) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Whether the payload is open-length (docs/PROTOCOL.md §5.2): its length is known only at
+    /// its end, and [`len`](Self::len) is `u64::MAX` until then.
+    pub fn is_open(&self) -> bool {
+        self.total == OPEN_TOTAL
     }
 
     /// A stream of bytes already in memory, as one chunk.
@@ -44,7 +60,7 @@ impl BodyStream {
         if !bytes.is_empty() {
             let _ = tx.send(bytes);
         }
-        Self { chunks, total, received: 0, credit: None, finished: false, skip: 0, front: None }
+        Self { chunks, total, received: 0, credit: None, finished: false, skip: 0, front: None, guard: None }
     }
 
     /// A stream of bytes in memory, as the given chunks.
@@ -55,10 +71,11 @@ impl BodyStream {
         for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
             let _ = tx.send(chunk);
         }
-        Self { chunks: rx, total, received: 0, credit: None, finished: false, skip: 0, front: None }
+        Self { chunks: rx, total, received: 0, credit: None, finished: false, skip: 0, front: None, guard: None }
     }
 
-    /// The payload's length, as the sender announced it.
+    /// The payload's length, as the sender announced it (`u64::MAX` for an open-length payload
+    /// before its end, [`is_open`](Self::is_open)).
     pub fn len(&self) -> u64 {
         self.total - self.skip
     }
@@ -124,6 +141,15 @@ impl BodyStream {
             return Poll::Ready(Ok(None));
         }
         match ready!(self.chunks.poll_recv(cx)) {
+            // The driver marks an open-length payload's end with an empty chunk.
+            Some(chunk) if chunk.is_empty() && self.total == OPEN_TOTAL => {
+                self.finished = true;
+                self.total = self.received;
+                if let Some(guard) = self.guard.take() {
+                    guard.disarm();
+                }
+                Poll::Ready(Ok(None))
+            }
             Some(chunk) => {
                 self.received += chunk.len() as u64;
                 self.give_back(chunk.len());
@@ -131,8 +157,19 @@ impl BodyStream {
             }
             None => {
                 self.finished = true;
+                // Ended, cleanly or not: the exchange is over either way.
+                if let Some(guard) = self.guard.take() {
+                    guard.disarm();
+                }
                 if self.received == self.total {
                     return Poll::Ready(Ok(None));
+                }
+                if self.total == OPEN_TOTAL {
+                    let message = format!(
+                        "the open-length payload stopped after {} bytes without its end: the peer cancelled it or the connection closed",
+                        self.received - self.skip
+                    );
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, message)));
                 }
                 let message = format!(
                     "the payload stopped after {} of {} bytes: the peer cancelled it or the connection closed",

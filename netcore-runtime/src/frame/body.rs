@@ -30,6 +30,7 @@ fn fields_len(frame: &Frame) -> usize {
                 + if h.reliable.is_some() { 3 } else { 0 }
                 + if h.nonce.is_some() { 10 } else { 0 }
                 + if h.codec != PayloadCodec::POSTCARD { 3 } else { 0 }
+                + if h.open { 2 } else { 0 }
                 + h.methods.as_ref().map_or(0, |m| {
                     let len = methods_len(m);
                     1 + vlen(len as u64) + len
@@ -41,7 +42,11 @@ fn fields_len(frame: &Frame) -> usize {
                 Some(Route::Id(_)) => 4,
                 Some(Route::Name(n)) => vlen(n.len() as u64) + n.len(),
             };
-            let total = if h.is_complete() { 0 } else { vlen(h.total) };
+            let total = match (h.is_complete(), h.is_open()) {
+                (true, _) => 0,
+                (false, true) => 1,
+                (false, false) => vlen(h.total),
+            };
             let meta = h.meta.as_ref().map_or(0, |m| vlen(m.len() as u64) + m.len());
             1 + vlen(h.xid.to_wire()) + route + total + meta + h.payload.len()
         }
@@ -80,7 +85,7 @@ pub fn encode_body(frame: &Frame, out: &mut impl BufMutSlice) -> Result<(), Fram
 /// Whether `frame` can be encoded: the rules of §5 that the decoder enforces on the fields. A HEAD
 /// whose payload is longer than its `total`, whose route is missing for a REQUEST/ONEWAY or present
 /// for a RESPONSE/ERROR, or whose exchange side does not match its kind; an empty DATA payload; an
-/// extension type below 0x80; a SEQ carrying anything but a HEAD, DATA or CANCEL; a reliable window
+/// extension type below 0x80 (an empty one is allowed with END, §5.3); an open-length ERROR (§5.2); a SEQ carrying anything but a HEAD, DATA or CANCEL; a reliable window
 /// of 0 or above [`MAX_RELIABLE_WINDOW`]; a METHODS table above [`MAX_METHODS`] entries.
 pub fn check(frame: &Frame) -> Result<(), FrameError> {
     let refuse = |frame: &'static str, rule: String| Err(FrameError::Unencodable { frame, rule });
@@ -100,7 +105,10 @@ pub fn check(frame: &Frame) -> Result<(), FrameError> {
             }
         }
         Frame::Head(h) => {
-            if h.payload.len() as u64 > h.total {
+            if h.is_open() && h.kind == Kind::Error {
+                return refuse("HEAD", "an ERROR is never open-length (§5.2)".into());
+            }
+            if !h.is_open() && h.payload.len() as u64 > h.total {
                 let len = h.payload.len();
                 return refuse(
                     "HEAD",
@@ -118,8 +126,8 @@ pub fn check(frame: &Frame) -> Result<(), FrameError> {
                 return refuse("HEAD", format!("the exchange side of a {:?} does not match its kind (§6)", h.kind));
             }
         }
-        Frame::Data(d) if d.payload.is_empty() => {
-            return refuse("DATA", "a DATA frame carries at least one byte (§5.3)".into());
+        Frame::Data(d) if d.payload.is_empty() && !d.end => {
+            return refuse("DATA", "a DATA frame without END carries at least one byte (§5.3)".into());
         }
         Frame::Seq { frame, .. } => {
             if !is_sequenced(frame) {
@@ -168,6 +176,9 @@ fn encode_typed(frame: &Frame, out: &mut impl BufMut) {
             }
             if h.codec != PayloadCodec::POSTCARD {
                 out.put_slice(&[HELLO_OPTION_CODEC, 1, h.codec.0]);
+            }
+            if h.open {
+                out.put_slice(&[HELLO_OPTION_OPEN, 0]);
             }
             if let Some(methods) = &h.methods {
                 out.put_u8(HELLO_OPTION_METHODS);
@@ -251,7 +262,8 @@ fn encode_head(h: &Head, out: &mut impl BufMut) {
         }
     }
     if !h.is_complete() {
-        varint::put(out, h.total);
+        // §5.2: an open-length message announces a total of 0.
+        varint::put(out, if h.is_open() { 0 } else { h.total });
     }
     if let Some(meta) = &h.meta {
         varint::put(out, meta.len() as u64);
@@ -408,8 +420,8 @@ fn decode_hello(fields: &[u8]) -> Result<Hello, FrameError> {
         window: varint::get(&mut r)?,
         max_in_flight: varint::get_u32(&mut r)?,
     };
-    let Options { reliable, nonce, codec, methods } = decode_options(r);
-    Ok(Hello { version_min, version_max, fingerprint, limits, reliable, nonce, codec, methods })
+    let Options { reliable, nonce, codec, methods, open } = decode_options(r);
+    Ok(Hello { version_min, version_max, fingerprint, limits, reliable, nonce, codec, methods, open })
 }
 
 /// The HELLO options this version knows, each as read (§5.1).
@@ -418,18 +430,19 @@ struct Options {
     nonce: Option<u64>,
     codec: PayloadCodec,
     methods: Option<Arc<[(u32, u64)]>>,
+    open: bool,
 }
 
 impl Options {
     /// What a HELLO without options says: no offers, no nonce, postcard, no methods table.
-    const NONE: Self = Self { reliable: None, nonce: None, codec: PayloadCodec::POSTCARD, methods: None };
+    const NONE: Self = Self { reliable: None, nonce: None, codec: PayloadCodec::POSTCARD, methods: None, open: false };
 }
 
 /// HELLO options after the v1 fields: `tag ‖ varint len ‖ value`, unknown tags skipped (§5.1).
 /// Bytes that do not parse as options are ignored like v1 ignores all trailing bytes.
 /// A missing or empty CODEC option announces postcard.
 fn decode_options(mut r: &[u8]) -> Options {
-    let Options { mut reliable, mut nonce, mut codec, mut methods } = Options::NONE;
+    let Options { mut reliable, mut nonce, mut codec, mut methods, mut open } = Options::NONE;
     while let Some((&tag, rest)) = r.split_first() {
         r = rest;
         let Some(len) = varint::get(&mut r).ok().filter(|&len| len <= r.len() as u64) else {
@@ -447,10 +460,12 @@ fn decode_options(mut r: &[u8]) -> Options {
             // A table that is too long or does not fill its value exactly is ignored, as an
             // unknown option would be: the peer's calls are then not checked (§5.1).
             HELLO_OPTION_METHODS => methods = decode_methods(value),
+            // Empty; bytes in its value are for later.
+            HELLO_OPTION_OPEN => open = true,
             _ => {}
         }
     }
-    Options { reliable, nonce, codec, methods }
+    Options { reliable, nonce, codec, methods, open }
 }
 
 /// A METHODS option's value (§5.1): `varint count ‖ (u32le route_id ‖ u64le hash)*`, with at most
@@ -506,8 +521,10 @@ fn decode_head(fields: Bytes) -> Result<Head, FrameError> {
     let payload = fields.slice(fields.len() - r.len()..);
     let total = match total {
         None => payload.len() as u64,
-        // A HEAD without END leaves at least one byte for a DATA frame.
-        Some(total) if total > payload.len() as u64 => total,
+        // §5.2: total 0 without END is an open-length message; an ERROR never is.
+        Some(0) if kind != Kind::Error => OPEN_TOTAL,
+        // A HEAD without END leaves at least one byte for a DATA frame; 2^64−1 is no length.
+        Some(total) if total > payload.len() as u64 && total != OPEN_TOTAL => total,
         Some(_) => return Err(invalid("HEAD", "total")),
     };
     Ok(Head { xid, kind, priority, route, meta, total, payload })
@@ -530,7 +547,8 @@ fn decode_data(fields: Bytes) -> Result<Data, FrameError> {
     }
     let xid = get_xid(&mut r)?;
     let offset = varint::get(&mut r)?;
-    if r.is_empty() {
+    // §5.3: only the END of an open-length message may come without a byte.
+    if r.is_empty() && flags & DATA_END == 0 {
         return Err(invalid("DATA", "empty payload"));
     }
     if offset.checked_add(r.len() as u64).is_none() {

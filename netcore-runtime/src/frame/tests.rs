@@ -77,6 +77,7 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
                 nonce: None,
                 codec: PayloadCodec::POSTCARD,
                 methods: None,
+                open: false,
             }),
         ),
         (
@@ -96,6 +97,7 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
                 nonce: Some(u64::MAX),
                 codec: PayloadCodec(0xff),
                 methods: Some(vec![(0, 0), (u32::MAX, u64::MAX)].into()),
+                open: true,
             }),
         ),
         ("HEAD request, route id, complete", head(Kind::Request, Some(Route::Id(route_id("/echo"))), None, 3, b"abc")),
@@ -105,7 +107,9 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
             head(Kind::Request, Some(Route::Name("/up".into())), Some(b"m"), 9, b"a"),
         ),
         ("HEAD response, meta, complete", head(Kind::Response, None, Some(b"\0meta\0"), 4, b"\0\0\0\0")),
-        ("HEAD error, partial, huge total", head(Kind::Error, None, None, u64::MAX, b"e")),
+        ("HEAD error, partial, huge total", head(Kind::Error, None, None, u64::MAX - 1, b"e")),
+        ("HEAD request, open length", head(Kind::Request, Some(Route::Id(7)), None, OPEN_TOTAL, b"ab")),
+        ("HEAD response, open length, no payload yet", head(Kind::Response, None, Some(b"m"), OPEN_TOTAL, b"")),
         ("HEAD response, empty payload", head(Kind::Response, None, None, 0, b"")),
         ("HEAD partial without payload", head(Kind::OneWay, Some(Route::Id(0)), Some(b""), 1000, b"")),
         ("HEAD with a 700-byte payload of zeros", head(Kind::OneWay, Some(Route::Id(1)), None, 700, long)),
@@ -121,6 +125,10 @@ fn sample_frames() -> Vec<(&'static str, Frame)> {
                 end: true,
                 payload: Bytes::from_static(b"\0"),
             }),
+        ),
+        (
+            "DATA, empty, END (the end of an open-length message)",
+            Frame::Data(Data { xid: Xid::receiver(4), offset: 9, end: true, payload: Bytes::new() }),
         ),
         (
             "DATA at the last offset",
@@ -255,8 +263,8 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
         Just(None),
         proptest::collection::vec((any::<u32>(), any::<u64>()), 0..20).prop_map(|m| Some(m.into()))
     ];
-    (any::<u8>(), any::<u8>(), any::<u64>(), limits, reliable, nonce, any::<u8>(), methods).prop_map(
-        |(version_min, version_max, fingerprint, limits, reliable, nonce, codec, methods)| Hello {
+    (any::<u8>(), any::<u8>(), any::<u64>(), limits, reliable, nonce, any::<u8>(), methods, any::<bool>()).prop_map(
+        |(version_min, version_max, fingerprint, limits, reliable, nonce, codec, methods, open)| Hello {
             version_min,
             version_max,
             fingerprint,
@@ -265,6 +273,7 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
             nonce,
             codec: PayloadCodec(codec),
             methods,
+            open,
         },
     )
 }
@@ -752,10 +761,11 @@ fn unencodable_frames_are_errors() {
         (head(Kind::Request, None, None, 3, b"abc"), "HEAD", "needs a route"),
         (head(Kind::Response, Some(Route::Id(1)), None, 3, b"abc"), "HEAD", "carries no route"),
         (
-            Frame::Data(Data { xid: Xid::sender(1), offset: 0, end: true, payload: Bytes::new() }),
+            Frame::Data(Data { xid: Xid::sender(1), offset: 0, end: false, payload: Bytes::new() }),
             "DATA",
             "at least one byte",
         ),
+        (head(Kind::Error, None, None, OPEN_TOTAL, b"e"), "HEAD", "never open-length"),
         (Frame::Seq { seq: 0, frame: Box::new(Frame::Ping { nonce: 1 }) }, "SEQ", "HEAD, DATA or CANCEL"),
         (Frame::Extension { ty: FrameType(0x10), body: Bytes::new() }, "extension", "0x10"),
     ];
@@ -772,4 +782,33 @@ fn unencodable_frames_are_errors() {
             assert!(wire.is_empty(), "{name}: nothing written");
         }
     }
+}
+
+/// §5.2: an open-length HEAD is total 0 without END; a total of 2^64−1 and an open ERROR are
+/// malformed. §5.3: an empty DATA is malformed without END.
+#[test]
+fn open_length_wire_rules() {
+    let mut body = Vec::new();
+    encode_body(&head(Kind::OneWay, Some(Route::Id(1)), None, OPEN_TOTAL, b"x"), &mut body).unwrap();
+    // type, flags (ONEWAY, HIGH, no END), xid 7, route id, total 0, payload, crc
+    assert_eq!(&body[..9], &[0x02, 3 << 3 | 5 << 5, 14, 1, 0, 0, 0, 0x00, b'x']);
+    let decoded = decode_body(Bytes::from(body)).unwrap();
+    assert!(matches!(&decoded, Frame::Head(h) if h.is_open() && !h.is_complete()));
+
+    let raw = |fields: &[u8]| {
+        let mut body = fields.to_vec();
+        body.extend_from_slice(&crc32fast::hash(fields).to_le_bytes());
+        decode_body(Bytes::from(body))
+    };
+    // ERROR (kind 2) with total 0 and no END.
+    assert!(raw(&[0x02, 2 << 3, 0x01, 0x00, b'e']).is_err());
+    assert!(matches!(raw(&[0x02, 1 << 3, 0x01, 0x00, b'r']), Ok(Frame::Head(h)) if h.is_open()));
+    // A total of 2^64−1.
+    let mut huge = vec![0x02, 3 << 3, 0x00, 1, 0, 0, 0];
+    crate::varint::put(&mut huge, u64::MAX);
+    huge.push(b'x');
+    assert!(raw(&huge).is_err());
+    // DATA without a byte: only with END.
+    assert!(raw(&[0x03, 0x00, 0x00, 0x05]).is_err());
+    assert!(matches!(raw(&[0x03, 0x01, 0x00, 0x05]), Ok(Frame::Data(Data { end: true, offset: 5, .. }))));
 }

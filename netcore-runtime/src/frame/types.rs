@@ -210,6 +210,9 @@ pub struct Hello {
     /// (an old or untyped peer), or one this version ignored (too long or malformed): calls to such
     /// a peer are not checked before they are sent.
     pub methods: Option<Arc<[(u32, u64)]>>,
+    /// Whether the sender accepts and sends open-length messages (§5.1 option OPEN, §5.2): in
+    /// effect only when both HELLOs carry it.
+    pub open: bool,
 }
 
 /// Most entries a HELLO's METHODS table carries (§5.1); a longer table is ignored.
@@ -227,6 +230,7 @@ impl Hello {
             nonce: None,
             codec: PayloadCodec::POSTCARD,
             methods: None,
+            open: false,
         }
     }
 
@@ -321,16 +325,27 @@ pub struct Head {
     pub route: Option<Route>,
     /// Metadata for the endpoint layer, opaque to the core.
     pub meta: Option<Bytes>,
-    /// Length of the whole payload.
+    /// Length of the whole payload; [`OPEN_TOTAL`] for an open-length message (§5.2), whose
+    /// length is not known when it starts (total 0 without END on the wire).
     pub total: u64,
     /// The first payload bytes; when they are the whole payload the message is complete.
     pub payload: Bytes,
 }
 
+/// The [`Head::total`] of an open-length message (§5.2): sent as a total of 0 without END. No
+/// message can be this long, so a HEAD announcing 2^64−1 bytes is malformed.
+pub const OPEN_TOTAL: u64 = u64::MAX;
+
 impl Head {
     /// Whether this frame carries the whole message.
     pub fn is_complete(&self) -> bool {
-        self.payload.len() as u64 == self.total
+        self.total != OPEN_TOTAL && self.payload.len() as u64 == self.total
+    }
+
+    /// Whether this is the HEAD of an open-length message (§5.2): its end is the first DATA
+    /// with END.
+    pub fn is_open(&self) -> bool {
+        self.total == OPEN_TOTAL
     }
 }
 
@@ -533,6 +548,8 @@ pub(super) const HELLO_OPTION_NONCE: u8 = 0x02;
 pub(super) const HELLO_OPTION_CODEC: u8 = 0x03;
 /// HELLO option: the typed methods the sender serves (§5.1, §15).
 pub(super) const HELLO_OPTION_METHODS: u8 = 0x04;
+/// HELLO option: the sender accepts and sends open-length messages, empty value (§5.1, §5.2).
+pub(super) const HELLO_OPTION_OPEN: u8 = 0x05;
 /// The largest window of reliable delivery: half the 8-bit sequence space (§16).
 pub const MAX_RELIABLE_WINDOW: u8 = 128;
 

@@ -98,6 +98,10 @@ pub struct Config {
     /// (a window of default chunks may be on its way). Default 10 000: keepalive, credit and
     /// cancels of a busy link stay far below it, while a flood runs at millions per second.
     pub max_noise: u32,
+    /// Offer open-length messages (the HELLO option OPEN, docs/PROTOCOL.md §5.1, §5.2): accept
+    /// them from the peer and send them ([`Body::open`](super::Body::open)) when it offers them too.
+    /// Default on; off only to act as a peer without them (an older netcore, Python Netcore).
+    pub open_length: bool,
 }
 
 /// Reliable delivery on a lossy link (docs/PROTOCOL.md §16): every HEAD, DATA and CANCEL is
@@ -193,6 +197,7 @@ impl Config {
             abuse_window: Duration::from_secs(1),
             max_resets: 1024,
             max_noise: 10_000,
+            open_length: true,
         }
     }
 
@@ -207,6 +212,12 @@ impl Config {
             stall_timeout: Some(Duration::from_secs(10)),
             ..Self::stream()
         }
+    }
+
+    /// Offers open-length messages, or not ([`Config::open_length`]).
+    pub fn with_open_length(mut self, offer: bool) -> Self {
+        self.open_length = offer;
+        self
     }
 
     /// Sets the framing.

@@ -61,6 +61,9 @@ pub enum ProtocolError {
     /// A HEAD for an exchange whose message is still arriving (§6).
     #[error("exchange {0} reused while its message is in flight")]
     ExchangeReused(u32),
+    /// An open-length HEAD (§5.2) on exchange `0` without both HELLOs offering OPEN (§5.1).
+    #[error("open-length message on exchange {0}, but open-length messages were not negotiated (HELLO option OPEN)")]
+    OpenLengthNotNegotiated(u32),
     /// A DATA frame that does not continue its message exactly (§5.3).
     #[error("chunk at offset {got} of exchange {id}, expected offset {expected}")]
     Offset {
@@ -161,4 +164,8 @@ pub enum SendError {
     /// No request with this id awaits an answer.
     #[error("no request {0} awaits a response")]
     UnknownExchange(u32),
+    /// An open-length body ([`Body::Open`](super::Body::Open)) to a peer that did not offer them
+    /// (docs/PROTOCOL.md §5.1, §5.2).
+    #[error("the peer did not offer open-length messages (HELLO option OPEN)")]
+    OpenLengthNotOffered,
 }

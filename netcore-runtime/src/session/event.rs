@@ -45,9 +45,12 @@ pub enum Payload {
         total: u64,
     },
     /// Delivered as it arrives, in [`Event::Chunk`]s that follow this message's event (see
-    /// [`Session::stream_when`](super::Session::stream_when)); `total` bytes are announced.
+    /// [`Session::stream_when`](super::Session::stream_when) and
+    /// [`SendOptions::stream_answer`]); `total` bytes are announced.
     Streamed {
-        /// The payload's length as the sender announced it.
+        /// The payload's length as the sender announced it;
+        /// [`OPEN_TOTAL`](crate::frame::OPEN_TOTAL) for an open-length message, which ends with
+        /// the chunk that has `end` set.
         total: u64,
     },
 }
@@ -297,6 +300,13 @@ pub enum Body {
         /// How many bytes the source yields; fewer is an error that cancels the message.
         len: u64,
     },
+    /// A body of unknown length, sent as an open-length message (docs/PROTOCOL.md §5.2): the
+    /// caller supplies its bytes as it has them, up to what each
+    /// [`Demand::Read`](super::Demand::Read) asks, and ends it with
+    /// [`Session::supply_end`](super::Session::supply_end). A source given here is handed back
+    /// with [`Demand::Source`](super::Demand::Source) when the message is queued. Only to a peer
+    /// that offered open-length messages ([`SendError::OpenLengthNotOffered`](super::SendError)).
+    Open(Option<Box<dyn core::any::Any + Send>>),
 }
 
 #[cfg(feature = "std")]
@@ -315,13 +325,29 @@ impl Body {
 }
 
 impl Body {
-    /// The payload length.
+    /// An open-length body whose bytes the caller supplies from its own bookkeeping.
+    pub fn open() -> Self {
+        Body::Open(None)
+    }
+
+    /// An open-length body with its source, handed back in a [`Demand::Source`](super::Demand::Source).
+    pub fn open_with(source: impl core::any::Any + Send) -> Self {
+        Body::Open(Some(Box::new(source)))
+    }
+
+    /// Whether the body is open-length ([`Body::Open`]).
+    pub fn is_open(&self) -> bool {
+        matches!(self, Body::Open(_))
+    }
+
+    /// The payload length; 0 for an open-length body, whose length is not known.
     pub fn len(&self) -> u64 {
         match self {
             Body::Bytes(bytes) => bytes.len() as u64,
             #[cfg(feature = "std")]
             Body::Reader { len, .. } => *len,
             Body::Supplied { len } => *len,
+            Body::Open(_) => 0,
         }
     }
 
@@ -338,6 +364,7 @@ impl fmt::Debug for Body {
             #[cfg(feature = "std")]
             Body::Reader { len, .. } => f.debug_struct("Reader").field("len", len).finish_non_exhaustive(),
             Body::Supplied { len } => f.debug_struct("Supplied").field("len", len).finish(),
+            Body::Open(source) => f.debug_struct("Open").field("source", &source.is_some()).finish(),
         }
     }
 }
@@ -367,12 +394,29 @@ pub struct SendOptions {
     pub priority: Priority,
     /// Metadata for the endpoint layer.
     pub meta: Option<Bytes>,
+    /// For a request: deliver its answer streamed, as an [`Event::Message`] with
+    /// [`Payload::Streamed`] and then [`Event::Chunk`]s whose credit goes back with
+    /// [`Session::consumed`](super::Session::consumed), as for streamed requests (a local
+    /// choice, nothing on the wire; an ERROR answer still arrives whole). Ignored otherwise.
+    pub stream_answer: bool,
 }
 
 impl SendOptions {
     /// Options with this priority.
     pub fn priority(priority: Priority) -> Self {
-        Self { priority, meta: None }
+        Self { priority, ..Self::default() }
+    }
+
+    /// With this metadata.
+    pub fn with_meta(mut self, meta: Option<Bytes>) -> Self {
+        self.meta = meta;
+        self
+    }
+
+    /// With the answer streamed ([`SendOptions::stream_answer`]), or not.
+    pub fn with_stream_answer(mut self, stream: bool) -> Self {
+        self.stream_answer = stream;
+        self
     }
 }
 

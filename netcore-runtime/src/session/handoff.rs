@@ -83,15 +83,29 @@ pub enum Demand {
         /// Its source.
         reader: Box<dyn std::io::Read + Send>,
     },
+    /// A [`Body::Open`](super::Body::Open) with a source was queued as `message`: from now on
+    /// the caller owns it, to answer the [`Read`](Demand::Read)s that follow.
+    Source {
+        /// The message.
+        message: MessageId,
+        /// The source given to [`Body::open_with`](super::Body::open_with).
+        source: Box<dyn core::any::Any + Send>,
+    },
     /// Supply `len` bytes of `message` starting at `offset` with
     /// [`Session::supply`](super::Session::supply), or report a failure with
     /// [`Session::supply_failed`](super::Session::supply_failed). Offsets follow each other.
+    ///
+    /// For an open-length body ([`Body::Open`](super::Body::Open)) `len` is "up to": answer
+    /// whenever bytes are there, with 1 to `len` of them, or end the message with
+    /// [`Session::supply_end`](super::Session::supply_end); the next `Read` (at the offset after
+    /// what was supplied) follows the answer. Meanwhile the session sends the other messages.
     Read {
         /// The message.
         message: MessageId,
         /// The first byte wanted.
         offset: u64,
-        /// How many bytes, exactly (fewer is a failure of the source).
+        /// How many bytes: exactly (fewer is a failure of the source), or for an open-length
+        /// body at most.
         len: usize,
     },
     /// The message is gone (sent, cancelled, failed, or the session closed): drop its source.
@@ -107,6 +121,9 @@ impl fmt::Debug for Demand {
             #[cfg(feature = "std")]
             Demand::Reader { message, .. } => {
                 f.debug_struct("Reader").field("message", message).finish_non_exhaustive()
+            }
+            Demand::Source { message, .. } => {
+                f.debug_struct("Source").field("message", message).finish_non_exhaustive()
             }
             Demand::Read { message, offset, len } => {
                 f.debug_struct("Read").field("message", message).field("offset", offset).field("len", len).finish()

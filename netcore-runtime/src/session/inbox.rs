@@ -20,7 +20,7 @@ use super::event::{Exchange, Incoming, Payload};
 use super::handoff::StoreOp;
 use super::spill::{SpillBudget, SpillTicket};
 use super::{Key, ProtocolError};
-use crate::frame::{CancelReason, Data, Head, Kind, Limits, Priority, Route};
+use crate::frame::{CancelReason, Data, Head, Kind, Limits, Priority, Route, OPEN_TOTAL};
 
 /// What one HEAD or DATA frame led to.
 #[derive(Debug)]
@@ -55,8 +55,13 @@ struct Partial {
     route: Option<Route>,
     priority: Priority,
     meta: Option<Bytes>,
+    /// [`OPEN_TOTAL`] for an open-length message (§5.2).
     total: u64,
     received: u64,
+    /// The most bytes it may bring: `total` for a message of known length; for an open-length
+    /// one reassembled in memory the least of `inline_limit`, `max_message` and its route's
+    /// limit (§8.1), counted as its bytes arrive; none for a streamed one (credit bounds it).
+    limit: u64,
     store: Store,
     /// When its last chunk arrived.
     touched: Instant,
@@ -79,6 +84,14 @@ impl Partial {
     /// Whether every byte is in and the caller's storage is finishing it: it cannot stall.
     fn finishing(&self) -> bool {
         matches!(self.store, Store::Storage { finishing: true, .. })
+    }
+
+    /// Whether its stall clock runs (§8.2): not while its storage finishes, and not for an
+    /// open-length message on a reliable link, whose sender may have nothing for a while (a
+    /// dead peer is keepalive's to find). On a lossy link an open message whose END was lost
+    /// is a stalled one.
+    fn may_stall(&self, tolerant: bool) -> bool {
+        !self.finishing() && (tolerant || self.total != OPEN_TOTAL)
     }
 }
 
@@ -176,13 +189,15 @@ impl Inbox {
         core::mem::take(&mut self.released)
     }
 
-    /// A HEAD whose exchange the session has already checked.
+    /// A HEAD whose exchange the session has already checked. `stream_answer`: it answers a
+    /// request of ours whose answer is streamed ([`SendOptions::stream_answer`](super::SendOptions)).
     pub(super) fn head(
         &mut self,
         key: Key,
         exchange: Exchange,
         head: Head,
         now: Instant,
+        stream_answer: bool,
     ) -> Result<Arrival, ProtocolError> {
         let len = head.payload.len() as u64;
         if self.partial.contains_key(&key) {
@@ -192,15 +207,16 @@ impl Inbox {
             self.released += len;
             return Ok(Arrival::Nothing);
         }
-        if head.total > self.limits.max_message {
+        let open = head.is_open();
+        if !open && head.total > self.limits.max_message {
             return Ok(self.reject(key, len, CancelReason::TOO_LARGE));
         }
-        if let Some(limit) = self.route_limit(&head).filter(|limit| head.total > *limit) {
+        if let Some(limit) = self.route_limit(&head).filter(|limit| !open && head.total > *limit) {
             // §8.4: refused at its HEAD, before a byte is stored; the application answers.
             self.released += len;
             return Ok(Arrival::Oversized { key, head, limit });
         }
-        let streamed = self.streams(&head);
+        let streamed = (stream_answer && head.kind == Kind::Response) || self.streams(&head);
         if head.is_complete() {
             return Ok(match streamed {
                 true => Arrival::Begin {
@@ -217,8 +233,16 @@ impl Inbox {
         if self.partial.len() >= self.limits.max_in_flight as usize {
             return Ok(self.reject(key, len, CancelReason::REFUSED));
         }
+        let mut limit = head.total;
         let store = if streamed {
             Store::Stream
+        } else if open {
+            // §8.1: reassembled in memory, bounded as its bytes arrive; never stored.
+            limit = self.limits.inline_limit.min(self.limits.max_message);
+            if let Some(route) = self.route_limit(&head) {
+                limit = limit.min(route);
+            }
+            Store::Memory(Vec::with_capacity(head.payload.len()))
         } else if head.total <= self.limits.inline_limit {
             Store::Memory(Vec::with_capacity(head.payload.len()))
         } else {
@@ -239,6 +263,7 @@ impl Inbox {
             meta: head.meta.clone(),
             total: head.total,
             received: 0,
+            limit,
             store,
             touched: now,
         };
@@ -249,7 +274,7 @@ impl Inbox {
             self.partial.get_mut(&key).expect("just inserted").received = len;
             return Ok(Arrival::Begin { message, first: head.payload, end: false });
         }
-        self.append(key, head.payload)
+        self.append(key, head.payload, false)
     }
 
     /// A DATA frame.
@@ -273,25 +298,46 @@ impl Inbox {
             }
             return Ok(self.reject(key, len, CancelReason::DAMAGED));
         }
+        if total == OPEN_TOTAL {
+            // §8.1: a reassembled open-length message over its limit is cancelled.
+            if end > partial.limit {
+                return Ok(self.reject(key, len, CancelReason::TOO_LARGE));
+            }
+            return self.append(key, data.payload, data.end);
+        }
         if end > total || (end == total) != data.end {
             if !self.tolerant {
                 return Err(ProtocolError::Total { id: key.id, total });
             }
             return Ok(self.reject(key, len, CancelReason::DAMAGED));
         }
-        self.append(key, data.payload)
+        self.append(key, data.payload, data.end)
     }
 
-    fn append(&mut self, key: Key, bytes: Bytes) -> Result<Arrival, ProtocolError> {
+    /// The next bytes of a partial message; `ended`: the frame had END (what ends an
+    /// open-length message; a message of known length ends at its total).
+    fn append(&mut self, key: Key, bytes: Bytes, ended: bool) -> Result<Arrival, ProtocolError> {
         let partial = self.partial.get_mut(&key).expect("caller checked");
+        let open = partial.total == OPEN_TOTAL;
+        if open && partial.received + bytes.len() as u64 > partial.limit {
+            // An open HEAD's first bytes over the limit (the DATA path checks before).
+            let len = bytes.len() as u64;
+            return Ok(self.reject(key, len, CancelReason::TOO_LARGE));
+        }
         match &mut partial.store {
             Store::Memory(buf) => {
                 // Grow by doubling as bytes arrive, never past the announced total (§8.2).
                 if buf.capacity() - buf.len() < bytes.len() {
-                    let target = (buf.capacity() * 2).max(buf.len() + bytes.len()).min(partial.total as usize);
-                    buf.reserve_exact(target - buf.len());
+                    let cap = partial.total.min(partial.limit).min(usize::MAX as u64) as usize;
+                    let target = (buf.capacity() * 2).max(buf.len() + bytes.len()).min(cap);
+                    buf.reserve_exact(target.saturating_sub(buf.len()));
                 }
                 buf.extend_from_slice(&bytes);
+                if open {
+                    // Its credit goes back as it arrives: the sender cannot know to reserve the
+                    // whole (§5.5), and `limit` bounds what is held.
+                    self.released += bytes.len() as u64;
+                }
             }
             // Held until the caller says they are stored (`Session::consumed`).
             Store::Storage { .. } if !bytes.is_empty() => {
@@ -300,7 +346,7 @@ impl Inbox {
             Store::Storage { .. } | Store::Stream => {}
         }
         partial.received += bytes.len() as u64;
-        let end = partial.received == partial.total;
+        let end = if open { ended } else { partial.received == partial.total };
         match &mut partial.store {
             Store::Stream => {
                 let exchange = partial.exchange;
@@ -333,6 +379,8 @@ impl Inbox {
     fn complete(&mut self, key: Key) -> Arrival {
         let partial = self.partial.remove(&key).expect("present");
         let (payload, held) = match partial.store {
+            // An open-length message's credit went back as it arrived.
+            Store::Memory(buf) if partial.total == OPEN_TOTAL => (Payload::Memory(buf.into()), 0),
             Store::Memory(buf) => (Payload::Memory(buf.into()), partial.total),
             // The ticket goes with the store: a complete message's storage is the application's.
             // Its bytes' credit came back as the caller stored them.
@@ -364,6 +412,7 @@ impl Inbox {
     pub(super) fn cancel(&mut self, key: Key) -> bool {
         let Some(partial) = self.partial.remove(&key) else { return false };
         match partial.store {
+            Store::Memory(_) if partial.total == OPEN_TOTAL => {}
             Store::Memory(_) => self.released += partial.received,
             Store::Storage { .. } => self.ops.push_back(StoreOp::Discard { exchange: partial.exchange }),
             Store::Stream => {}
@@ -386,7 +435,7 @@ impl Inbox {
 
     /// When the longest-stalled partial message reaches `timeout` without a new chunk.
     pub(super) fn stall_deadline(&self, timeout: Duration) -> Option<Instant> {
-        self.partial.values().filter(|p| !p.finishing()).map(|p| p.touched + timeout).min()
+        self.partial.values().filter(|p| p.may_stall(self.tolerant)).map(|p| p.touched + timeout).min()
     }
 
     /// Drops the partial messages stalled for `timeout` at `now`, to be cancelled with `reason`.
@@ -394,7 +443,7 @@ impl Inbox {
         let stalled: Vec<Key> = self
             .partial
             .iter()
-            .filter(|(_, p)| !p.finishing() && p.touched + timeout <= now)
+            .filter(|(_, p)| p.may_stall(self.tolerant) && p.touched + timeout <= now)
             .map(|(k, _)| *k)
             .collect();
         stalled.into_iter().map(|key| self.reject(key, 0, reason)).collect()

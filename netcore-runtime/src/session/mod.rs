@@ -185,6 +185,9 @@ pub struct Session {
     awaiting_by_message: HashMap<MessageId, u32>,
     /// Requests of the peer delivered to the application and not yet answered.
     unanswered: HashSet<u32>,
+    /// Our requests whose answer is delivered streamed (`SendOptions::stream_answer`), until
+    /// the answer is complete or the exchange ends.
+    stream_answers: HashSet<MessageId>,
     /// Those of `unanswered` whose `Event::Message` the application has not taken yet: a CANCEL
     /// withdraws them from the queue, so no handler ever starts for them.
     undelivered: HashSet<u32>,
@@ -241,6 +244,7 @@ impl Session {
             awaiting: HashMap::new(),
             awaiting_by_message: HashMap::new(),
             unanswered: HashSet::new(),
+            stream_answers: HashSet::new(),
             undelivered: HashSet::new(),
             resets: Budget::new(config.max_resets, config.abuse_window),
             noise: Budget::new(config.max_noise, config.abuse_window),
@@ -306,7 +310,14 @@ impl Session {
             codec: self.config.codec,
             // §5.1: no table is sent rather than one the peer would ignore.
             methods: Some(self.config.methods.clone()).filter(|m| !m.is_empty() && m.len() <= frame::MAX_METHODS),
+            open: self.config.open_length,
         }
+    }
+
+    /// Whether open-length messages are in effect (§5.1 option OPEN, §5.2): both HELLOs offer
+    /// them. `false` before the handshake.
+    pub fn open_length(&self) -> bool {
+        self.config.open_length && self.peer.as_ref().is_some_and(|peer| peer.open)
     }
 
     /// Whether this side offers reliable delivery (§16.1): configured, on the lossy framing. It is
@@ -421,8 +432,15 @@ impl Session {
     }
 
     /// Queues a request; its answer arrives as an [`Event::Message`] with [`Exchange::Ours`].
+    /// With [`SendOptions::stream_answer`] the answer is delivered streamed, and our request
+    /// stays open (its rest is sent) until the answer is complete (§6).
     pub fn request(&mut self, route: Route, body: impl Into<Body>, opts: SendOptions) -> Result<MessageId, SendError> {
-        self.submit(Kind::Request, Some(route), body.into(), opts, None)
+        let stream = opts.stream_answer;
+        let message = self.submit(Kind::Request, Some(route), body.into(), opts, None)?;
+        if stream {
+            self.stream_answers.insert(message);
+        }
+        Ok(message)
     }
 
     /// Queues a one-way message.
@@ -454,8 +472,12 @@ impl Session {
         self.submit(kind, None, body, opts, Some(Key { id, ours: false }))
     }
 
-    /// Refuses a message over the peer's `max_message` before anything is queued (§8.1).
+    /// Refuses a message over the peer's `max_message` before anything is queued (§8.1), and an
+    /// open-length one to a peer that did not offer them (§5.1).
     fn check_size(&self, body: &Body) -> Result<(), SendError> {
+        if body.is_open() && (!self.config.open_length || self.peer.as_ref().is_some_and(|peer| !peer.open)) {
+            return Err(SendError::OpenLengthNotOffered);
+        }
         match &self.peer {
             Some(peer) if body.len() > peer.limits.max_message => {
                 Err(SendError::TooLarge { len: body.len(), max: peer.limits.max_message })
@@ -518,6 +540,13 @@ impl Session {
         self.outbox.supply(message, offset, bytes)
     }
 
+    /// `message`'s open-length body ([`Body::Open`]) ends at `offset`, the end of the bytes
+    /// supplied: once they are sent, its last DATA carries END (§5.3). `false` (and ignored)
+    /// when the message is gone, is not open-length, or `offset` is not where its bytes end.
+    pub fn supply_end(&mut self, message: MessageId, offset: u64) -> bool {
+        self.outbox.supply_end(message, offset)
+    }
+
     /// The source of `message`'s body failed at `offset` (an error, or it ended early): once
     /// the bytes before it are sent, the message is cancelled with CANCEL IO
     /// ([`Event::Cancelled`]). `false` when the message is gone.
@@ -560,6 +589,7 @@ impl Session {
     fn unawait(&mut self, id: u32) -> Option<MessageId> {
         let message = self.awaiting.remove(&id)?;
         self.awaiting_by_message.remove(&message);
+        self.stream_answers.remove(&message);
         self.outbox.settle_request();
         Some(message)
     }
@@ -813,6 +843,16 @@ impl Session {
     fn handle_head(&mut self, head: Head, now: Instant) -> Result<(), ProtocolError> {
         self.recv_credit.receive(head.payload.len())?;
         let key = Key::from_xid(head.xid);
+        if head.is_open() && !self.open_length() {
+            // §5.2: malformed unless both HELLOs offered OPEN; on the lossy framing dropped like
+            // a damaged frame.
+            if self.config.framing != frame::Framing::Lossy {
+                return Err(ProtocolError::OpenLengthNotNegotiated(key.id));
+            }
+            self.stats.frames_dropped += 1;
+            self.release(head.payload.len() as u64);
+            return Ok(());
+        }
         let exchange = if head.kind.opens_exchange() {
             if !self.accept_exchange_id(head.xid.id)? {
                 self.stats.duplicates += 1;
@@ -840,7 +880,8 @@ impl Session {
                 }
             }
         };
-        let arrival = self.inbox.head(key, exchange, head, now)?;
+        let stream_answer = matches!(exchange, Exchange::Ours(m) if self.stream_answers.contains(&m));
+        let arrival = self.inbox.head(key, exchange, head, now, stream_answer)?;
         self.handle_arrival(arrival);
         Ok(())
     }
@@ -895,16 +936,19 @@ impl Session {
         self.release_inbox_credit();
         match arrival {
             Arrival::Nothing => {}
-            Arrival::Complete { message, held } => self.deliver(message, held),
+            Arrival::Complete { message, held } => self.deliver(message, held, true),
             Arrival::Begin { message, first, end } => {
                 let exchange = message.exchange;
-                self.deliver(message, 0);
+                self.deliver(message, 0, end);
                 if end || !first.is_empty() {
                     self.events.push_back((Event::Chunk { exchange, bytes: first, end }, 0));
                 }
             }
             Arrival::Chunk { exchange, bytes, end } => {
-                self.events.push_back((Event::Chunk { exchange, bytes, end }, 0))
+                self.events.push_back((Event::Chunk { exchange, bytes, end }, 0));
+                if let (Exchange::Ours(handle), true) = (exchange, end) {
+                    self.answer_complete(handle);
+                }
             }
             Arrival::Oversized { key, head, limit } => match head.kind {
                 Kind::Request => {
@@ -933,18 +977,12 @@ impl Session {
         }
     }
 
-    /// Queues a message (or a streamed message's start) for the application.
-    fn deliver(&mut self, message: Incoming, held: u64) {
+    /// Queues a message (or a streamed message's start) for the application. `complete`: every
+    /// byte of it is in (a streamed answer's end completes it later, `answer_complete`).
+    fn deliver(&mut self, message: Incoming, held: u64, complete: bool) {
         match message.exchange {
-            Exchange::Ours(handle) => {
-                if let Some(id) = self.unawait_message(handle) {
-                    // Answered before our request's last byte went (§6): stop sending the rest.
-                    if self.outbox.cancel(handle).is_some() {
-                        let xid = Key { id, ours: true }.to_xid();
-                        self.push_control(Frame::Cancel { xid, reason: CancelReason::CANCELLED });
-                    }
-                }
-            }
+            Exchange::Ours(handle) if complete => self.answer_complete(handle),
+            Exchange::Ours(_) => {}
             Exchange::Theirs(id) if message.kind == Kind::Request => {
                 self.unanswered.insert(id);
                 self.undelivered.insert(id);
@@ -953,6 +991,18 @@ impl Session {
         }
         self.stats.messages_in += 1;
         self.events.push_back((Event::Message(message), held));
+    }
+
+    /// The answer to our request `handle` is complete. If it came before our request's last byte
+    /// went, the rest is not sent (§6): a request stays open while its answer streams in
+    /// (bidirectional exchanges), and ends with it.
+    fn answer_complete(&mut self, handle: MessageId) {
+        if let Some(id) = self.unawait_message(handle) {
+            if self.outbox.cancel(handle).is_some() {
+                let xid = Key { id, ours: true }.to_xid();
+                self.push_control(Frame::Cancel { xid, reason: CancelReason::CANCELLED });
+            }
+        }
     }
 
     /// Removes the queued events of the peer's request `id` (its `Event::Message`, and the
@@ -1077,8 +1127,9 @@ impl Session {
             return None;
         }
         let peer = self.peer.as_ref().expect("open sessions know their peer").limits;
+        let open_length = self.open_length();
         loop {
-            match self.outbox.next(&peer, self.config.chunk_size)? {
+            match self.outbox.next(&peer, self.config.chunk_size, open_length)? {
                 Scheduled::Frame { frame, finished } => {
                     // §8.5: the peer's CREDIT answers our payload.
                     self.noise.earn(1);
@@ -1309,6 +1360,7 @@ impl Session {
         self.awaiting_by_message.clear();
         self.unanswered.clear();
         self.undelivered.clear();
+        self.stream_answers.clear();
         self.events.push_back((Event::Closed(reason), 0));
     }
 }
@@ -1335,6 +1387,8 @@ fn check_peer_limits(limits: &Limits) -> Result<(), ProtocolError> {
 mod handoff_tests;
 #[cfg(test)]
 mod limit_tests;
+#[cfg(test)]
+mod open_tests;
 #[cfg(test)]
 mod stats_tests;
 #[cfg(test)]

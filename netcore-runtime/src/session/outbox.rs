@@ -24,7 +24,7 @@ use super::credit::SendCredit;
 use super::event::{Body, MessageId, SendOptions};
 use super::handoff::{Demand, SUPPLY_AHEAD};
 use super::Key;
-use crate::frame::{encoded_body_len, CancelReason, Data, Frame, Head, Kind, Limits, Priority, Route};
+use crate::frame::{encoded_body_len, CancelReason, Data, Frame, Head, Kind, Limits, Priority, Route, OPEN_TOTAL};
 use crate::varint;
 
 /// What the scheduler produced.
@@ -71,6 +71,17 @@ struct Supply {
     /// The source failed at this offset: once the bytes before it are sent, the message is
     /// cancelled (CANCEL IO).
     failed: Option<u64>,
+    /// An open-length body's state (§5.2); `None` for a body of known length.
+    open: Option<OpenSupply>,
+}
+
+/// An open-length body: one `Demand::Read` at a time ("up to `piece` bytes", answered whenever
+/// the caller has bytes), since each answer decides where the next one starts.
+struct OpenSupply {
+    /// A `Demand::Read` is waiting for its answer.
+    asked: bool,
+    /// The body ended at this offset ([`Outbox::supply_end`]).
+    ended: Option<u64>,
 }
 
 impl Supply {
@@ -125,6 +136,19 @@ impl Source {
         match self {
             Source::Supplied(Supply { failed: Some(at), .. }) if sent >= *at => Attempt::Failed(CancelReason::IO),
             _ => Attempt::Blocked(Lack::Data),
+        }
+    }
+
+    /// Whether an open-length body has ended with every byte up to `sent` taken.
+    fn open_ended(&self, sent: u64) -> bool {
+        matches!(self, Source::Supplied(Supply { open: Some(OpenSupply { ended: Some(at), .. }), .. }) if *at == sent)
+    }
+
+    /// The offset at which an open-length body ended, once it did.
+    fn open_end(&self) -> Option<u64> {
+        match self {
+            Source::Supplied(Supply { open: Some(open), .. }) => open.ended,
+            _ => None,
         }
     }
 }
@@ -203,9 +227,11 @@ impl Outbox {
     ) -> MessageId {
         let id = MessageId(self.next_message);
         self.next_message += 1;
-        let supplied = |len| {
+        let supplied = |len, open: bool| {
             let piece = (chunk_size as u64).max(1);
-            (Source::Supplied(Supply { buffer: VecDeque::new(), buffered: 0, requested: 0, piece, failed: None }), len)
+            let open = open.then_some(OpenSupply { asked: false, ended: None });
+            let supply = Supply { buffer: VecDeque::new(), buffered: 0, requested: 0, piece, failed: None, open };
+            (Source::Supplied(supply), len)
         };
         let (source, total) = match body {
             Body::Bytes(bytes) => {
@@ -217,9 +243,15 @@ impl Outbox {
             Body::Reader { reader, len } => {
                 // The caller reads it from now on; the session only asks for its bytes.
                 self.demands.push_back(Demand::Reader { message: id, reader });
-                supplied(len)
+                supplied(len, false)
             }
-            Body::Supplied { len } => supplied(len),
+            Body::Supplied { len } => supplied(len, false),
+            Body::Open(source) => {
+                if let Some(source) = source {
+                    self.demands.push_back(Demand::Source { message: id, source });
+                }
+                supplied(OPEN_TOTAL, true)
+            }
         };
         let message = Outgoing {
             kind,
@@ -250,6 +282,15 @@ impl Outbox {
             return;
         };
         let ahead = SUPPLY_AHEAD.max(2 * supply.piece);
+        if let Some(open) = &mut supply.open {
+            // One "up to" request at a time, from where the bytes supplied end.
+            if !open.asked && open.ended.is_none() && supply.failed.is_none() && supply.buffered < ahead {
+                open.asked = true;
+                let offset = *sent + supply.buffered;
+                self.demands.push_back(Demand::Read { message: id, offset, len: supply.piece as usize });
+            }
+            return;
+        }
         while supply.requested < *total && supply.requested - *sent < ahead {
             let len = supply.piece.min(*total - supply.requested);
             self.demands.push_back(Demand::Read { message: id, offset: supply.requested, len: len as usize });
@@ -264,6 +305,18 @@ impl Outbox {
             return false;
         };
         let len = bytes.len() as u64;
+        if let Some(open) = &mut supply.open {
+            // An answer of 1 to `piece` bytes to the one request outstanding.
+            if !open.asked || offset != *sent + supply.buffered || len == 0 || len > supply.piece {
+                return false;
+            }
+            open.asked = false;
+            supply.buffered += len;
+            supply.buffer.push_back(bytes);
+            self.unpark_data(id);
+            self.ask(id);
+            return true;
+        }
         let end = supply.failed.unwrap_or(supply.requested).min(supply.requested);
         if offset != *sent + supply.buffered || offset + len > end {
             return false;
@@ -272,6 +325,22 @@ impl Outbox {
             supply.buffered += len;
             supply.buffer.push_back(bytes);
         }
+        self.unpark_data(id);
+        true
+    }
+
+    /// An open-length body ends at `offset`, the end of what was supplied. `false` if the
+    /// message is gone, is not open-length, or `offset` is not where its bytes end.
+    pub(super) fn supply_end(&mut self, id: MessageId, offset: u64) -> bool {
+        let Some(Outgoing { source: Source::Supplied(supply), sent, .. }) = self.messages.get_mut(&id) else {
+            return false;
+        };
+        let Some(open) = &mut supply.open else { return false };
+        if offset != *sent + supply.buffered || open.ended.is_some() {
+            return false;
+        }
+        open.ended = Some(offset);
+        open.asked = false;
         self.unpark_data(id);
         true
     }
@@ -299,14 +368,16 @@ impl Outbox {
     }
 
     /// Picks and builds the next chunk to send, if any message can send now.
-    pub(super) fn next(&mut self, peer: &Limits, chunk_size: usize) -> Option<Scheduled> {
+    /// `open_length`: both sides offered open-length messages (§5.1); without it one fails
+    /// (CANCEL REFUSED, before its HEAD: it was queued before the handshake told).
+    pub(super) fn next(&mut self, peer: &Limits, chunk_size: usize, open_length: bool) -> Option<Scheduled> {
         for level in (0..Priority::LEVELS).rev() {
             while let Some(id) = self.levels[level].pop_front() {
                 #[cfg(test)]
                 {
                     self.attempts += 1;
                 }
-                match self.attempt(id, peer, chunk_size) {
+                match self.attempt(id, peer, chunk_size, open_length) {
                     Attempt::Blocked(Lack::Credit) => self.parked_credit[level].push_back(id),
                     Attempt::Blocked(Lack::Slot) => self.parked_slot[level].push_back(id),
                     Attempt::Blocked(Lack::Data) => {
@@ -365,12 +436,18 @@ impl Outbox {
         self.queued[usize::from(level)..].iter().sum()
     }
 
-    fn attempt(&mut self, id: MessageId, peer: &Limits, chunk_size: usize) -> Attempt {
+    fn attempt(&mut self, id: MessageId, peer: &Limits, chunk_size: usize, open_length: bool) -> Attempt {
         let in_flight_full = self.in_flight >= peer.max_in_flight;
         let open_full = self.open >= peer.max_in_flight;
         let message = self.messages.get_mut(&id).expect("queued messages exist");
         if message.head_sent {
             return Self::attempt_data(message, &mut self.credit, peer, chunk_size);
+        }
+        if message.total == OPEN_TOTAL {
+            if !open_length {
+                return Attempt::Failed(CancelReason::REFUSED);
+            }
+            return self.attempt_open_head(id, peer, chunk_size, open_full);
         }
         if message.total > peer.max_message {
             return Attempt::Failed(CancelReason::TOO_LARGE);
@@ -439,7 +516,74 @@ impl Outbox {
         Attempt::Sent(Frame::Head(head), !single)
     }
 
+    /// The HEAD of an open-length body (§5.2): it goes as soon as a slot is free, with what has
+    /// been supplied (maybe nothing), so the peer can start on it; a body that ended with every
+    /// byte in one frame goes as a complete message of known length instead.
+    fn attempt_open_head(&mut self, id: MessageId, peer: &Limits, chunk_size: usize, open_full: bool) -> Attempt {
+        let message = self.messages.get_mut(&id).expect("queued messages exist");
+        let available = message.source.available(0, 0);
+        if message.source.open_end().is_none()
+            && matches!(message.source, Source::Supplied(Supply { failed: Some(0), .. }))
+        {
+            return Attempt::Failed(CancelReason::IO);
+        }
+        let key = message.key.unwrap_or(Key { id: self.next_exchange, ours: true });
+        let ended = message.source.open_end() == Some(available);
+        let mut head = Head {
+            xid: key.to_xid(),
+            kind: message.kind,
+            priority: message.priority,
+            route: message.route.take(),
+            meta: message.meta.take(),
+            total: OPEN_TOTAL,
+            payload: Bytes::new(),
+        };
+        let overhead = encoded_body_len(&Frame::Head(head.clone())) as u64;
+        let room = u64::from(peer.max_frame).saturating_sub(overhead).min(chunk_size as u64);
+        let free = self.credit.available();
+        let single = ended && available <= room && available <= peer.max_message && free >= available;
+        let (first, blocked) = match single {
+            true => (available, false),
+            false => cut_to_credit(available.min(room), free, peer.window),
+        };
+        let slot_full = match message.kind {
+            Kind::Request => open_full,
+            _ => !single && open_full,
+        };
+        if slot_full {
+            (message.route, message.meta) = (head.route.take(), head.meta.take());
+            return Attempt::Blocked(Lack::Slot);
+        }
+        // Without credit for its first bytes the HEAD goes alone: it needs none.
+        let first = if blocked { 0 } else { first };
+        head.payload = message.source.take(0, first);
+        if single {
+            head.total = first;
+        }
+        if message.key.is_none() {
+            message.key = Some(key);
+            self.by_key.insert(key, id);
+            self.next_exchange = self.next_exchange.wrapping_add(1);
+        }
+        message.head_sent = true;
+        self.credit.spend(first, false);
+        message.sent = first;
+        if single {
+            message.total = first;
+        } else {
+            message.in_flight = true;
+            self.in_flight += 1;
+        }
+        if message.kind == Kind::Request || !single {
+            self.open += 1;
+        }
+        Attempt::Sent(Frame::Head(head), !single)
+    }
+
     fn attempt_data(message: &mut Outgoing, credit: &mut SendCredit, peer: &Limits, chunk_size: usize) -> Attempt {
+        if message.total == OPEN_TOTAL {
+            return Self::attempt_open_data(message, credit, peer, chunk_size);
+        }
         let xid = message.key.expect("set with the HEAD").to_xid();
         let overhead =
             2 + varint::encoded_len(xid.to_wire()) + varint::encoded_len(message.sent) + crate::frame::CRC_LEN;
@@ -465,6 +609,38 @@ impl Outbox {
         let offset = message.sent;
         message.sent += len;
         let end = message.sent == message.total;
+        Attempt::Sent(Frame::Data(Data { xid, offset, end, payload }), !end)
+    }
+
+    /// The next DATA of an open-length body: what has been supplied, cut to the credit and the
+    /// frame; once the body ended, END (an empty DATA if every byte was already sent, §5.3).
+    fn attempt_open_data(message: &mut Outgoing, credit: &mut SendCredit, peer: &Limits, chunk_size: usize) -> Attempt {
+        let xid = message.key.expect("set with the HEAD").to_xid();
+        let offset = message.sent;
+        let available = message.source.available(offset, 0);
+        if available == 0 {
+            if message.source.open_ended(offset) {
+                message.total = offset;
+                return Attempt::Sent(Frame::Data(Data { xid, offset, end: true, payload: Bytes::new() }), false);
+            }
+            return message.source.lacking(offset);
+        }
+        let overhead = 2 + varint::encoded_len(xid.to_wire()) + varint::encoded_len(offset) + crate::frame::CRC_LEN;
+        let room = (peer.max_frame as u64).saturating_sub(overhead as u64).min(chunk_size as u64);
+        if room == 0 {
+            return Attempt::Failed(CancelReason::TOO_LARGE);
+        }
+        let (len, blocked) = cut_to_credit(available.min(room), credit.available(), peer.window);
+        if blocked {
+            return Attempt::Blocked(Lack::Credit);
+        }
+        let payload = message.source.take(offset, len);
+        credit.spend(len, false);
+        message.sent += len;
+        let end = message.source.open_ended(message.sent);
+        if end {
+            message.total = message.sent;
+        }
         Attempt::Sent(Frame::Data(Data { xid, offset, end, payload }), !end)
     }
 
