@@ -12,7 +12,7 @@ use serde::Serialize;
 use bytes::{Bytes, BytesMut};
 
 use crate::codec;
-use crate::connection::{CallOptions, Connection, ConnectionId, LinkState};
+use crate::connection::{CallOptions, Connection, ConnectionId, LinkState, OpenBody};
 use crate::endpoint::{
     handler, BodyStream, CallError, Extensions, HandlerError, Headers, IntoRouteService, Request, Response,
     RouteService,
@@ -38,6 +38,20 @@ pub trait Reply: Sized {
 impl<R: Serialize> Reply for R {
     fn into_response(self, _route: &str) -> Result<Response, HandlerError> {
         Response::encode(&self)
+    }
+}
+
+impl<T: Serialize + Send + 'static> Reply for Stream<T> {
+    /// An open-length RESPONSE of records (docs/PROTOCOL.md §15, "Result streams").
+    fn into_response(self, route: &str) -> Result<Response, HandlerError> {
+        Ok(Response::stream(OpenBody::from_stream(self.into_records(route))))
+    }
+}
+
+impl Reply for ByteStream {
+    /// An open-length RESPONSE of records (docs/PROTOCOL.md §15, "Result streams").
+    fn into_response(self, _route: &str) -> Result<Response, HandlerError> {
+        Ok(Response::stream(OpenBody::from_stream(self.into_records())))
     }
 }
 
@@ -135,6 +149,41 @@ fn merge(method: &MethodSpec, opts: &CallOptions) -> CallOptions {
         merged.headers.insert(TIMEOUT_HEADER.to_owned(), timeout.as_millis().to_string());
     }
     merged
+}
+
+/// Calls `method` asking for its answer streamed: what it answers is records (docs/PROTOCOL.md
+/// §15, "Result streams"), read as they arrive.
+async fn receive_stream(
+    connection: &Connection,
+    method: &MethodSpec,
+    body: Body,
+    opts: CallOptions,
+) -> Result<BodyStream, CallError> {
+    Ok(connection.call_stream(Route::Id(method.route), body, opts).await?.into_body())
+}
+
+impl<T: DeserializeOwned> Answer for Incoming<T> {
+    fn receive(
+        connection: &Connection,
+        method: &MethodSpec,
+        body: Body,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Self, CallError>> + Send {
+        let method = *method;
+        async move { Ok(Incoming::new(method.name, receive_stream(connection, &method, body, opts).await?)) }
+    }
+}
+
+impl Answer for IncomingBytes {
+    fn receive(
+        connection: &Connection,
+        method: &MethodSpec,
+        body: Body,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Self, CallError>> + Send {
+        let method = *method;
+        async move { Ok(IncomingBytes::new(method.name, receive_stream(connection, &method, body, opts).await?)) }
+    }
 }
 
 /// Encodes `args`, refusing at once, before anything is sent, arguments the receiver could not
@@ -739,6 +788,59 @@ where
         let reader = ItemReader { items, pending: Vec::new(), at: 0, left: total };
         let len = header.len() as u64 + total;
         Ok(Body::reader(std::io::Read::chain(std::io::Cursor::new(header), reader), len))
+    }
+}
+
+/// A `stream<T>` argument from an async stream whose count is not known up front (a channel, a
+/// sensor): sent as an open-length message (docs/PROTOCOL.md §15, "Open-length item streams"),
+/// each item encoded as it comes, as the link takes them; the stream's end is the message's end.
+/// Needs a peer that offered open-length messages (HELLO option OPEN).
+///
+/// ```
+/// # use netcore_runtime as netcore;
+/// let (tx, rx) = tokio::sync::mpsc::channel::<u32>(8);
+/// let items = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+/// let source = netcore::typed::from_stream(items);
+/// # drop((tx, source));
+/// ```
+pub fn from_stream<S>(items: S) -> FromStream<S>
+where
+    S: futures_util::Stream + Send + 'static,
+{
+    FromStream(items)
+}
+
+/// An [`ItemSource`] of unknown length: see [`from_stream`].
+#[derive(Debug)]
+pub struct FromStream<S>(S);
+
+impl<S, T> ItemSource<T> for FromStream<S>
+where
+    S: futures_util::Stream<Item = T> + Send + 'static,
+    T: Serialize,
+{
+    fn into_body(self, method: &MethodSpec, header: Vec<u8>) -> Result<Body, CallError> {
+        use futures_util::StreamExt;
+        let name = method.name;
+        let mut index = 0u64;
+        let items = self.0.map(move |item| {
+            let encoded = codec::encode(&item).map_err(std::io::Error::other)?;
+            if encoded.len() > codec::DECODE_LIMIT {
+                let message = format!(
+                    "item {index} of {name} is {} bytes, over the decode limit of {} bytes",
+                    encoded.len(),
+                    codec::DECODE_LIMIT
+                );
+                return Err(std::io::Error::other(message));
+            }
+            index += 1;
+            let mut framed = Vec::with_capacity(encoded.len() + crate::varint::MAX_LEN);
+            crate::varint::put(&mut framed, encoded.len() as u64);
+            framed.extend_from_slice(&encoded);
+            Ok(Bytes::from(framed))
+        });
+        let body = futures_util::stream::iter([Ok(Bytes::from(header))]).chain(items);
+        Ok(OpenBody::from_stream(body).into())
     }
 }
 
