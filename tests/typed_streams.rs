@@ -94,8 +94,13 @@ impl Svc {
     }
 
     fn echo(&self, cx: &Context, factor: f64, readings: Items<Reading>) -> Stream<Reading> {
-        let _ = cx.route();
-        Stream::try_new(readings.into_stream().map(move |r| r.map(|r| Reading { value: r.value * factor, ..r })))
+        assert_eq!(cx.route(), "/board/echo");
+        let scaled = readings.into_stream().map(move |r| r.map(|r| Reading { value: r.value * factor, ..r }));
+        if factor == 0.0 {
+            // Answers the first three and ends, while the request may still be coming.
+            return Stream::try_new(scaled.take(3));
+        }
+        Stream::try_new(scaled)
     }
 
     fn mirror(&self, data: BodyStream) -> ByteStream {
@@ -417,4 +422,45 @@ async fn a_slow_consumer_bounds_what_the_producer_runs_ahead() {
     let bound = WINDOW + pipe as u64 + 16 * 1024 + 4 * item + 16 * 1024;
     println!("producer ahead of a slow consumer by at most {ahead_max} bytes (bound {bound})");
     assert!(ahead_max <= bound, "the producer ran {ahead_max} bytes ahead");
+}
+
+/// An endless source of readings for a bidirectional call, and the sender that feeds it.
+fn endless() -> (mpsc::Sender<Reading>, netcore::typed::FromStream<impl futures::Stream<Item = Reading> + Send>) {
+    let (tx, rx) = mpsc::channel(4);
+    let source = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    (tx, netcore::typed::from_stream(source))
+}
+
+#[tokio::test]
+async fn a_bidirectional_call_is_cancelled_both_ways_from_either_end() {
+    let (svc, _seen) = svc();
+    let (conn, _server) = link(from_schema::BoardServer::blueprint(Schema(svc)), Config::stream(), 64 * 1024);
+    let board = from_macro::BoardClient::new(conn);
+    // The client drops its end of the answer: its request stops too (its source is dropped).
+    let (tx, source) = endless();
+    let mut echoed = board.echo(1.0, source).await.unwrap();
+    for seq in 0..5 {
+        tx.send(reading("c", seq)).await.unwrap();
+        assert_eq!(echoed.next().await.unwrap().unwrap().seq, seq);
+    }
+    drop(echoed);
+    tx.closed().await;
+    // The handler ends its answer early: the rest of the request is not sent.
+    let (tx, source) = endless();
+    let mut echoed = board.echo(0.0, source).await.unwrap();
+    let feeder = tokio::spawn(async move {
+        let mut sent = 0;
+        while tx.send(reading("h", sent)).await.is_ok() {
+            sent += 1;
+        }
+        sent
+    });
+    for seq in 0..3 {
+        assert_eq!(echoed.next().await.unwrap().unwrap().seq, seq);
+    }
+    assert!(echoed.next().await.is_none(), "the handler's end is the answer's end");
+    let sent = feeder.await.unwrap();
+    println!("the client's source stopped after {sent} items, the handler having answered 3");
+    // The connection is still usable.
+    assert_eq!(all(board.subscribe("after".into(), 2).await.unwrap()).await.unwrap().len(), 2);
 }
