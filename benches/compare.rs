@@ -216,6 +216,17 @@ fn main() {
             }
             entries.push(entry);
         }
+        if wanted("download_streamed_mib_s") {
+            let entry = download_streamed(&plan, &data);
+            if let (Some(down), Some(up)) = (entry.get(System::Netcore), untyped) {
+                notes.push(format!(
+                    "download_streamed_mib_s: a streamed answer (call_stream, Response::stream) runs at {down:.1} MiB/s, \
+                     {:.2}x the streaming upload route (bulk_mib_s, netcore {up:.1} MiB/s) in this run",
+                    down / up
+                ));
+            }
+            entries.push(entry);
+        }
         if wanted("bulk_stored_mib_s") {
             entries.push(bulk_stored(&plan, &data, &mut notes));
         }
@@ -464,6 +475,48 @@ fn stream_items(plan: &Plan, notes: &mut Vec<String>) -> Entry {
         rate(oneway),
         rate(pushed) / rate(oneway)
     ));
+    entry
+}
+
+/// The body `/download` streams (`download_streamed_mib_s`), set before the run.
+static DOWNLOAD: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+
+/// `download_streamed_mib_s` (netcore only): the bulk payload the other way, as a streamed answer:
+/// `Connection::call_stream` to `/download`, whose handler answers `Response::stream` with an
+/// `OpenBody` fed 64 KiB slices of it, read by the caller chunk by chunk as it arrives (median of
+/// runs, as `bulk_mib_s`).
+fn download_streamed(plan: &Plan, data: &Bytes) -> Entry {
+    let mut entry = Entry::new("download_streamed_mib_s", "MiB/s");
+    if !System::chosen().contains(&System::Netcore) {
+        return entry;
+    }
+    let _ = DOWNLOAD.set(data.clone());
+    let peers = Peers::new();
+    let addr = peers.serve(System::Netcore);
+    let Client::Netcore(conn) =
+        peers.run(async move { Client::connect(System::Netcore, tcp(addr).await, RawMode::Direct).await })
+    else {
+        unreachable!("a netcore client")
+    };
+    let mut rates = Vec::new();
+    for _ in 0..plan.bulk_runs {
+        let conn = conn.clone();
+        let expected = DOWNLOAD.get().map_or(0, |d| d.len() as u64);
+        rates.push(peers.run(async move {
+            let started = Instant::now();
+            let reply =
+                conn.call_stream("/download", Bytes::new(), CallOptions::new()).await.expect("netcore download");
+            let mut body = reply.into_body();
+            let mut received = 0u64;
+            while let Some(chunk) = body.chunk().await.expect("netcore download body") {
+                received += chunk.len() as u64;
+            }
+            let took = started.elapsed();
+            assert_eq!(received, expected, "netcore lost bytes of the download");
+            received as f64 / MIB as f64 / took.as_secs_f64()
+        }));
+    }
+    entry.set(System::Netcore, round1(median(&mut rates)));
     entry
 }
 
@@ -994,6 +1047,19 @@ fn netcore_server(config: Config) -> Endpoint {
                 received += chunk.len() as u64;
             }
             Ok(Response::bytes(received.to_le_bytes().to_vec()))
+        })
+        // Streams DOWNLOAD back as an open-length answer, 64 KiB at a time (download_streamed_mib_s).
+        .route("/download", |_req| async move {
+            let data = DOWNLOAD.get().cloned().unwrap_or_default();
+            let (tx, body) = netcore::OpenBody::channel(8);
+            tokio::spawn(async move {
+                for at in (0..data.len()).step_by(64 * 1024) {
+                    if tx.send(data.slice(at..(at + 64 * 1024).min(data.len()))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Ok(Response::stream(body))
         })
         .blueprint(BenchServer::blueprint(BenchSink))
         // Answers with the length only: a large payload stays where the runtime stored it.

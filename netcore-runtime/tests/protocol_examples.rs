@@ -92,12 +92,25 @@ const RESUME_ANSWER_STREAM: &str =
     "21 02 6d 01 19 02 09 6e 63 2d 6f 66 66 73 65 74 01 36 08 6e 63 2d 74 6f 74 61 6c 02 31 30 c9 91 d2 b7";
 const RESUMED_UPLOAD_STREAM: &str = "58 02 67 02 07 2f 75 70 6c 6f 61 64 44 03 09 6e 63 2d 6f 66 66 73 65 74 01 36 09 6e 63 2d 72 65 73 75 6d 65 20 30 30 31 31 32 32 33 33 34 34 35 35 36 36 37 37 38 38 39 39 61 61 62 62 63 63 64 64 65 65 66 66 08 6e 63 2d 74 6f 74 61 6c 02 31 30 36 37 38 39 4c 8e cd 8d";
 
+// §5.1 HELLO of §11.1 with the OPEN option (`05 00`).
+const HELLO_OPEN_STREAM: &str =
+    "22 01 4e 43 01 01 ef cd ab 89 67 45 23 01 80 80 04 80 80 80 80 04 80 80 10 80 80 20 40 05 00 9d cf 16 67";
+// §11.7 An open-length RESPONSE to exchange 0: HEAD with `ab`, DATA `cd`, an empty END DATA.
+const OPEN_HEAD_STREAM: &str = "0a 02 68 01 00 61 62 d3 01 ae 32";
+const OPEN_DATA_STREAM: &str = "0a 03 00 01 02 63 64 23 fd 61 88";
+const OPEN_END_STREAM: &str = "08 03 01 01 04 9d ef 45 2c";
+const OPEN_END_LOSSY: &str = "00 09 03 01 01 04 9d ef 45 2c 00";
 // §17.6 Resumable downloads: a window request from offset 6 and its answer.
 const DOWNLOAD_REQUEST_STREAM: &str = "2a 02 67 02 04 2f 6c 6f 67 1d 02 09 6e 63 2d 6c 65 6e 67 74 68 05 36 35 35 33 36 09 6e 63 2d 6f 66 66 73 65 74 01 36 78 6d 72 98";
 const DOWNLOAD_ANSWER_STREAM: &str =
     "25 02 6d 03 19 02 09 6e 63 2d 6f 66 66 73 65 74 01 36 08 6e 63 2d 74 6f 74 61 6c 02 31 30 36 37 38 39 dc 9c ea 91";
 
 const ALL: &[&str] = &[
+    HELLO_OPEN_STREAM,
+    OPEN_HEAD_STREAM,
+    OPEN_DATA_STREAM,
+    OPEN_END_STREAM,
+    OPEN_END_LOSSY,
     DOWNLOAD_REQUEST_STREAM,
     DOWNLOAD_ANSWER_STREAM,
     RESUME_QUERY_STREAM,
@@ -597,4 +610,28 @@ fn download_answer() -> Frame {
 fn resumable_download_frames() {
     check(Framing::Stream, &download_request(), DOWNLOAD_REQUEST_STREAM);
     check(Framing::Stream, &download_answer(), DOWNLOAD_ANSWER_STREAM);
+}
+
+/// §5.1 the OPEN option, §11.7 an open-length message: HEAD with total 0 and no END, DATA, and
+/// an empty DATA with END.
+#[test]
+fn open_length_message() {
+    let Frame::Hello(mut hello) = hello() else { unreachable!() };
+    hello.open = true;
+    check(Framing::Stream, &Frame::Hello(hello), HELLO_OPEN_STREAM);
+    let head = Frame::Head(Head {
+        xid: Xid::receiver(0),
+        kind: Kind::Response,
+        priority: Priority::NORMAL,
+        route: None,
+        meta: None,
+        total: netcore_runtime::frame::OPEN_TOTAL,
+        payload: Bytes::from_static(b"ab"),
+    });
+    check(Framing::Stream, &head, OPEN_HEAD_STREAM);
+    let data = Frame::Data(Data { xid: Xid::receiver(0), offset: 2, end: false, payload: Bytes::from_static(b"cd") });
+    check(Framing::Stream, &data, OPEN_DATA_STREAM);
+    let end = Frame::Data(Data { xid: Xid::receiver(0), offset: 4, end: true, payload: Bytes::new() });
+    check(Framing::Stream, &end, OPEN_END_STREAM);
+    check(Framing::Lossy, &end, OPEN_END_LOSSY);
 }

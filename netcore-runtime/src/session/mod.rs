@@ -1173,7 +1173,8 @@ impl Session {
     /// accepts: each is delivered as an [`Event::Message`] with [`Payload::Streamed`] as soon as
     /// its HEAD arrives, then as [`Event::Chunk`]s, without being stored. The application returns
     /// the chunks' credit with [`consumed`](Self::consumed), which is how a slow reader slows
-    /// its peer down (§5.5). Replies to our own requests are never streamed.
+    /// its peer down (§5.5). Replies to our own requests are streamed only when the request asked
+    /// for it ([`SendOptions::stream_answer`]).
     pub fn stream_when(&mut self, policy: impl Fn(&Route) -> bool + Send + 'static) {
         self.inbox.set_stream_policy(Box::new(policy));
     }
