@@ -1,6 +1,7 @@
 //! A typed log download: `-> stream<bytes>`, read by the host as it arrives (never held whole
-//! on either side) and written to a file, with a progress line. The board reads the log from its
-//! storage in chunks; an error while reading reaches the host as a typed error, not a short file.
+//! on either side) and written to a file, with a progress line. The board reads the log file from
+//! its storage in chunks (`ByteStream::from_reader`); an error while reading reaches the host as a
+//! typed error, not a short file.
 //!
 //! ```text
 //! cargo run --example log_download [MIB]
@@ -21,52 +22,56 @@ pub trait Logs {
     async fn download(&self, name: String) -> netcore::ByteStream;
 }
 
-/// A board whose log `boot` is `mib` MiB of text lines.
+/// A board whose log `boot` is a file on its storage.
 struct Board {
-    mib: u64,
-}
-
-fn line(n: u64) -> String {
-    format!("{:>10} boot: sensor t{} ok, {} mV\n", n, n % 8, 3300 - n % 100)
+    boot_log: std::path::PathBuf,
 }
 
 impl Logs for Board {
     async fn size(&self, name: String) -> Result<u64, HandlerError> {
-        match name.as_str() {
-            "boot" => Ok(self.mib << 20),
-            _ => Err(HandlerError::new(netcore::endpoint::ErrorCode::NOT_FOUND, format!("no log {name}"))),
-        }
+        let path = self.path(&name)?;
+        Ok(tokio::fs::metadata(path).await?.len())
     }
 
     async fn download(&self, name: String) -> Result<ByteStream, HandlerError> {
-        let total = self.size(name).await?;
-        let (tx, log) = ByteStream::channel(4);
-        tokio::spawn(async move {
-            let (mut sent, mut n) = (0u64, 0u64);
-            let mut chunk = String::new();
-            while sent < total {
-                // A real board reads a flash sector here.
-                while chunk.len() < 32 * 1024 {
-                    chunk.push_str(&line(n));
-                    n += 1;
-                }
-                let take = (total - sent).min(chunk.len() as u64) as usize;
-                let bytes = bytes::Bytes::copy_from_slice(&chunk.as_bytes()[..take]);
-                chunk.drain(..take);
-                sent += take as u64;
-                if tx.send(bytes).await.is_err() {
-                    return; // the host cancelled
-                }
-            }
-        });
-        Ok(log)
+        // Read in chunks as the link takes them: a slow host slows the reads, nothing is held whole.
+        let file = tokio::fs::File::open(self.path(&name)?).await?;
+        Ok(ByteStream::from_reader(file))
     }
+}
+
+impl Board {
+    fn path(&self, name: &str) -> Result<&std::path::Path, HandlerError> {
+        match name {
+            "boot" => Ok(&self.boot_log),
+            _ => Err(HandlerError::new(netcore::endpoint::ErrorCode::NOT_FOUND, format!("no log {name}"))),
+        }
+    }
+}
+
+/// Writes `mib` MiB of log lines to a temporary file: the board's log.
+fn write_log(mib: u64) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut file = tempfile::NamedTempFile::new()?;
+    let (mut written, mut n) = (0u64, 0u64);
+    let mut out = std::io::BufWriter::new(file.as_file_mut());
+    while written < mib << 20 {
+        let line = format!("{:>10} boot: sensor t{} ok, {} mV\n", n, n % 8, 3300 - n % 100);
+        let take = ((mib << 20) - written).min(line.len() as u64) as usize;
+        out.write_all(&line.as_bytes()[..take])?;
+        written += take as u64;
+        n += 1;
+    }
+    out.flush()?;
+    drop(out);
+    Ok(file)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mib: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(16);
-    let board = Endpoint::builder().blueprint(LogsServer::blueprint(Board { mib })).build()?;
+    let log_file = write_log(mib)?;
+    let board =
+        Endpoint::builder().blueprint(LogsServer::blueprint(Board { boot_log: log_file.path().into() })).build()?;
     let host = Endpoint::builder().build()?;
     let (a, b) = tokio::io::duplex(256 * 1024);
     board.connect(b, "board");
@@ -97,5 +102,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         mib as f64 / secs
     );
     assert_eq!(written, total);
+    assert!(std::fs::read(out.path())? == std::fs::read(log_file.path())?, "the download differs from the log");
     Ok(())
 }

@@ -34,6 +34,8 @@ pub const MAX_TRAILER: u64 = 2 + 64 * 1024;
 /// How many bytes of records an encoder gathers from items that are ready at once before it
 /// hands them on, so that small items share DATA frames.
 const BATCH: usize = 16 * 1024;
+/// How much [`ByteStream::from_reader`] reads at a time.
+const READ_CHUNK: usize = 64 * 1024;
 /// Chunks of a [`ByteStream`] up to this size are copied behind their record header; larger ones
 /// are handed on as they are (zero copy).
 const COPY_BELOW: usize = 1024;
@@ -270,6 +272,25 @@ impl ByteStream {
     {
         use futures_util::StreamExt;
         Self { chunks: Box::pin(chunks.map(|chunk| chunk.map_err(Into::into))) }
+    }
+
+    /// The bytes of `reader` (a file, a pipe), read in chunks of up to 64 KiB as the link takes
+    /// them, never whole; a read error ends the stream and reaches the caller.
+    pub fn from_reader<R>(reader: R) -> Self
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+    {
+        let chunks = futures_util::stream::unfold(Some(reader), |state| async move {
+            use tokio::io::AsyncReadExt;
+            let mut reader = state?;
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            match reader.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(buf.freeze()), Some(reader))),
+                Err(err) => Some((Err(err), None)),
+            }
+        });
+        Self::new(chunks)
     }
 
     /// Bytes already in memory.
@@ -867,6 +888,46 @@ mod tests {
         };
         assert_eq!(got, b"abc");
         assert!(matches!(&err, CallError::Remote(e) if e.message.contains("disk gone")), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_reader_streams_in_chunks_and_its_error_reaches_the_caller() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+        let records = ByteStream::from_reader(std::io::Cursor::new(data.clone())).into_records();
+        let bytes = flat(
+            &futures_util::StreamExt::collect::<Vec<_>>(records)
+                .await
+                .into_iter()
+                .map(|c| c.unwrap())
+                .collect::<Vec<_>>(),
+        );
+        let got = IncomingBytes::from_chunks("/t/file", chunks(&bytes, 5000, None)).bytes().await.unwrap();
+        assert_eq!(got, data);
+        /// A reader failing after its first bytes.
+        struct Failing(bool);
+        impl tokio::io::AsyncRead for Failing {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                _: &mut TaskContext<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                if std::mem::replace(&mut self.0, true) {
+                    return Poll::Ready(Err(io::Error::other("flash read error at sector 9")));
+                }
+                buf.put_slice(b"first");
+                Poll::Ready(Ok(()))
+            }
+        }
+        let records = ByteStream::from_reader(Failing(false)).into_records();
+        let bytes = flat(
+            &futures_util::StreamExt::collect::<Vec<_>>(records)
+                .await
+                .into_iter()
+                .map(|c| c.unwrap())
+                .collect::<Vec<_>>(),
+        );
+        let err = IncomingBytes::from_chunks("/t/file", chunks(&bytes, 3, None)).bytes().await.unwrap_err();
+        assert!(matches!(&err, CallError::Remote(e) if e.message.contains("sector 9")), "{err:?}");
     }
 
     #[tokio::test]
