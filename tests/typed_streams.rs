@@ -53,6 +53,8 @@ struct Svc {
     stopped: mpsc::UnboundedSender<(String, u64)>,
     /// Items a subscription's producer handed on, for the slow-consumer bound.
     produced: Arc<AtomicU64>,
+    /// The route, when an echo's context said it was called off.
+    called_off: mpsc::UnboundedSender<String>,
 }
 
 impl Svc {
@@ -95,6 +97,12 @@ impl Svc {
 
     fn echo(&self, cx: &Context, factor: f64, readings: Items<Reading>) -> Stream<Reading> {
         assert_eq!(cx.route(), "/board/echo");
+        // Told when the exchange is called off, also after this handler returned its stream.
+        let (cancellation, called_off) = (cx.cancellation(), self.called_off.clone());
+        tokio::spawn(async move {
+            cancellation.cancelled().await;
+            let _ = called_off.send("/board/echo".to_owned());
+        });
         let scaled = readings.into_stream().map(move |r| r.map(|r| Reading { value: r.value * factor, ..r }));
         if factor == 0.0 {
             // Answers the first three and ends, while the request may still be coming.
@@ -151,12 +159,17 @@ impl from_schema::Board for Schema {
 struct Observed {
     stopped: mpsc::UnboundedReceiver<(String, u64)>,
     produced: Arc<AtomicU64>,
+    called_off: mpsc::UnboundedReceiver<String>,
 }
 
 fn svc() -> (Svc, Observed) {
     let (stopped, stopped_rx) = mpsc::unbounded_channel();
+    let (called_off, called_off_rx) = mpsc::unbounded_channel();
     let produced = Arc::new(AtomicU64::new(0));
-    (Svc { stopped, produced: produced.clone() }, Observed { stopped: stopped_rx, produced })
+    (
+        Svc { stopped, produced: produced.clone(), called_off },
+        Observed { stopped: stopped_rx, produced, called_off: called_off_rx },
+    )
 }
 
 fn endpoints(blueprint: netcore::Blueprint, config: Config) -> (Endpoint, Endpoint) {
@@ -418,8 +431,10 @@ async fn a_slow_consumer_bounds_what_the_producer_runs_ahead() {
             ahead_max = ahead_max.max(seen.produced.load(Ordering::SeqCst).saturating_sub(read) * item);
         }
     }
-    // At most the window, the pipe, one gathered chunk (16 KiB) and the channel's 4 items.
-    let bound = WINDOW + pipe as u64 + 16 * 1024 + 4 * item + 16 * 1024;
+    // Produced but unread: the window, the pipe, a read buffer (64 KiB) of frame overhead, what the
+    // session asked ahead of the link (SUPPLY_AHEAD), one gathered chunk of records (16 KiB) and the
+    // producer's channel (4 items), as tests/streamed_replies.rs bounds an untyped download.
+    let bound = WINDOW + pipe as u64 + 64 * 1024 + netcore::session::SUPPLY_AHEAD + 16 * 1024 + 4 * item;
     println!("producer ahead of a slow consumer by at most {ahead_max} bytes (bound {bound})");
     assert!(ahead_max <= bound, "the producer ran {ahead_max} bytes ahead");
 }
@@ -433,10 +448,11 @@ fn endless() -> (mpsc::Sender<Reading>, netcore::typed::FromStream<impl futures:
 
 #[tokio::test]
 async fn a_bidirectional_call_is_cancelled_both_ways_from_either_end() {
-    let (svc, _seen) = svc();
+    let (svc, mut seen) = svc();
     let (conn, _server) = link(from_schema::BoardServer::blueprint(Schema(svc)), Config::stream(), 64 * 1024);
     let board = from_macro::BoardClient::new(conn);
-    // The client drops its end of the answer: its request stops too (its source is dropped).
+    // The client drops its end of the answer: its request stops too (its source is dropped), and
+    // the handler's context says the exchange was called off.
     let (tx, source) = endless();
     let mut echoed = board.echo(1.0, source).await.unwrap();
     for seq in 0..5 {
@@ -445,6 +461,7 @@ async fn a_bidirectional_call_is_cancelled_both_ways_from_either_end() {
     }
     drop(echoed);
     tx.closed().await;
+    assert_eq!(seen.called_off.recv().await.unwrap(), "/board/echo");
     // The handler ends its answer early: the rest of the request is not sent.
     let (tx, source) = endless();
     let mut echoed = board.echo(0.0, source).await.unwrap();
@@ -460,6 +477,8 @@ async fn a_bidirectional_call_is_cancelled_both_ways_from_either_end() {
     }
     assert!(echoed.next().await.is_none(), "the handler's end is the answer's end");
     let sent = feeder.await.unwrap();
+    // An answer that ended is not called off.
+    assert!(seen.called_off.try_recv().is_err());
     println!("the client's source stopped after {sent} items, the handler having answered 3");
     // The connection is still usable.
     assert_eq!(all(board.subscribe("after".into(), 2).await.unwrap()).await.unwrap().len(), 2);

@@ -33,6 +33,14 @@ pub use records::{ByteStream, Closed, Incoming, IncomingBytes, Records, Stream, 
 pub trait Reply: Sized {
     /// The answer of route `route` (named in errors).
     fn into_response(self, route: &str) -> Result<Response, HandlerError>;
+
+    /// The same for a handler that took a [`Context`]: a streamed answer keeps `cancel` and fires
+    /// it if the answer is dropped before its end (the caller cancelled, the link closed), so
+    /// the handler's tasks learn of it after the handler returned; others drop it unfired.
+    fn into_response_cancelling(self, route: &str, cancel: Cancellation) -> Result<Response, HandlerError> {
+        drop(cancel);
+        self.into_response(route)
+    }
 }
 
 impl<R: Serialize> Reply for R {
@@ -46,12 +54,20 @@ impl<T: Serialize + Send + 'static> Reply for Stream<T> {
     fn into_response(self, route: &str) -> Result<Response, HandlerError> {
         Ok(Response::stream(OpenBody::from_stream(self.into_records(route))))
     }
+
+    fn into_response_cancelling(self, route: &str, cancel: Cancellation) -> Result<Response, HandlerError> {
+        Ok(Response::stream(OpenBody::from_stream(self.into_records(route).cancelling(cancel))))
+    }
 }
 
 impl Reply for ByteStream {
     /// An open-length RESPONSE of records (docs/PROTOCOL.md §15, "Result streams").
     fn into_response(self, _route: &str) -> Result<Response, HandlerError> {
         Ok(Response::stream(OpenBody::from_stream(self.into_records())))
+    }
+
+    fn into_response_cancelling(self, _route: &str, cancel: Cancellation) -> Result<Response, HandlerError> {
+        Ok(Response::stream(OpenBody::from_stream(self.into_records().cancelling(cancel))))
     }
 }
 
@@ -414,10 +430,10 @@ where
                 let cx = Context::take(&mut request);
                 drop(request);
                 let mut guard = CancelOnDrop(Some(cx.cancel.0.clone()));
-                let route = cx.route.clone();
+                let (route, cx_cancel) = (cx.route.clone(), cx.cancellation());
                 let result = f(service, cx, args).await;
                 guard.0 = None;
-                result?.into_response(&route)
+                result?.into_response_cancelling(&route, cx_cancel)
             }
         }),
         hash,
@@ -466,10 +482,10 @@ where
                 let cx = Context::take(&mut request);
                 drop(request);
                 let mut guard = CancelOnDrop(Some(cx.cancel.0.clone()));
-                let route = cx.route.clone();
+                let (route, cx_cancel) = (cx.route.clone(), cx.cancellation());
                 let result = f(service, cx, args, body).await;
                 guard.0 = None;
-                result?.into_response(&route)
+                result?.into_response_cancelling(&route, cx_cancel)
             }
         }),
         hash,

@@ -185,7 +185,7 @@ impl<T: Serialize + Send + 'static> Stream<T> {
                 None => Poll::Ready(Step::Last),
             }
         };
-        Records { next: Box::new(encode), pending: None, done: false }
+        Records { next: Box::new(encode), pending: None, done: false, cancel: None }
     }
 }
 
@@ -326,7 +326,7 @@ impl ByteStream {
                 None => Poll::Ready(Step::Last),
             }
         };
-        Records { next: Box::new(next), pending: None, done: false }
+        Records { next: Box::new(next), pending: None, done: false, cancel: None }
     }
 }
 
@@ -357,6 +357,24 @@ pub struct Records {
     /// A chunk to hand on before gathering more.
     pending: Option<Bytes>,
     done: bool,
+    /// Fired if the records are dropped before their end (see [`cancelling`](Self::cancelling)).
+    cancel: Option<crate::typed::Cancellation>,
+}
+
+impl Records {
+    /// Fires `cancel` if these records are dropped before their end: the exchange was called off.
+    pub fn cancelling(mut self, cancel: crate::typed::Cancellation) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+}
+
+impl Drop for Records {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            cancel.0.cancel();
+        }
+    }
 }
 
 impl std::fmt::Debug for Records {
@@ -385,7 +403,11 @@ impl FuturesStream for Records {
         if out.is_empty() {
             return match this.pending.take() {
                 Some(body) => Poll::Ready(Some(Ok(body))),
-                None if this.done => Poll::Ready(None),
+                None if this.done => {
+                    // The end: nothing was called off.
+                    this.cancel = None;
+                    Poll::Ready(None)
+                }
                 None => Poll::Pending,
             };
         }
@@ -944,6 +966,18 @@ mod tests {
         );
         drop(tx);
         assert!(records.next().await.is_none(), "the sender dropped: the end");
+    }
+
+    #[test]
+    fn records_dropped_before_their_end_fire_the_cancellation() {
+        let cancel = crate::typed::Cancellation::default();
+        let records = Stream::iter([1u32, 2]).into_records("/t/sub").cancelling(cancel.clone());
+        assert_eq!(collect(records).len(), 1);
+        assert!(!cancel.is_cancelled(), "run to the end: nothing was called off");
+        let cancel = crate::typed::Cancellation::default();
+        let (_tx, stream) = Stream::<u32>::channel(1);
+        drop(stream.into_records("/t/sub").cancelling(cancel.clone()));
+        assert!(cancel.is_cancelled(), "dropped before the end");
     }
 
     #[tokio::test]
