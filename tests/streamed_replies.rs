@@ -286,9 +286,9 @@ async fn a_slow_reader_holds_at_most_the_window_and_the_pipe() {
     }
     assert_eq!(read, TOTAL);
     // Produced but unread: the window, the pipe, a read buffer (64 KiB) of frame overhead, what
-    // the session asked ahead (64 KiB) and the producer's channel (one 16 KiB item plus the one
-    // being sent).
-    let bound = WINDOW + duplex as u64 + 64 * 1024 + 64 * 1024 + 2 * 16 * 1024;
+    // the session keeps supplied ahead of the link (below 2 × 64 KiB) and the producer's channel
+    // (one 16 KiB item plus the one being sent).
+    let bound = WINDOW + duplex as u64 + 64 * 1024 + 2 * 64 * 1024 + 2 * 16 * 1024;
     println!("producer ahead of the reader by at most {ahead_max} bytes (bound {bound}, total {TOTAL})");
     assert!(ahead_max <= bound, "the producer ran {ahead_max} bytes ahead of a slow reader");
 }

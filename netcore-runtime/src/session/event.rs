@@ -119,7 +119,8 @@ pub struct Incoming {
 pub struct Progress {
     /// Bytes sent or received.
     pub done: u64,
-    /// The message's length.
+    /// The message's length; [`OPEN_TOTAL`](crate::frame::OPEN_TOTAL) while an open-length
+    /// message's end is not known.
     pub total: u64,
 }
 

@@ -410,3 +410,46 @@ fn lossy_framing_a_lost_end_is_a_stalled_message() {
     assert!(events.iter().any(|e| matches!(e, Event::Cancelled { reason: CancelReason::DAMAGED, .. })), "{events:?}");
     assert!(pair.b.is_idle());
 }
+
+#[test]
+fn an_open_body_queued_before_the_handshake_to_a_peer_without_open_fails_before_its_head() {
+    let mut pair = Pair::new(Config::stream(), Config::stream().with_open_length(false));
+    // Queued before the peer's HELLO is known: accepted for now.
+    let call = pair.a.request(route("/x"), Body::open(), SendOptions::default()).unwrap();
+    pair.run();
+    let events = pair.take_a();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Cancelled { exchange, reason: CancelReason::REFUSED } if *exchange == Exchange::Ours(call))),
+        "{events:?}"
+    );
+    // Nothing of it reached the peer, which stays open.
+    assert!(messages(pair.take_b()).is_empty());
+    assert!(pair.a.is_open() && pair.b.is_open() && pair.a.is_idle());
+}
+
+#[test]
+fn a_known_length_answer_is_streamed_when_asked() {
+    let mut pair = pair();
+    let call = pair.a.request(route("/get"), &b""[..], SendOptions::default().with_stream_answer(true)).unwrap();
+    pair.run();
+    let request = messages(pair.take_b()).pop().unwrap();
+    let body = pattern(40_000, 9);
+    pair.b.respond(their_id(&request), Ok(Body::from(body.clone())), SendOptions::default()).unwrap();
+    pair.run();
+    let mut seen = Seen::default();
+    seen.take(&mut pair.a, true);
+    let start = seen.start.as_ref().expect("streamed");
+    assert_eq!(start.exchange, Exchange::Ours(call));
+    assert!(matches!(start.payload, Payload::Streamed { total: 40_000 }));
+    assert!(seen.ended);
+    assert_eq!(seen.bytes, body);
+    // An ERROR answer still arrives whole.
+    pair.a.request(route("/get"), &b""[..], SendOptions::default().with_stream_answer(true)).unwrap();
+    pair.run();
+    let request = messages(pair.take_b()).pop().unwrap();
+    pair.b.respond(their_id(&request), Err(Body::from(&b"nope"[..])), SendOptions::default()).unwrap();
+    pair.run();
+    let answer = messages(pair.take_a()).pop().unwrap();
+    assert_eq!(answer.kind, Kind::Error);
+    assert!(matches!(answer.payload, Payload::Memory(_)));
+}

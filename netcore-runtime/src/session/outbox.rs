@@ -71,7 +71,8 @@ struct Supply {
     /// The source failed at this offset: once the bytes before it are sent, the message is
     /// cancelled (CANCEL IO).
     failed: Option<u64>,
-    /// An open-length body's state (§5.2); `None` for a body of known length.
+    /// An open-length body's state (§5.2); `None` for a body of known length. Its bytes are
+    /// asked for up to [`SUPPLY_AHEAD`] (or two pieces) at once, one request at a time.
     open: Option<OpenSupply>,
 }
 
@@ -283,11 +284,13 @@ impl Outbox {
         };
         let ahead = SUPPLY_AHEAD.max(2 * supply.piece);
         if let Some(open) = &mut supply.open {
-            // One "up to" request at a time, from where the bytes supplied end.
+            // One "up to" request at a time, from where the bytes supplied end, for as much as
+            // is kept ahead (a producer's item in one answer, not a chunk's worth): at most
+            // `2 × ahead` bytes are buffered.
             if !open.asked && open.ended.is_none() && supply.failed.is_none() && supply.buffered < ahead {
                 open.asked = true;
                 let offset = *sent + supply.buffered;
-                self.demands.push_back(Demand::Read { message: id, offset, len: supply.piece as usize });
+                self.demands.push_back(Demand::Read { message: id, offset, len: ahead as usize });
             }
             return;
         }
@@ -307,7 +310,8 @@ impl Outbox {
         let len = bytes.len() as u64;
         if let Some(open) = &mut supply.open {
             // An answer of 1 to `piece` bytes to the one request outstanding.
-            if !open.asked || offset != *sent + supply.buffered || len == 0 || len > supply.piece {
+            if !open.asked || offset != *sent + supply.buffered || len == 0 || len > SUPPLY_AHEAD.max(2 * supply.piece)
+            {
                 return false;
             }
             open.asked = false;
