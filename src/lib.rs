@@ -54,7 +54,7 @@ pub mod __private {
     pub use netcore_runtime::layout::assert_schema;
     pub use netcore_runtime::typed::{
         assert_items_wire, assert_wire_type, call, call_items, call_stream, notify, route, route_cx, stream_route,
-        ItemSource, ItemsOf, MethodSpec,
+        ItemsOf, MethodSpec,
     };
     pub use serde;
     pub use std::sync::{Arc, OnceLock};

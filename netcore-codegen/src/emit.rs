@@ -89,7 +89,7 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
                 #docs
                 pub async fn #fn_name(
                     &self, #(#names: #types,)*
-                    #stream: impl ::netcore::__private::ItemSource<<#stream_ty as ::netcore::__private::ItemsOf>::Item>,
+                    #stream: impl ::netcore::typed::ItemSource<<#stream_ty as ::netcore::__private::ItemsOf>::Item>,
                 ) -> ::core::result::Result<#ret, ::netcore::CallError> {
                     ::netcore::__private::call_items(
                         &self.connection, #spec, &self.options, &(#(#names,)*), #stream,

@@ -313,7 +313,7 @@ impl AccountClient {
     pub async fn record(
         &self,
         series: ::std::string::String,
-        samples: impl ::netcore::__private::ItemSource<
+        samples: impl ::netcore::typed::ItemSource<
             <::netcore::typed::Items<Sample> as ::netcore::__private::ItemsOf>::Item,
         >,
     ) -> ::core::result::Result<Recorded, ::netcore::CallError> {

@@ -176,7 +176,7 @@ impl BoardClient {
     pub async fn echo(
         &self,
         factor: f64,
-        readings: impl ::netcore::__private::ItemSource<
+        readings: impl ::netcore::typed::ItemSource<
             <::netcore::typed::Items<Reading> as ::netcore::__private::ItemsOf>::Item,
         >,
     ) -> ::core::result::Result<
