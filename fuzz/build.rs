@@ -46,8 +46,17 @@ fn main() {
                 }
             }
             wire.insert(format!("({})", args.concat()));
-            if method.kind == MethodKind::Call {
-                wire.insert(canonical_type(&method.returns.ty).to_string());
+            // A `-> stream<T>` result is records (docs/PROTOCOL.md §15, "Result streams"), each data
+            // record of a `stream<T>` a `T` on its own.
+            match &method.returns.ty {
+                _ if method.kind == MethodKind::Event => {}
+                Type::Stream(item) if **item == Type::Bytes => {}
+                Type::Stream(item) => {
+                    wire.insert(canonical_type(item).to_string());
+                }
+                ty => {
+                    wire.insert(canonical_type(ty).to_string());
+                }
             }
         }
         let terms: Vec<String> =

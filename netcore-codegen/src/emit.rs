@@ -42,7 +42,7 @@ fn emit_server_trait(service: &Service, vis: &TokenStream) -> TokenStream {
             let ty = rust_type(&arg.ty);
             quote! { #arg_name: #ty }
         });
-        let ret = rust_type(&method.returns);
+        let ret = result_type(&method.returns);
         let cx = method.options.context.then(|| quote!(cx: &::netcore::Context,));
         quote! {
             #docs
@@ -73,7 +73,7 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
         let route = Literal::u32_suffixed(netcore_layout::route_id(&path));
         let priority = option_literal(method.options.priority.map(Literal::u8_suffixed));
         let timeout = option_literal(method.options.timeout_ms.map(Literal::u64_suffixed));
-        let ret = rust_type(&method.returns);
+        let ret = client_result(&method.returns);
         let hash_fn = hash_fn(method);
         let context = method.options.context;
         let spec = quote! {
@@ -89,14 +89,10 @@ fn emit_client(service: &Service, vis: &TokenStream) -> TokenStream {
                 #docs
                 pub async fn #fn_name(
                     &self, #(#names: #types,)*
-                    #stream: impl ::core::iter::IntoIterator<
-                        Item = <#stream_ty as ::netcore::__private::ItemsOf>::Item,
-                        IntoIter: ::core::clone::Clone + ::core::marker::Send + 'static,
-                    >,
+                    #stream: impl ::netcore::typed::ItemSource<<#stream_ty as ::netcore::__private::ItemsOf>::Item>,
                 ) -> ::core::result::Result<#ret, ::netcore::CallError> {
                     ::netcore::__private::call_items(
-                        &self.connection, #spec, &self.options, &(#(#names,)*),
-                        ::core::iter::IntoIterator::into_iter(#stream),
+                        &self.connection, #spec, &self.options, &(#(#names,)*), #stream,
                     ).await
                 }
             };
@@ -274,7 +270,7 @@ fn method_describe(method: &Method) -> TokenStream {
     let event = method.kind == MethodKind::Event;
     let fn_name = &method.name;
     let args = method.args.iter().map(|a| rust_type(&a.ty));
-    let ret = rust_type(&method.returns);
+    let ret = result_type(&method.returns);
     quote! {
         |layout: &mut ::netcore::layout::Layout| {
             layout.method(#event, #fn_name);
@@ -443,6 +439,36 @@ fn rust_type(ty: &TypeRef) -> TokenStream {
     ty.rust.clone().unwrap_or_else(|| canonical_type(&ty.ty))
 }
 
+/// What a handler returns: a stream result is sent as the handler produces it
+/// (`netcore::typed::Stream<T>` or `ByteStream`); other types as [`rust_type`].
+fn result_type(ty: &TypeRef) -> TokenStream {
+    match (&ty.rust, &ty.ty) {
+        (Some(rust), _) => rust.clone(),
+        (None, Type::Stream(inner)) if **inner == Type::Bytes => quote!(::netcore::typed::ByteStream),
+        (None, Type::Stream(inner)) => {
+            let inner = canonical_type(inner);
+            quote!(::netcore::typed::Stream<#inner>)
+        }
+        (None, other) => canonical_type(other),
+    }
+}
+
+/// What a client's call returns: a stream result is read as it arrives
+/// (`netcore::typed::Incoming<T>` or `IncomingBytes`); other types as [`rust_type`].
+fn client_result(ty: &TypeRef) -> TokenStream {
+    match (&ty.rust, &ty.ty) {
+        (_, Type::Stream(inner)) if **inner == Type::Bytes => quote!(::netcore::typed::IncomingBytes),
+        (Some(rust), Type::Stream(_)) => {
+            quote!(::netcore::typed::Incoming<<#rust as ::netcore::__private::ItemsOf>::Item>)
+        }
+        (None, Type::Stream(inner)) => {
+            let inner = canonical_type(inner);
+            quote!(::netcore::typed::Incoming<#inner>)
+        }
+        _ => rust_type(ty),
+    }
+}
+
 /// The Rust spelling of a canonical type.
 pub fn canonical_type(ty: &Type) -> TokenStream {
     match ty {
@@ -487,7 +513,7 @@ pub fn canonical_type(ty: &Type) -> TokenStream {
 
 /// The method's last argument, if it is a stream.
 fn stream_arg(method: &Method) -> Option<&Arg> {
-    method.args.last().filter(|arg| matches!(arg.ty.ty, Type::Stream(_)))
+    method.stream_arg()
 }
 
 /// Whether `ty` is `stream<bytes>`, sent as it is (the other streams are of encoded items).

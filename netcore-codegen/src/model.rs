@@ -156,7 +156,8 @@ pub enum Type {
     /// A user type, by name.
     Named(String),
     /// A stream of items, sent as they come and never held whole: `stream<bytes>` or `stream<T>`, only
-    /// as a call's last argument (docs/TYPED.md).
+    /// as a call's last argument (client to server), as its result (server to client), or both
+    /// (bidirectional) (docs/TYPED.md).
     Stream(Box<Type>),
 }
 
@@ -263,6 +264,26 @@ impl Type {
             "bytes" => Type::Bytes,
             _ => return None,
         })
+    }
+}
+
+impl Method {
+    /// The last argument, if it is a stream (client to server).
+    pub fn stream_arg(&self) -> Option<&Arg> {
+        self.args.last().filter(|arg| matches!(arg.ty.ty, Type::Stream(_)))
+    }
+
+    /// The item type of the result, if the result is a stream (server to client).
+    pub fn stream_result(&self) -> Option<&Type> {
+        match &self.returns.ty {
+            Type::Stream(item) => Some(item),
+            _ => None,
+        }
+    }
+
+    /// Whether streams go both ways: a stream last argument and a stream result.
+    pub fn is_bidirectional(&self) -> bool {
+        self.stream_arg().is_some() && self.stream_result().is_some()
     }
 }
 

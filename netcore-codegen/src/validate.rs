@@ -108,7 +108,12 @@ fn check_services(schema: &Schema, resolve_names: bool, report: Report<'_>) {
                     format!("method name `{}` clashes with the generated client's; rename it", method.name),
                 );
             }
-            if method.kind == MethodKind::Event && method.returns.ty != Type::Unit {
+            if method.kind == MethodKind::Event && matches!(method.returns.ty, Type::Stream(_)) {
+                report(
+                    &method.origin,
+                    "events are one-way and cannot return a stream; make it an `rpc` (a call)".into(),
+                );
+            } else if method.kind == MethodKind::Event && method.returns.ty != Type::Unit {
                 report(
                     &method.origin,
                     "events are one-way and return nothing; make it a call or drop the return type".into(),
@@ -127,12 +132,7 @@ fn check_services(schema: &Schema, resolve_names: bool, report: Report<'_>) {
             if resolve_names {
                 check_resolved(&method.returns.ty, &method.origin, &declared, report);
             }
-            if contains_stream(&method.returns.ty) {
-                report(
-                    &method.origin,
-                    "a stream as the result is not supported yet; only the last argument can be a stream (`stream<bytes>` or `stream<T>`)".into(),
-                );
-            }
+            check_stream_result(&method.returns.ty, &method.origin, report);
             let route = service.route(method);
             let id = netcore_layout::route_id(&route);
             if let Some(other) = routes.insert(id, route.clone()) {
@@ -163,6 +163,18 @@ fn check_stream_arg(method: &Method, position: usize, ty: &Type, origin: &Origin
             report(origin, "a stream cannot be inside another type; use it as the last argument itself".into())
         }
         _ => {}
+    }
+}
+
+/// A stream result (`-> stream<bytes>` or `-> stream<T>`) is the result itself, not inside another
+/// type. (An event returns nothing, which its own check says.)
+fn check_stream_result(ty: &Type, origin: &Origin, report: Report<'_>) {
+    let nested = match ty {
+        Type::Stream(inner) => contains_stream(inner),
+        other => contains_stream(other),
+    };
+    if nested {
+        report(origin, "a stream cannot be inside another type; return the stream itself: `-> stream<T>`".into());
     }
 }
 

@@ -16,38 +16,58 @@ fn problems(src: &str) -> Vec<String> {
 }
 
 #[test]
-fn streams_go_only_last_in_a_call() {
+fn streams_go_last_in_a_call_or_as_its_result() {
     let schema = parse("service S { rpc up(name: string, image: stream<bytes>) -> u64; }");
     let up = &schema.services[0].methods[0];
     assert_eq!(up.args[1].ty.ty, Type::Stream(Box::new(Type::Bytes)));
     assert_eq!(up.args[1].ty.ty.canonical(), "stream<bytes>");
+    assert!(up.stream_arg().is_some() && up.stream_result().is_none());
     assert!(problems("service S { rpc up(name: string, image: stream<bytes>) -> u64; }").is_empty());
-    // Typed items, of any type but a stream.
-    assert!(problems(
-        "struct P { x: u32 } service S { rpc up(n: u8, items: stream<P>); rpc v(s: stream<list<u32>>); }"
-    )
-    .is_empty());
+    // Typed items, of any type but a stream; results too, and both ways.
+    let ok = "struct P { x: u32 } service S { rpc up(n: u8, items: stream<P>); rpc v(s: stream<list<u32>>); \
+              rpc down(n: u8) -> stream<bytes>; rpc sub() -> stream<P>; rpc echo(n: u8, s: stream<P>) -> stream<P>; \
+              rpc tail(s: stream<bytes>) -> stream<list<string>>; }";
+    assert!(problems(ok).is_empty(), "{:?}", problems(ok));
+    let methods = &parse(ok).services[0].methods;
+    let shapes: Vec<(bool, Option<String>, bool)> = methods
+        .iter()
+        .map(|m| (m.stream_arg().is_some(), m.stream_result().map(Type::canonical), m.is_bidirectional()))
+        .collect();
+    let expected = [
+        (true, None, false),
+        (true, None, false),
+        (false, Some("bytes".to_owned()), false),
+        (false, Some("P".to_owned()), false),
+        (true, Some("P".to_owned()), true),
+        (true, Some("list<string>".to_owned()), true),
+    ];
+    assert_eq!(shapes, expected);
     let found = problems(
         r#"
         service S {
             rpc early(image: stream<bytes>, name: string);
             event pushed(image: stream<bytes>);
-            rpc down() -> stream<bytes>;
             rpc nested(images: option<stream<bytes>>);
             rpc streams(of: stream<stream<u32>>);
             event items(items: stream<u32>);
+            rpc results() -> stream<stream<u8>>;
+            rpc wrapped() -> list<stream<u8>>;
         }
         "#,
     );
     let expected = [
         "a stream goes last: move it after the other arguments",
         "events cannot carry a stream; make it an `rpc` (a call)",
-        "a stream as the result is not supported yet; only the last argument can be a stream (`stream<bytes>` or `stream<T>`)",
         "a stream cannot be inside another type; use it as the last argument itself",
         "a stream cannot be inside another type; use it as the last argument itself",
         "events cannot carry a stream; make it an `rpc` (a call)",
+        "a stream cannot be inside another type; return the stream itself: `-> stream<T>`",
+        "a stream cannot be inside another type; return the stream itself: `-> stream<T>`",
     ];
     assert_eq!(found, expected);
+    // An event's result is refused by the parser already.
+    let err = parse_str("service S { event e() -> stream<u8>; }", Path::new("t.ncs")).unwrap_err().to_string();
+    assert!(err.contains("events are one-way and return nothing"), "{err}");
 }
 
 #[test]
@@ -238,7 +258,8 @@ fn the_fingerprint_covers_the_layout_of_every_type_a_method_reaches() {
 #[test]
 fn generated_code_matches_the_golden_file() {
     // users.ncs: types, calls and an event; account.ncs: methods taking the request context.
-    for stem in ["users", "account"] {
+    // streams.ncs: results streamed to the client, and streams both ways.
+    for stem in ["users", "account", "streams"] {
         let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/{stem}.ncs"));
         let generated = netcore_codegen::generate(&schema).unwrap();
         let generated = generated.replace(&schema.display().to_string(), &format!("schemas/{stem}.ncs"));

@@ -210,6 +210,18 @@ fn lower_method(f: &syn::TraitItemFn) -> Result<Method, Error> {
                 continue;
             }
         };
+        if let Some(spelling) = stream_spelling(&pat_type.ty).filter(|s| s.is_result()) {
+            errors.push(Error::new_spanned(
+                &pat_type.ty,
+                format!(
+                    "`{}` is what a handler returns (a stream result); a stream argument is read as it arrives: \
+                     write `{}`",
+                    spelling.name(),
+                    spelling.other()
+                ),
+            ));
+            continue;
+        }
         match lower_type(&pat_type.ty) {
             Ok(ty) => args.push(Arg {
                 name,
@@ -221,6 +233,19 @@ fn lower_method(f: &syn::TraitItemFn) -> Result<Method, Error> {
     }
     let returns = match &sig.output {
         ReturnType::Default => TypeRef { ty: Type::Unit, rust: None },
+        ReturnType::Type(_, ty) if stream_spelling(ty).is_some_and(|s| !s.is_result()) => {
+            let spelling = stream_spelling(ty).expect("checked");
+            errors.push(Error::new_spanned(
+                ty,
+                format!(
+                    "`{}` is how a handler reads a stream argument; a stream result is sent by the handler: \
+                     write `-> {}`",
+                    spelling.name(),
+                    spelling.other()
+                ),
+            ));
+            TypeRef::from(Type::Unit)
+        }
         ReturnType::Type(_, ty) => match lower_type(ty) {
             Ok(lowered) => TypeRef { ty: lowered, rust: Some(ty.to_token_stream()) },
             Err(err) => {
@@ -229,7 +254,12 @@ fn lower_method(f: &syn::TraitItemFn) -> Result<Method, Error> {
             }
         },
     };
-    if kind == MethodKind::Event && returns.ty != Type::Unit {
+    if kind == MethodKind::Event && matches!(returns.ty, Type::Stream(_)) {
+        errors.push(Error::new_spanned(
+            &sig.output,
+            "events are one-way and cannot return a stream; make it a call (drop `#[netcore(event)]`)",
+        ));
+    } else if kind == MethodKind::Event && returns.ty != Type::Unit {
         errors.push(Error::new_spanned(&sig.output, "events are one-way and return nothing; remove the return type"));
     }
     let name = sig.ident.to_string();
@@ -248,6 +278,58 @@ fn lower_method(f: &syn::TraitItemFn) -> Result<Method, Error> {
             origin: Origin::Rust(sig.ident.span()),
         }),
     }
+}
+
+/// How a stream type is spelled: the reading side (an argument) or the sending side (a result).
+#[derive(Debug, Clone, Copy)]
+enum StreamSpelling {
+    /// `BodyStream`: a `stream<bytes>` argument.
+    BodyStream,
+    /// `Items<T>`: a `stream<T>` argument.
+    Items,
+    /// `ByteStream`: a `-> stream<bytes>` result.
+    ByteStream,
+    /// `Stream<T>`: a `-> stream<T>` result.
+    Stream,
+}
+
+impl StreamSpelling {
+    fn is_result(self) -> bool {
+        matches!(self, Self::ByteStream | Self::Stream)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::BodyStream => "BodyStream",
+            Self::Items => "Items<T>",
+            Self::ByteStream => "ByteStream",
+            Self::Stream => "Stream<T>",
+        }
+    }
+
+    /// What to write in the other position.
+    fn other(self) -> &'static str {
+        match self {
+            Self::BodyStream => "netcore::ByteStream",
+            Self::Items => "netcore::Stream<T>",
+            Self::ByteStream => "netcore::endpoint::BodyStream",
+            Self::Stream => "netcore::typed::Items<T>",
+        }
+    }
+}
+
+/// Which stream type `ty` names, if any (by its last path segment, as [`lower_path`] reads it).
+fn stream_spelling(ty: &syn::Type) -> Option<StreamSpelling> {
+    let syn::Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    let generic = !matches!(last.arguments, PathArguments::None);
+    Some(match (last.ident.to_string().as_str(), generic) {
+        ("BodyStream", false) => StreamSpelling::BodyStream,
+        ("ByteStream", false) => StreamSpelling::ByteStream,
+        ("Items", true) => StreamSpelling::Items,
+        ("Stream", true) => StreamSpelling::Stream,
+        _ => return None,
+    })
 }
 
 /// How a parameter's type names the request context, if it does.
@@ -321,6 +403,8 @@ fn lower_path(path: &syn::TypePath) -> Result<Type, Error> {
         "String" => Some(Type::String),
         // A `stream<bytes>` argument, as the handler reads it (validation checks where it goes).
         "BodyStream" => Some(Type::Stream(Box::new(Type::Bytes))),
+        // A `-> stream<bytes>` result, as the handler sends it.
+        "ByteStream" => Some(Type::Stream(Box::new(Type::Bytes))),
         "Bytes" => Some(Type::Bytes),
         other => Type::scalar(other).filter(|_| name != "string" && name != "bytes"),
     };
@@ -354,6 +438,13 @@ fn lower_path(path: &syn::TypePath) -> Result<Type, Error> {
             Type::Bytes => Err(Error::new_spanned(
                 path,
                 "a stream of bytes is `netcore::endpoint::BodyStream` (`stream<bytes>`, sent as it is), not `Items<bytes>`",
+            )),
+            item => Ok(Type::Stream(Box::new(item))),
+        },
+        ("Stream", [inner]) => match lower_type(inner)? {
+            Type::Bytes => Err(Error::new_spanned(
+                path,
+                "a stream of bytes is `netcore::ByteStream` (`-> stream<bytes>`, sent as it is), not `Stream<bytes>`",
             )),
             item => Ok(Type::Stream(Box::new(item))),
         },

@@ -125,4 +125,4 @@ pub use endpoint::{
 };
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub use typed::{Cancellation, Context};
+pub use typed::{ByteStream, Cancellation, Context, Stream};

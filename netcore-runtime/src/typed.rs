@@ -12,13 +12,96 @@ use serde::Serialize;
 use bytes::{Bytes, BytesMut};
 
 use crate::codec;
-use crate::connection::{CallOptions, Connection, ConnectionId, LinkState};
+use crate::connection::{CallOptions, Connection, ConnectionId, LinkState, OpenBody};
 use crate::endpoint::{
     handler, BodyStream, CallError, Extensions, HandlerError, Headers, IntoRouteService, Request, Response,
     RouteService,
 };
 use crate::frame::{Priority, Route};
 use crate::session::Body;
+
+mod items;
+mod records;
+use items::stream_header;
+pub use items::{call_items, from_stream, FromStream, ItemSource, Items, ItemsOf};
+pub use records::{ByteStream, Closed, Incoming, IncomingBytes, Records, Stream, StreamSender};
+
+/// What a typed handler's result becomes: an encoded RESPONSE (any serde type), or, for a
+/// `-> stream<T>` / `-> stream<bytes>` method, an open-length RESPONSE of records
+/// (docs/PROTOCOL.md §15, [`Stream`], [`ByteStream`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a typed handler's result: it is neither a serde type nor a stream",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or return `netcore::Stream<T>` or `netcore::ByteStream`"
+)]
+pub trait Reply: Sized {
+    /// The answer of route `route` (named in errors).
+    fn into_response(self, route: &str) -> Result<Response, HandlerError>;
+
+    /// The same for a handler that took a [`Context`]: a streamed answer keeps `cancel` and fires
+    /// it if the answer is dropped before its end (the caller cancelled, the link closed), so
+    /// the handler's tasks learn of it after the handler returned; others drop it unfired.
+    fn into_response_cancelling(self, route: &str, cancel: Cancellation) -> Result<Response, HandlerError> {
+        drop(cancel);
+        self.into_response(route)
+    }
+}
+
+impl<R: Serialize> Reply for R {
+    fn into_response(self, _route: &str) -> Result<Response, HandlerError> {
+        Response::encode(&self)
+    }
+}
+
+impl<T: Serialize + Send + 'static> Reply for Stream<T> {
+    /// An open-length RESPONSE of records (docs/PROTOCOL.md §15, "Result streams").
+    fn into_response(self, route: &str) -> Result<Response, HandlerError> {
+        Ok(Response::stream(OpenBody::from_stream(self.into_records(route))))
+    }
+
+    fn into_response_cancelling(self, route: &str, cancel: Cancellation) -> Result<Response, HandlerError> {
+        Ok(Response::stream(OpenBody::from_stream(self.into_records(route).cancelling(cancel))))
+    }
+}
+
+impl Reply for ByteStream {
+    /// An open-length RESPONSE of records (docs/PROTOCOL.md §15, "Result streams").
+    fn into_response(self, _route: &str) -> Result<Response, HandlerError> {
+        Ok(Response::stream(OpenBody::from_stream(self.into_records())))
+    }
+
+    fn into_response_cancelling(self, _route: &str, cancel: Cancellation) -> Result<Response, HandlerError> {
+        Ok(Response::stream(OpenBody::from_stream(self.into_records().cancelling(cancel))))
+    }
+}
+
+/// How a typed call receives its answer: decoded whole (any serde type), or, for a
+/// `-> stream<T>` / `-> stream<bytes>` method, streamed as it arrives ([`Incoming`],
+/// [`IncomingBytes`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a typed call's result: it is neither a serde type nor a stream",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or return `netcore::Stream<T>` or `netcore::ByteStream`"
+)]
+pub trait Answer: Sized {
+    /// Sends `body` to `method` under `opts` and receives the answer.
+    fn receive(
+        connection: &Connection,
+        method: &MethodSpec,
+        body: Body,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Self, CallError>> + Send;
+}
+
+impl<R: DeserializeOwned> Answer for R {
+    fn receive(
+        connection: &Connection,
+        method: &MethodSpec,
+        body: Body,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Self, CallError>> + Send {
+        let (route, name) = (method.route, method.name);
+        async move { connection.call_named(Route::Id(route), Some(name), body, opts).await?.decode() }
+    }
+}
 
 /// Checks the peer's METHODS table (docs/PROTOCOL.md §5.1, §15) for route `route`, named `name`,
 /// whose layout hash is `hash`: [`CallError::Incompatible`] if the peer lacks it or has another
@@ -87,6 +170,41 @@ fn merge(method: &MethodSpec, opts: &CallOptions) -> CallOptions {
     merged
 }
 
+/// Calls `method` asking for its answer streamed: what it answers is records (docs/PROTOCOL.md
+/// §15, "Result streams"), read as they arrive.
+async fn receive_stream(
+    connection: &Connection,
+    method: &MethodSpec,
+    body: Body,
+    opts: CallOptions,
+) -> Result<BodyStream, CallError> {
+    Ok(connection.call_stream(Route::Id(method.route), body, opts).await?.into_body())
+}
+
+impl<T: DeserializeOwned> Answer for Incoming<T> {
+    fn receive(
+        connection: &Connection,
+        method: &MethodSpec,
+        body: Body,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Self, CallError>> + Send {
+        let method = *method;
+        async move { Ok(Incoming::new(method.name, receive_stream(connection, &method, body, opts).await?)) }
+    }
+}
+
+impl Answer for IncomingBytes {
+    fn receive(
+        connection: &Connection,
+        method: &MethodSpec,
+        body: Body,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Self, CallError>> + Send {
+        let method = *method;
+        async move { Ok(IncomingBytes::new(method.name, receive_stream(connection, &method, body, opts).await?)) }
+    }
+}
+
 /// Encodes `args`, refusing at once, before anything is sent, arguments the receiver could not
 /// decode ([`CallError::TooLarge`], naming the method, the size and the limit).
 fn encode_args<A: Serialize + ?Sized>(method: &MethodSpec, args: &A) -> Result<Vec<u8>, CallError> {
@@ -111,12 +229,12 @@ pub async fn call<A, R>(
 ) -> Result<R, CallError>
 where
     A: Serialize + ?Sized,
-    R: DeserializeOwned,
+    R: Answer,
 {
     let opts = merge(&method, opts);
     check_method(connection, method.route, method.name, method.hash, opts.timeout).await?;
     let body = encode_args(&method, args)?;
-    connection.call_named(Route::Id(method.route), Some(method.name), body.into(), opts).await?.decode()
+    R::receive(connection, &method, body.into(), opts).await
 }
 
 /// Sends a one-way message to `method` with `args` under `opts`, after [`check_method`].
@@ -280,7 +398,7 @@ pub fn route<S, A, R, F, Fut>(service: Arc<S>, hash: u64, f: F) -> TypedRoute
 where
     S: Send + Sync + 'static,
     A: DeserializeOwned + Send + 'static,
-    R: Serialize + 'static,
+    R: Reply + 'static,
     F: Fn(Arc<S>, A) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
 {
@@ -289,8 +407,9 @@ where
             let (service, f) = (service.clone(), f.clone());
             async move {
                 let args: A = request.decode()?;
-                let result = f(service, args).await?;
-                Response::encode(&result)
+                let route = request.route.clone();
+                drop(request);
+                f(service, args).await?.into_response(&route)
             }
         }),
         hash,
@@ -302,7 +421,7 @@ pub fn route_cx<S, A, R, F, Fut>(service: Arc<S>, hash: u64, f: F) -> TypedRoute
 where
     S: Send + Sync + 'static,
     A: DeserializeOwned + Send + 'static,
-    R: Serialize + 'static,
+    R: Reply + 'static,
     F: Fn(Arc<S>, Context, A) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
 {
@@ -314,9 +433,10 @@ where
                 let cx = Context::take(&mut request);
                 drop(request);
                 let mut guard = CancelOnDrop(Some(cx.cancel.0.clone()));
+                let (route, cx_cancel) = (cx.route.clone(), cx.cancellation());
                 let result = f(service, cx, args).await;
                 guard.0 = None;
-                Response::encode(&result?)
+                result?.into_response_cancelling(&route, cx_cancel)
             }
         }),
         hash,
@@ -351,7 +471,7 @@ where
     S: Send + Sync + 'static,
     A: DeserializeOwned + Send + 'static,
     B: StreamArg,
-    R: Serialize + 'static,
+    R: Reply + 'static,
     F: Fn(Arc<S>, Context, A, B) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
 {
@@ -365,9 +485,10 @@ where
                 let cx = Context::take(&mut request);
                 drop(request);
                 let mut guard = CancelOnDrop(Some(cx.cancel.0.clone()));
+                let (route, cx_cancel) = (cx.route.clone(), cx.cancellation());
                 let result = f(service, cx, args, body).await;
                 guard.0 = None;
-                Response::encode(&result?)
+                result?.into_response_cancelling(&route, cx_cancel)
             }
         }),
         hash,
@@ -431,14 +552,11 @@ pub async fn call_stream<A, R>(
 ) -> Result<R, CallError>
 where
     A: Serialize + ?Sized,
-    R: DeserializeOwned,
+    R: Answer,
 {
     let opts = merge(&method, opts);
     check_method(connection, method.route, method.name, method.hash, opts.timeout).await?;
-    let encoded = encode_args(&method, args)?;
-    let mut header = Vec::with_capacity(encoded.len() + crate::varint::MAX_LEN);
-    crate::varint::put(&mut header, encoded.len() as u64);
-    header.extend_from_slice(&encoded);
+    let header = stream_header(&method, args)?;
     let total = header.len() as u64 + stream.len();
     let header = std::io::Cursor::new(header);
     let body = match stream {
@@ -454,7 +572,7 @@ where
             return Err(CallError::Io(crate::endpoint::ErrorSource::message(message)));
         }
     };
-    connection.call_named(Route::Id(method.route), Some(method.name), body, opts).await?.decode()
+    R::receive(connection, &method, body, opts).await
 }
 
 /// How a streaming route hands its handler the stream argument: the bytes as they are
@@ -468,209 +586,6 @@ impl StreamArg for BodyStream {
     fn from_body(_route: &str, body: BodyStream) -> Self {
         body
     }
-}
-
-/// The item type of a `stream<T>` argument type ([`Items<T>`]): what its client method takes.
-pub trait ItemsOf {
-    /// `T`.
-    type Item;
-}
-
-impl<T> ItemsOf for Items<T> {
-    type Item = T;
-}
-
-/// A `stream<T>` argument as its handler reads it: items of type `T`, decoded one by one as the
-/// payload arrives (docs/PROTOCOL.md §15, "Typed item streams"), each `varint item_len ‖ item`.
-/// Only the item being decoded is held (at most [`codec::DECODE_LIMIT`] bytes plus one chunk),
-/// and each chunk's credit goes back to the peer as it is read, as for a [`BodyStream`].
-///
-/// ```
-/// # use netcore_runtime as netcore;
-/// # async fn demo(mut items: netcore::typed::Items<u32>) -> Result<u64, netcore::HandlerError> {
-/// let mut sum = 0u64;
-/// while let Some(item) = items.next().await {
-///     sum += u64::from(item?);
-/// }
-/// # Ok(sum) }
-/// ```
-#[derive(Debug)]
-pub struct Items<T> {
-    body: BodyStream,
-    route: String,
-    buf: BytesMut,
-    /// The index of the next item, named in errors.
-    index: u64,
-    done: bool,
-    _item: std::marker::PhantomData<fn() -> T>,
-}
-
-impl<T: DeserializeOwned> Items<T> {
-    /// Items read from `body`, the stream part of a request to `route` (named in errors).
-    pub fn new(route: impl Into<String>, body: BodyStream) -> Self {
-        Self { body, route: route.into(), buf: BytesMut::new(), index: 0, done: false, _item: std::marker::PhantomData }
-    }
-
-    /// Items already in memory: `bytes` framed as on the wire (docs/PROTOCOL.md §15).
-    pub fn from_bytes(route: impl Into<String>, bytes: Bytes) -> Self {
-        Self::new(route, BodyStream::from_bytes(bytes))
-    }
-
-    /// How many items were returned so far.
-    pub fn count(&self) -> u64 {
-        self.index
-    }
-
-    /// The next item, `None` after the last. An error ends the stream: an item length over
-    /// [`codec::DECODE_LIMIT`] (TOO_LARGE), a malformed length, an item that does not decode, a
-    /// payload that ends inside an item (BAD_REQUEST), or a payload that stopped short (the
-    /// peer cancelled, the connection closed); each names the route and the item's index.
-    pub async fn next(&mut self) -> Option<Result<T, HandlerError>> {
-        if self.done {
-            return None;
-        }
-        let item = self.read().await;
-        if !matches!(item, Some(Ok(_))) {
-            self.done = true;
-        }
-        item
-    }
-
-    async fn read(&mut self) -> Option<Result<T, HandlerError>> {
-        use bytes::Buf;
-        let (route, index) = (&self.route, self.index);
-        loop {
-            match crate::varint::peek(&self.buf) {
-                Ok(crate::varint::Peek::Value(len, _)) if len > codec::DECODE_LIMIT as u64 => {
-                    return Some(Err(HandlerError::new(
-                        crate::endpoint::ErrorCode::TOO_LARGE,
-                        format!(
-                            "item {index} of {route} announces {len} bytes, over the decode limit of {} bytes",
-                            codec::DECODE_LIMIT
-                        ),
-                    )))
-                }
-                Ok(crate::varint::Peek::Value(len, at)) if self.buf.len() >= at + len as usize => {
-                    let end = at + len as usize;
-                    let item = codec::decode(&self.buf[at..end]).map_err(|err| {
-                        HandlerError::bad_request(format!("item {index} of {route} does not decode: {err}"))
-                    });
-                    self.buf.advance(end);
-                    self.index += 1;
-                    return Some(item);
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    return Some(Err(HandlerError::bad_request(format!("item {index} of {route}: bad item length"))))
-                }
-            }
-            match self.body.chunk().await {
-                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
-                Ok(None) if self.buf.is_empty() => return None,
-                Ok(None) => {
-                    return Some(Err(HandlerError::bad_request(format!(
-                        "the payload of {route} ends inside item {index}, after {} of its bytes",
-                        self.buf.len()
-                    ))))
-                }
-                Err(err) => return Some(Err(err.into())),
-            }
-        }
-    }
-}
-
-impl<T: DeserializeOwned + Send + 'static> StreamArg for Items<T> {
-    fn from_body(route: &str, body: BodyStream) -> Self {
-        Self::new(route, body)
-    }
-}
-
-impl<T: crate::layout::Schema + DeserializeOwned> crate::layout::Schema for Items<T> {
-    /// `stream<T>`.
-    fn describe(layout: &mut crate::layout::Layout) {
-        layout.generic("stream", &[&T::describe]);
-    }
-}
-
-/// Encodes items one at a time as they are read, each `varint item_len ‖ item`
-/// (docs/PROTOCOL.md §15): a [`Body::reader`] source that never holds more than one item.
-struct ItemReader<I> {
-    items: I,
-    pending: Vec<u8>,
-    at: usize,
-    /// Bytes still to yield, as counted by the first pass.
-    left: u64,
-}
-
-impl<I, T> std::io::Read for ItemReader<I>
-where
-    I: Iterator<Item = T>,
-    T: Serialize,
-{
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let mut written = 0;
-        while written < out.len() {
-            if self.at == self.pending.len() {
-                let Some(item) = self.items.next() else { break };
-                self.pending.clear();
-                self.at = 0;
-                let encoded = codec::encode(&item).map_err(std::io::Error::other)?;
-                crate::varint::put(&mut self.pending, encoded.len() as u64);
-                self.pending.extend_from_slice(&encoded);
-                if self.pending.len() as u64 > self.left {
-                    return Err(std::io::Error::other(
-                        "the items differ from those counted before sending (the iterator is not repeatable)",
-                    ));
-                }
-                self.left -= self.pending.len() as u64;
-            }
-            let n = (self.pending.len() - self.at).min(out.len() - written);
-            out[written..written + n].copy_from_slice(&self.pending[self.at..self.at + n]);
-            self.at += n;
-            written += n;
-        }
-        Ok(written)
-    }
-}
-
-/// The varint length of `value`.
-fn varint_len(value: u64) -> u64 {
-    u64::from((64 - value.max(1).leading_zeros()).div_ceil(7))
-}
-
-/// Calls `method`, whose last argument is a `stream<T>`, with the other arguments `args` and the
-/// items `items` (docs/PROTOCOL.md §15, "Typed item streams"). The iterator is walked twice: once
-/// here to count the payload's length (each item is encoded and dropped; an item over
-/// [`codec::DECODE_LIMIT`] is [`CallError::TooLarge`] before anything is sent), then again as the
-/// message is sent, chunk by chunk as credit allows, so the items are never held all at once. An
-/// iterator that yields other items the second time cancels the message.
-pub async fn call_items<A, T, I, R>(
-    connection: &Connection,
-    method: MethodSpec,
-    opts: &CallOptions,
-    args: &A,
-    items: I,
-) -> Result<R, CallError>
-where
-    A: Serialize + ?Sized,
-    T: Serialize,
-    I: Iterator<Item = T> + Clone + Send + 'static,
-    R: DeserializeOwned,
-{
-    let mut total = 0u64;
-    for item in items.clone() {
-        let size = codec::encode(&item)?.len() as u64;
-        if size > codec::DECODE_LIMIT as u64 {
-            return Err(CallError::TooLarge {
-                method: method.name.to_owned(),
-                size,
-                limit: codec::DECODE_LIMIT as u64,
-            });
-        }
-        total += varint_len(size) + size;
-    }
-    let reader = ItemReader { items, pending: Vec::new(), at: 0, left: total };
-    call_stream(connection, method, opts, args, Body::reader(reader, total)).await
 }
 
 impl crate::layout::Schema for BodyStream {
@@ -748,86 +663,6 @@ mod tests {
             other => panic!("expected TooLarge, got {other:?}"),
         }
         assert!(encode_args(&SPEC, &(1u32,)).is_ok());
-    }
-
-    /// The bytes an [`ItemReader`] yields for `items`, read `step` bytes at a time.
-    fn framed<T: Serialize>(items: Vec<T>, step: usize) -> Vec<u8> {
-        let total = items.iter().map(|i| codec::encode(i).unwrap().len() as u64).map(|n| varint_len(n) + n).sum();
-        let mut reader = ItemReader { items: items.into_iter(), pending: Vec::new(), at: 0, left: total };
-        let (mut out, mut buf) = (Vec::new(), vec![0; step]);
-        loop {
-            let n = std::io::Read::read(&mut reader, &mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(out.len() as u64, total);
-        out
-    }
-
-    #[cfg(not(feature = "bincode"))]
-    #[test]
-    fn items_are_framed_as_the_protocol_says() {
-        // docs/PROTOCOL.md §15, "Typed item streams": the items 1 and 300 of a `stream<u32>`.
-        assert_eq!(framed(vec![1u32, 300], 1), [0x01, 0x01, 0x02, 0xac, 0x02]);
-        assert_eq!(framed(Vec::<u32>::new(), 8), Vec::<u8>::new());
-        for value in [0u64, 1, 127, 128, 300, 1 << 40, u64::MAX] {
-            let mut v = Vec::new();
-            crate::varint::put(&mut v, value);
-            assert_eq!(varint_len(value), v.len() as u64, "{value}");
-        }
-    }
-
-    #[tokio::test]
-    async fn items_split_across_chunks_decode_whole() {
-        let want: Vec<(u32, String)> = (0..300u32).map(|i| (i * 1000, "x".repeat(i as usize % 150))).collect();
-        let bytes = framed(want.clone(), 7);
-        // Every chunk size from 1 byte up: items and their lengths split at every place.
-        for size in [1, 2, 3, 5, 64, 1000, bytes.len()] {
-            let chunks = bytes.chunks(size).map(Bytes::copy_from_slice).collect();
-            let mut items = Items::<(u32, String)>::new("/t/rec", BodyStream::from_chunks(chunks));
-            let mut got = Vec::new();
-            while let Some(item) = items.next().await {
-                got.push(item.unwrap());
-            }
-            assert_eq!(got, want, "chunks of {size}");
-            assert_eq!(items.count(), want.len() as u64);
-        }
-    }
-
-    #[tokio::test]
-    async fn a_truncated_last_item_is_an_error_not_an_end() {
-        let bytes = framed(vec![7u32, 100_000, 9], 4);
-        // Where items 0 and 1 end.
-        let first = framed(vec![7u32], 1).len();
-        let ends = [first, first + framed(vec![100_000u32], 1).len()];
-        for cut in 1..bytes.len() {
-            let whole = ends.contains(&cut);
-            let chunks = bytes[..cut].chunks(2).map(Bytes::copy_from_slice).collect();
-            let mut items = Items::<u32>::new("/t/rec", BodyStream::from_chunks(chunks));
-            let mut last = None;
-            while let Some(item) = items.next().await {
-                last = Some(item);
-            }
-            match last {
-                Some(Err(err)) => {
-                    assert!(!whole, "cut {cut}: {err:?}");
-                    assert_eq!(err.code, crate::endpoint::ErrorCode::BAD_REQUEST);
-                    assert!(err.message.contains("/t/rec ends inside item"), "{}", err.message);
-                }
-                other => assert!(whole, "cut {cut} ended without an error: {other:?}"),
-            }
-            assert!(items.next().await.is_none(), "nothing after the end");
-        }
-    }
-
-    #[test]
-    fn a_changed_iterator_cancels_instead_of_overrunning() {
-        let mut reader = ItemReader { items: vec![1u32, 2, 3].into_iter(), pending: Vec::new(), at: 0, left: 4 };
-        let mut buf = [0u8; 16];
-        let err = std::io::Read::read(&mut reader, &mut buf).unwrap_err();
-        assert!(err.to_string().contains("not repeatable"), "{err}");
     }
 
     #[test]

@@ -19,3 +19,9 @@ pub mod telemetry {
 pub mod account {
     netcore::include_schema!("account");
 }
+
+/// `streams.ncs`: results streamed to the client (`-> stream<T>`, `-> stream<bytes>`), and streams
+/// both ways.
+pub mod streams {
+    netcore::include_schema!("streams");
+}

@@ -313,11 +313,8 @@ impl AccountClient {
     pub async fn record(
         &self,
         series: ::std::string::String,
-        samples: impl ::core::iter::IntoIterator<
-            Item = <::netcore::typed::Items<
-                Sample,
-            > as ::netcore::__private::ItemsOf>::Item,
-            IntoIter: ::core::clone::Clone + ::core::marker::Send + 'static,
+        samples: impl ::netcore::typed::ItemSource<
+            <::netcore::typed::Items<Sample> as ::netcore::__private::ItemsOf>::Item,
         >,
     ) -> ::core::result::Result<Recorded, ::netcore::CallError> {
         ::netcore::__private::call_items(
@@ -332,7 +329,7 @@ impl AccountClient {
                 },
                 &self.options,
                 &(series,),
-                ::core::iter::IntoIterator::into_iter(samples),
+                samples,
             )
             .await
     }

@@ -8,8 +8,7 @@ trait Firmware {
     // Events carry no stream.
     #[netcore(event)]
     async fn pushed(&self, image: BodyStream);
-    // Not as the result (yet), nor inside another type.
-    async fn download(&self, name: String) -> BodyStream;
+    // Not inside another type.
     async fn nested(&self, images: Option<BodyStream>) -> u32;
     // Typed items follow the same rules.
     async fn early_items(&self, items: Items<u32>, name: String) -> u32;
