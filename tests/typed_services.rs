@@ -387,6 +387,17 @@ macro_rules! streams {
         let stored = account.upload("disk".into(), netcore::Body::file(file.path()).unwrap()).await.unwrap();
         assert_eq!((stored.len, stored.crc), (5 << 20, crc32fast::hash(&image[..5 << 20])));
 
+        // Of a length not known in advance: an open-length message, from a stream of chunks and
+        // from an AsyncRead.
+        let chunks: Vec<std::io::Result<bytes::Bytes>> =
+            image[..3 << 20].chunks(100_000).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+        let open = netcore::OpenBody::from_stream(futures::stream::iter(chunks));
+        let stored = account.upload("open".into(), open).await.unwrap();
+        assert_eq!((stored.len, stored.crc), (3 << 20, crc32fast::hash(&image[..3 << 20])));
+        let reader = std::io::Cursor::new(image[..1 << 20].to_vec());
+        let stored = account.upload("reader".into(), netcore::OpenBody::from_reader(reader)).await.unwrap();
+        assert_eq!((stored.len, stored.crc), (1 << 20, crc32fast::hash(&image[..1 << 20])));
+
         // An empty stream.
         assert_eq!(account.check(0, Vec::new()).await.unwrap(), 0);
 

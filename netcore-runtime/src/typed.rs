@@ -567,10 +567,13 @@ where
                 format!("{}: a supplied body of {len} bytes has no source here: send bytes or a reader", method.name);
             return Err(CallError::Io(crate::endpoint::ErrorSource::message(message)));
         }
-        Body::Open(_) => {
-            let message = format!("{}: an open-length body is not a known-length stream argument", method.name);
-            return Err(CallError::Io(crate::endpoint::ErrorSource::message(message)));
-        }
+        Body::Open(source) => match OpenBody::from_body(Body::Open(source)) {
+            Ok(open) => open.prepend(Bytes::from(header.into_inner())).into(),
+            Err(_) => {
+                let message = format!("{}: an open-length stream argument must be an OpenBody", method.name);
+                return Err(CallError::Io(crate::endpoint::ErrorSource::message(message)));
+            }
+        },
     };
     R::receive(connection, &method, body, opts).await
 }

@@ -71,6 +71,39 @@ impl OpenBody {
         OpenBody { items: Box::pin(stream) }
     }
 
+    /// The bytes of `reader` (a pipe, a socket, a file still growing), read in chunks of up to
+    /// 64 KiB as the link takes them, to its end of file; a read error fails the message.
+    pub fn from_reader(reader: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> Self {
+        let chunks = futures_util::stream::unfold(Some(reader), |state| async move {
+            use tokio::io::AsyncReadExt;
+            let mut reader = state?;
+            let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+            match reader.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(buf.freeze()), Some(reader))),
+                Err(err) => Some((Err(err), None)),
+            }
+        });
+        Self::from_stream(chunks)
+    }
+
+    /// The same body with `head` sent before its first byte (the typed layer's argument header,
+    /// docs/PROTOCOL.md §15).
+    pub(crate) fn prepend(self, head: Bytes) -> OpenBody {
+        OpenBody { items: Box::pin(futures_util::stream::once(async move { Ok(head) }).chain(self.items)) }
+    }
+
+    /// The open body that `body` carries, if it is one ([`Body::Open`] made from an `OpenBody`).
+    pub(crate) fn from_body(body: Body) -> Result<OpenBody, Body> {
+        match body {
+            Body::Open(Some(source)) => match source.downcast::<OpenBody>() {
+                Ok(open) => Ok(*open),
+                Err(source) => Err(Body::Open(Some(source))),
+            },
+            other => Err(other),
+        }
+    }
+
     /// The next non-empty item; `None` at the end.
     async fn next(&mut self) -> Option<io::Result<Bytes>> {
         loop {
