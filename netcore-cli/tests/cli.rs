@@ -1148,3 +1148,52 @@ fn tap_and_dump_show_a_streamed_answer_as_an_open_length_message() {
     let text = stdout(&run(&["dump", capture.to_str().unwrap()]));
     assert!(text.lines().any(|l| l.contains("HEAD") && l.contains("total=open")), "{text}");
 }
+
+#[test]
+fn call_streamed_draws_bytes_and_rate_on_a_terminal() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+    let server = Served::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("count.txt");
+    // stdout and stderr on a pseudo-terminal, as in an interactive shell; the answer to a file.
+    let (mut master, slave) = serialport::TTYPort::pair().unwrap();
+    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(100)).unwrap();
+    let err = slave.try_clone_native().unwrap();
+    // Held open here: a pty whose last slave closes drops what the master has not read yet.
+    let _keep = slave.try_clone_native().unwrap();
+    // SAFETY: each raw fd comes from `into_raw_fd`, which gives up its ownership.
+    let (out, err) = unsafe { (OwnedFd::from_raw_fd(slave.into_raw_fd()), OwnedFd::from_raw_fd(err.into_raw_fd())) };
+    let lines = 1_000_000;
+    let mut child = netcore()
+        .args(["call", "--tcp", &server.addr, "--route", "/stream/count", "--streamed", "--out"])
+        .arg(&file)
+        .args(["--data", &lines.to_string()])
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap();
+    let (mut seen, mut exited) = (Vec::new(), false);
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            // Quiet for 100 ms: done once the child has exited and its output is drained.
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                if exited {
+                    break;
+                }
+                exited = child.try_wait().unwrap().is_some();
+            }
+            Err(_) => break, // EIO: the child closed the terminal
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let text = String::from_utf8_lossy(&seen);
+    let expected = count_lines(1, lines);
+    // The bar's rate is binary (KiB/s, MiB/s), unlike the closing line's B/s.
+    assert!(text.contains("/stream/count ") && text.contains("iB/s"), "the bar, bytes and a rate: {text}");
+    assert!(text.contains(&format!("received {} bytes from /stream/count", expected.len())), "{text}");
+    assert_eq!(std::fs::read(&file).unwrap().len(), expected.len());
+}
