@@ -66,6 +66,14 @@ pub struct CallArgs {
     /// Calls this many times, one after another, and prints latency p50/p99.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Untyped routes: write the answer's bytes as they arrive (a streamed or open-length answer,
+    /// `serve`'s /stream/count), never holding it whole; exit 1 if it stops short.
+    // Not `--stream`: that is the link's serial framing flag.
+    #[arg(long, requires = "route", conflicts_with = "repeat")]
+    streamed: bool,
+    /// With --streamed: write the answer here instead of stdout.
+    #[arg(long, value_name = "FILE", requires = "streamed")]
+    out: Option<PathBuf>,
     #[command(flatten)]
     request: RequestArgs,
 }
@@ -131,6 +139,9 @@ pub async fn call(args: CallArgs, json: bool) -> Result<(), Failure> {
         }
     };
 
+    if args.streamed {
+        return call_streamed(&args, prepared, json).await;
+    }
     let endpoint = Endpoint::builder().build().map_err(Failure::failed)?;
     let connection = args.link.connect(&endpoint).await?;
     let route_label = args.route.clone().or(args.method.clone()).unwrap_or_default();
@@ -197,6 +208,89 @@ pub async fn call(args: CallArgs, json: bool) -> Result<(), Failure> {
                 stats["count"], stats["p50"], stats["p99"], stats["min"], stats["max"]
             );
         }
+    }
+    Ok(())
+}
+
+/// `netcore call --streamed`: the answer written to stdout or `--out` chunk by chunk as it arrives.
+async fn call_streamed(args: &CallArgs, prepared: Prepared, json: bool) -> Result<(), Failure> {
+    let route = args.route.clone().unwrap_or_default();
+    if json && args.out.is_none() {
+        return Err(Failure::usage("call --streamed --json: give --out FILE for the answer (stdout carries the JSON)"));
+    }
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| Failure::failed(format!("{}: {e}", path.display())))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let target = args.out.as_ref().map_or_else(|| "stdout".to_owned(), |p| p.display().to_string());
+    let endpoint = Endpoint::builder().build().map_err(Failure::failed)?;
+    let connection = args.link.connect(&endpoint).await?;
+    let started = Instant::now();
+    let reply = match connection.call_stream(prepared.route, prepared.body, prepared.opts).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            connection.close().await;
+            return Err(Failure::failed(format!("{route}: {e}")));
+        }
+    };
+    let headers = reply.headers().clone();
+    let mut body = reply.into_body();
+    let open = body.is_open();
+    let bar = progress::stream_bar(&route, json);
+    let mut received = 0u64;
+    let outcome = loop {
+        match body.chunk().await {
+            Ok(Some(chunk)) => {
+                received += chunk.len() as u64;
+                // Flushed at once: the bytes are seen as they arrive (the bar hidden meanwhile
+                // when they go to the terminal too).
+                let mut write = || out.write_all(&chunk).and_then(|()| out.flush());
+                let written = match &bar {
+                    Some(bar) if args.out.is_none() => bar.suspend(write),
+                    _ => write(),
+                };
+                if let Err(e) = written {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe && args.out.is_none() {
+                        // The reader went (`| head`): done, as for other output.
+                        break Ok(());
+                    }
+                    break Err(Failure::failed(format!("{target}: {e}")));
+                }
+                if let Some(bar) = &bar {
+                    bar.set_position(received);
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => {
+                break Err(Failure::failed(format!("{route}: the answer stopped short after {received} bytes: {e}")))
+            }
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    drop(body);
+    let elapsed = started.elapsed();
+    connection.close().await;
+    outcome?;
+    let rate = received as f64 / elapsed.as_secs_f64().max(1e-9);
+    if json {
+        print_json(&json!({
+            "route": route,
+            "bytes": received,
+            "open": open,
+            "seconds": elapsed.as_secs_f64(),
+            "bytes_per_second": rate,
+            "headers": headers,
+            "out": target,
+        }));
+    } else if args.out.is_some() {
+        eprintln!(
+            "received {received} bytes from {route} in {:.3} s ({rate:.0} B/s) into {target}",
+            elapsed.as_secs_f64()
+        );
     }
     Ok(())
 }

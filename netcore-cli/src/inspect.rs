@@ -105,8 +105,13 @@ struct Partial {
     priority: u8,
     route: Option<Route>,
     headers: Value,
+    /// Open-length (docs/PROTOCOL.md §5.2): no total, it ends at its END DATA.
+    open: bool,
     total: u64,
     received: u64,
+    /// At most this many bytes are kept: the total when it is at most [`MAX_DECODED`] (0 when
+    /// larger), [`MAX_DECODED`] for an open-length message, whose end is not known.
+    keep: usize,
     bytes: Vec<u8>,
 }
 
@@ -225,7 +230,11 @@ impl<'c> Link<'c> {
                 if let Some(route) = &head.route {
                     record["route"] = json!(self.catalog.route_name(route));
                 }
-                record["total"] = json!(head.total);
+                if head.is_open() {
+                    record["total"] = json!("open");
+                } else {
+                    record["total"] = json!(head.total);
+                }
                 record["payload"] = json!(head.payload.len());
                 let key = (opener(&head.xid), head.xid.id);
                 if head.kind.opens_exchange() && self.routes.len() < MAX_ROUTES {
@@ -234,19 +243,25 @@ impl<'c> Link<'c> {
                     }
                 }
                 let route = head.route.clone().or_else(|| self.routes.get(&key).cloned());
+                let open = head.is_open();
+                let keep = match usize::try_from(head.total) {
+                    _ if open => MAX_DECODED,
+                    Ok(total) if total <= MAX_DECODED => total,
+                    _ => 0,
+                };
                 let mut partial = Partial {
                     kind: head.kind,
                     priority: head.priority.level(),
                     route,
                     headers: headers_json(head.meta.as_deref()),
+                    open,
                     total: head.total,
                     received: head.payload.len() as u64,
+                    keep,
                     bytes: Vec::new(),
                 };
-                if head.total as usize <= MAX_DECODED {
-                    partial.bytes.extend_from_slice(&head.payload);
-                }
-                if partial.received >= partial.total {
+                partial.bytes.extend_from_slice(&head.payload[..head.payload.len().min(keep)]);
+                if !open && partial.received >= partial.total {
                     *message = Some(self.complete(dir, key, partial));
                 } else if self.partial.len() < MAX_PARTIAL {
                     self.partial.insert((dir, key.0, key.1), partial);
@@ -268,12 +283,12 @@ impl<'c> Link<'c> {
                             record["gap"] = json!(format!("expected offset {}", partial.received));
                         }
                         partial.received += data.payload.len() as u64;
-                        // Never more than the announced total (at most MAX_DECODED) is kept.
-                        let room = (partial.total.min(MAX_DECODED as u64) as usize).saturating_sub(partial.bytes.len());
-                        if partial.total as usize <= MAX_DECODED {
-                            partial.bytes.extend_from_slice(&data.payload[..data.payload.len().min(room)]);
-                        }
-                        if data.end || partial.received >= partial.total {
+                        // Never more than the announced total (at most MAX_DECODED) is kept, nor
+                        // more than MAX_DECODED of an open-length message.
+                        let room = partial.keep.saturating_sub(partial.bytes.len());
+                        partial.bytes.extend_from_slice(&data.payload[..data.payload.len().min(room)]);
+                        // An open-length message ends at its END DATA only (§5.3), empty or not.
+                        if data.end || (!partial.open && partial.received >= partial.total) {
                             let partial = self.partial.remove(&(dir, key.0, key.1)).expect("present");
                             *message = Some(self.complete(dir, key, partial));
                         }
@@ -351,6 +366,9 @@ impl<'c> Link<'c> {
             "priority": partial.priority,
             "bytes": partial.received,
         });
+        if partial.open {
+            record["open"] = json!(true);
+        }
         if partial.headers.as_object().is_some_and(|h| !h.is_empty()) || partial.headers.is_string() {
             record["headers"] = partial.headers;
         }
@@ -358,7 +376,14 @@ impl<'c> Link<'c> {
             record["route"] = json!(self.catalog.route_name(route));
             self.catalog.methods.get(&route.id()).map(|(_, method)| method)
         });
-        if partial.total as usize > MAX_DECODED {
+        if partial.open && partial.received > MAX_DECODED as u64 {
+            record["note"] = json!(format!(
+                "truncated: an open-length message over {MAX_DECODED} bytes, not decoded (first {} bytes kept)",
+                partial.bytes.len()
+            ));
+            return record;
+        }
+        if !partial.open && partial.total > MAX_DECODED as u64 {
             record["note"] = json!(format!("not decoded: larger than {MAX_DECODED} bytes"));
             return record;
         }
@@ -410,6 +435,8 @@ fn hello_json(hello: &Hello) -> Value {
         "reliable_window": hello.reliable,
         "nonce": hello.nonce.map(|n| format!("{n:016x}")),
         "methods": hello.methods.as_ref().map(|m| m.len()),
+        // The OPEN option (§5.1): the sender accepts and sends open-length messages.
+        "open": hello.open,
     })
 }
 
@@ -604,6 +631,63 @@ mod tests {
         assert_eq!(message["type"], "MESSAGE");
         assert_eq!(message["bytes"], 101);
         assert_eq!(message["hex"], format!("78{}", "07".repeat(9)));
+    }
+
+    #[test]
+    fn open_length_messages_end_at_their_end_data_and_are_bounded() {
+        let catalog = Catalog::default();
+        let mut link = Link::new(&catalog, Framing::Stream, ["a".into(), "b".into()]);
+        let mut hello = Hello::new(1, 1, 0, frame::Limits::default());
+        hello.open = true;
+        let data = |id: u32, offset: u64, end: bool, payload: Vec<u8>| {
+            Frame::Data(Data { xid: Xid::receiver(id), offset, end, payload: Bytes::from(payload) })
+        };
+        let mut bytes = BytesMut::new();
+        for frame in [
+            Frame::Hello(hello),
+            head(Xid::receiver(1), Kind::Response, None, frame::OPEN_TOTAL, b"ab"),
+            data(1, 2, false, b"cd".to_vec()),
+            // The end of an open-length message may carry no byte (§5.3).
+            data(1, 4, true, Vec::new()),
+        ] {
+            frame::encode(Framing::Stream, &frame, &mut bytes).unwrap();
+        }
+        let mut out = Vec::new();
+        link.feed(1, None, &bytes, &mut out);
+        let types: Vec<&str> = out.iter().map(|r| r["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["HELLO", "HEAD", "DATA", "DATA", "MESSAGE"], "{out:?}");
+        assert_eq!(out[0]["hello"]["open"], true);
+        assert_eq!(out[1]["total"], "open");
+        assert!(line(&out[1]).contains("total=open"), "{}", line(&out[1]));
+        assert_eq!(out[3]["end"], true);
+        assert_eq!(out[4]["open"], true);
+        assert_eq!(out[4]["text"], "abcd");
+        assert_eq!(out[4]["bytes"], 4);
+        assert!(link.partial.is_empty());
+
+        // Over MAX_DECODED: counted to its end, at most MAX_DECODED bytes kept, shown truncated.
+        let mut bytes = BytesMut::new();
+        frame::encode(
+            Framing::Stream,
+            &head(Xid::receiver(2), Kind::Response, None, frame::OPEN_TOTAL, b""),
+            &mut bytes,
+        )
+        .unwrap();
+        let chunk = 64 << 10;
+        let chunks = MAX_DECODED / chunk + 2;
+        for i in 0..chunks {
+            frame::encode(Framing::Stream, &data(2, (i * chunk) as u64, false, vec![1; chunk]), &mut bytes).unwrap();
+        }
+        frame::encode(Framing::Stream, &data(2, (chunks * chunk) as u64, true, vec![2; 10]), &mut bytes).unwrap();
+        out.clear();
+        link.feed(1, None, &bytes, &mut out);
+        assert!(link.partial.values().all(|p| p.bytes.len() <= MAX_DECODED));
+        let message = out.last().unwrap();
+        assert_eq!(message["type"], "MESSAGE", "{message}");
+        assert_eq!(message["bytes"], (chunks * chunk + 10) as u64);
+        assert!(message["note"].as_str().unwrap().starts_with("truncated"), "{message}");
+        assert!(message.get("hex").is_none() && message.get("text").is_none());
+        assert_eq!(link.counts.messages, 2);
     }
 
     #[test]

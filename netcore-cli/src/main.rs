@@ -7,6 +7,7 @@
 //! fmt       ─▶ netcore_codegen::fmt::format_str ─▶ file rewritten (or named, with --check)
 //! call      ─▶ model ─▶ value::Types::check(JSON) ─▶ codec::encode ─▶ Connection::call_with
 //!                                   JSON ◀─ codec::decode_seed(value::Decode) ◀─ reply
+//! call --streamed ─▶ Connection::call_stream ─▶ BodyStream chunks ─▶ stdout or --out FILE
 //! serve     ─▶ Endpoint (echo, sink, or --mock answers from the model) ─▶ serve_tcp/unix/serial
 //! dump      ─▶ inspect::Link (frame::Decoder, reassembly, value::Decode) over a capture file
 //! tap       ─▶ TCP proxy or serial bridge ─▶ inspect::Link live, capture::Writer to a file
@@ -71,9 +72,11 @@ enum Command {
     Diff(schema::DiffArgs),
     /// Rewrites schemas in canonical form, comments kept; --check only names those that differ.
     Fmt(schema::FmtArgs),
-    /// Calls a method of a schema with JSON arguments, or an untyped route with raw bytes.
+    /// Calls a method of a schema with JSON arguments, or an untyped route with raw bytes
+    /// (`--streamed`: the answer is written out as it arrives).
     Call(call::CallArgs),
-    /// Serves an echo or sink endpoint, or a mock of a schema's services.
+    /// Serves an echo or sink endpoint, or a mock of a schema's services; `/stream/count` answers
+    /// payload `N` with the lines 1 to N streamed (`N K`: stops short after line K).
     Serve(serve::ServeArgs),
     /// Sends a file to a route, with a progress bar.
     Send(call::SendArgs),

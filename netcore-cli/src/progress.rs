@@ -18,3 +18,18 @@ pub fn bar(total: u64, label: &str, json: bool) -> Option<ProgressBar> {
     bar.set_message(label.to_owned());
     Some(bar)
 }
+
+/// A bar for a transfer whose total is unknown (a streamed answer): bytes so far and rate, under
+/// the same conditions as [`bar`].
+pub fn stream_bar(label: &str, json: bool) -> Option<ProgressBar> {
+    if json || !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::no_length();
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {spinner} {bytes} {binary_bytes_per_sec} {elapsed}")
+            .expect("a valid template"),
+    );
+    bar.set_message(label.to_owned());
+    Some(bar)
+}

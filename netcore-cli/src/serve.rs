@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use netcore_runtime::endpoint::BodyStream;
-use netcore_runtime::{codec, Endpoint, EndpointEvent, HandlerError, Request, Response};
+use netcore_runtime::{codec, Endpoint, EndpointEvent, ErrorCode, HandlerError, OpenBody, Request, Response};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -107,6 +107,54 @@ fn echo(request: &Request, payload: Bytes) -> Response {
     response.with_header("x-priority", request.priority().level().to_string())
 }
 
+/// The streamed route every `serve` has: its payload `N` (text) answers the lines `1\n` to `N\n`
+/// as an open-length message, sent as they are made; `N K` stops after line `K` with CANCEL IO,
+/// to try a stream that ends short.
+pub const COUNT_ROUTE: &str = "/stream/count";
+
+/// `N` or `N K` of a `/stream/count` payload.
+fn parse_count(text: &str) -> Result<(u64, Option<u64>), HandlerError> {
+    let bad = || {
+        HandlerError::new(
+            ErrorCode::BAD_REQUEST,
+            format!("{COUNT_ROUTE}: the payload is `N` (lines to send) or `N K` (stop after line K), not {text:?}"),
+        )
+    };
+    let mut words = text.split_whitespace();
+    let lines = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
+    let fail_after = match words.next() {
+        None => None,
+        Some(word) => Some(word.parse().map_err(|_| bad())?),
+    };
+    if words.next().is_some() {
+        return Err(bad());
+    }
+    Ok((lines, fail_after))
+}
+
+/// The lines `1\n` to `lines\n`, about 512 bytes a chunk; failed after line `fail_after` if given.
+fn count_lines(lines: u64, fail_after: Option<u64>) -> OpenBody {
+    let (tx, body) = OpenBody::channel(4);
+    tokio::spawn(async move {
+        let last = fail_after.map_or(lines, |k| k.min(lines));
+        let mut n = 1;
+        while n <= last {
+            let mut chunk = String::new();
+            while n <= last && chunk.len() < 64 * 8 {
+                chunk.push_str(&format!("{n}\n"));
+                n += 1;
+            }
+            if tx.send(Bytes::from(chunk)).await.is_err() {
+                return;
+            }
+        }
+        if fail_after.is_some_and(|k| k < lines) {
+            tx.fail(format!("{COUNT_ROUTE}: stopped after line {last} of {lines}, as asked"));
+        }
+    });
+    body
+}
+
 /// `netcore serve`
 pub async fn serve(args: ServeArgs, json: bool) -> Result<(), Failure> {
     args.link.check()?;
@@ -161,6 +209,12 @@ pub async fn serve(args: ServeArgs, json: bool) -> Result<(), Failure> {
             });
         }
     }
+    builder = builder.route(COUNT_ROUTE, move |request| async move {
+        let (lines, fail_after) = parse_count(&request.text()?)?;
+        tracing::info!(route = COUNT_ROUTE, lines, fail_after, "streamed answer");
+        wait().await;
+        Ok(Response::stream(count_lines(lines, fail_after)))
+    });
     let sink = args.sink;
     let default_store = store.clone();
     builder = builder.default_handler(move |request| {

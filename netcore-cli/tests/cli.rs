@@ -1045,3 +1045,155 @@ fn send_draws_a_progress_bar_with_rate_and_eta_on_a_terminal() {
     assert!(text.contains("/s"), "a rate: {text}");
     assert!(text.contains(&(8 << 20).to_string()), "the reply: {text}");
 }
+
+/// The lines `first` to `last` as `serve`'s /stream/count sends them.
+fn count_lines(first: u64, last: u64) -> String {
+    (first..=last).map(|n| format!("{n}\n")).collect()
+}
+
+#[test]
+fn call_streamed_writes_a_streamed_answer_and_fails_when_it_stops_short() {
+    let server = Served::start(&[]);
+    let output = run(&["call", "--tcp", &server.addr, "--route", "/stream/count", "--streamed", "--data", "20000"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), count_lines(1, 20000));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("count.txt");
+    let report = json_of(&run(&[
+        "--json",
+        "call",
+        "--tcp",
+        &server.addr,
+        "--route",
+        "/stream/count",
+        "--streamed",
+        "--data",
+        "3000",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let expected = count_lines(1, 3000);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
+    assert_eq!(report["bytes"], expected.len());
+    assert_eq!(report["open"], true);
+
+    // The server stops after line 40 of 100: the bytes before are written, then exit 1 naming
+    // the route and how far it got.
+    let output = run(&["call", "--tcp", &server.addr, "--route", "/stream/count", "--streamed", "--data", "100 40"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let got = count_lines(1, 40);
+    assert_eq!(stdout(&output), got);
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!("/stream/count: the answer stopped short after {} bytes", got.len())),
+        "{message}"
+    );
+
+    // A payload the route does not take: its BAD_REQUEST, exit 1.
+    let output = run(&["call", "--tcp", &server.addr, "--route", "/stream/count", "--streamed", "--data", "many"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("BAD_REQUEST") && stderr(&output).contains("`N K`"), "{}", stderr(&output));
+    // --json needs --out: stdout carries the JSON.
+    let output = run(&["--json", "call", "--tcp", &server.addr, "--route", "/stream/count", "--streamed"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}
+
+#[test]
+fn tap_and_dump_show_a_streamed_answer_as_an_open_length_message() {
+    let server = Served::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("stream.nccap");
+    let tap = Served::spawn(&[
+        "--json",
+        "tap",
+        "--tcp",
+        "127.0.0.1:0",
+        "--to",
+        &server.addr,
+        "--once",
+        "--capture",
+        capture.to_str().unwrap(),
+    ]);
+    // 5000 lines are 23893 bytes: more than one frame holds, so the answer starts open-length.
+    let output = run(&["call", "--tcp", &tap.addr, "--route", "/stream/count", "--streamed", "--data", "5000"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let expected = count_lines(1, 5000);
+    assert_eq!(stdout(&output), expected);
+    let (lines, code) = tap.finish();
+    assert_eq!(code, Some(0), "{lines:?}");
+    let records = json_lines(&lines.join("\n"));
+
+    let hellos: Vec<&Value> = records.iter().filter(|r| r["type"] == "HELLO").collect();
+    assert_eq!(hellos.len(), 2, "{records:?}");
+    assert!(hellos.iter().all(|h| h["hello"]["open"] == true), "{hellos:?}");
+    let head = records.iter().find(|r| r["type"] == "HEAD" && r["kind"] == "response").unwrap();
+    assert_eq!(head["total"], "open", "{head}");
+    let last_data = records.iter().rev().find(|r| r["type"] == "DATA" && r["direction"] == "server→client").unwrap();
+    assert_eq!(last_data["end"], true, "{last_data}");
+    let answer = records.iter().find(|r| r["type"] == "MESSAGE" && r["direction"] == "server→client").unwrap();
+    assert_eq!(answer["open"], true, "{answer}");
+    assert_eq!(answer["bytes"], expected.len());
+    assert_eq!(answer["route"], "/stream/count");
+    assert!(answer.get("note").is_none() && answer["hex"].as_str().is_some(), "{answer}");
+    let summary = &records.last().unwrap()["summary"];
+    assert_eq!(summary["messages"], 2);
+    assert_eq!(summary["damaged"], 0);
+
+    // The capture reads back to the same records; as text the HEAD says it is open.
+    let output = run(&["--json", "dump", capture.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let dumped = json_lines(&stdout(&output));
+    assert_eq!(dumped[..dumped.len() - 1], records[..records.len() - 1]);
+    let text = stdout(&run(&["dump", capture.to_str().unwrap()]));
+    assert!(text.lines().any(|l| l.contains("HEAD") && l.contains("total=open")), "{text}");
+}
+
+#[test]
+fn call_streamed_draws_bytes_and_rate_on_a_terminal() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+    let server = Served::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("count.txt");
+    // stdout and stderr on a pseudo-terminal, as in an interactive shell; the answer to a file.
+    let (mut master, slave) = serialport::TTYPort::pair().unwrap();
+    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(100)).unwrap();
+    let err = slave.try_clone_native().unwrap();
+    // Held open here: a pty whose last slave closes drops what the master has not read yet.
+    let _keep = slave.try_clone_native().unwrap();
+    // SAFETY: each raw fd comes from `into_raw_fd`, which gives up its ownership.
+    let (out, err) = unsafe { (OwnedFd::from_raw_fd(slave.into_raw_fd()), OwnedFd::from_raw_fd(err.into_raw_fd())) };
+    let lines = 1_000_000;
+    let mut child = netcore()
+        .args(["call", "--tcp", &server.addr, "--route", "/stream/count", "--streamed", "--out"])
+        .arg(&file)
+        .args(["--data", &lines.to_string()])
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap();
+    let (mut seen, mut exited) = (Vec::new(), false);
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            // Quiet for 100 ms: done once the child has exited and its output is drained.
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                if exited {
+                    break;
+                }
+                exited = child.try_wait().unwrap().is_some();
+            }
+            Err(_) => break, // EIO: the child closed the terminal
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let text = String::from_utf8_lossy(&seen);
+    let expected = count_lines(1, lines);
+    // The bar's rate is binary (KiB/s, MiB/s), unlike the closing line's B/s.
+    assert!(text.contains("/stream/count ") && text.contains("iB/s"), "the bar, bytes and a rate: {text}");
+    assert!(text.contains(&format!("received {} bytes from /stream/count", expected.len())), "{text}");
+    assert_eq!(std::fs::read(&file).unwrap().len(), expected.len());
+}
