@@ -199,6 +199,31 @@ pub fn codec(data: &[u8]) {
     with_codec!(crate::codec::bincode);
 }
 
+/// The result-stream record reader (docs/PROTOCOL.md §15, result streams) on arbitrary bytes,
+/// in chunks of 1 to 64 bytes (selector bits 0–5), with the items' decode limit or without it
+/// (bit 6). Chunk boundaries must not change what is read; a stream read to a clean end must
+/// be exactly its records, re-encoded (so no byte is skipped and no header is read two ways);
+/// nothing read is larger than the input.
+#[cfg(feature = "tokio")]
+pub fn result_records(data: &[u8]) {
+    use crate::typed::records::{decode_records, put_data};
+    let Some((&selector, rest)) = data.split_first() else { return };
+    let (piece, limited) = (1 + usize::from(selector & 0x3f), selector & 0x40 != 0);
+    let input = Bytes::copy_from_slice(rest);
+    let whole = decode_records(vec![input.clone()], limited);
+    let pieces = rest.chunks(piece).map(Bytes::copy_from_slice).collect();
+    assert_eq!(decode_records(pieces, limited), whole, "chunk boundaries changed what was read");
+    let read: usize = whole.records.iter().map(Vec::len).sum();
+    assert!(read <= rest.len(), "{read} bytes of records read from {} bytes", rest.len());
+    if !whole.broken && whole.trailer.is_none() {
+        let mut again = BytesMut::new();
+        for record in &whole.records {
+            put_data(&mut again, record);
+        }
+        assert_eq!(&again[..], rest, "a cleanly ended stream is not exactly its records");
+    }
+}
+
 /// One type (a schema-generated one, in `fuzz/fuzz_targets/schema_types.rs`) on arbitrary bytes,
 /// through postcard and, with the `bincode` feature, bincode too (docs/PROTOCOL.md §14). A value
 /// that decodes must encode; its bytes must decode to an equal value (equal bytes again, which

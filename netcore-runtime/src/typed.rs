@@ -21,7 +21,7 @@ use crate::frame::{Priority, Route};
 use crate::session::Body;
 
 mod items;
-mod records;
+pub(crate) mod records;
 use items::stream_header;
 pub use items::{call_items, from_stream, FromStream, ItemSource, Items, ItemsOf};
 pub use records::{ByteStream, Closed, Incoming, IncomingBytes, Records, Stream, StreamSender};

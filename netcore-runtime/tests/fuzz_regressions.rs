@@ -56,3 +56,8 @@ fn handshake() {
 fn codec() {
     replay("codec", fuzzing::codec);
 }
+
+#[test]
+fn records() {
+    replay("records", fuzzing::result_records);
+}

@@ -571,6 +571,43 @@ impl RecordReader {
     }
 }
 
+/// What [`decode_records`] read: each data record whole, then how the stream ended.
+#[cfg(any(fuzzing, feature = "testing"))]
+#[derive(Debug, PartialEq)]
+pub(crate) struct Decoded {
+    /// The data records, in order.
+    pub(crate) records: Vec<Vec<u8>>,
+    /// The error trailer's code and message, if the stream ended with one.
+    pub(crate) trailer: Option<(u16, String)>,
+    /// Whether the stream ended malformed or short (an error that is not a trailer).
+    pub(crate) broken: bool,
+}
+
+/// Reads a result stream delivered in `chunks` to its end, synchronously (the chunks are all
+/// ready), as a client does (docs/PROTOCOL.md §15), with or without the items' decode limit.
+#[cfg(any(fuzzing, feature = "testing"))]
+pub(crate) fn decode_records(chunks: Vec<Bytes>, limited: bool) -> Decoded {
+    let body: Chunks = Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)));
+    let limit = limited.then_some(codec::DECODE_LIMIT as u64);
+    let mut reader = RecordReader::new("/fuzz", body, limit);
+    let mut cx = TaskContext::from_waker(std::task::Waker::noop());
+    let (mut out, mut record) = (Decoded { records: Vec::new(), trailer: None, broken: false }, Vec::new());
+    loop {
+        match reader.poll_piece(&mut cx) {
+            Poll::Ready(Some(Ok(Piece::Data { bytes, last }))) => {
+                record.extend_from_slice(&bytes);
+                if last {
+                    out.records.push(std::mem::take(&mut record));
+                }
+            }
+            Poll::Ready(Some(Ok(Piece::Failed(err)))) => out.trailer = Some((err.code.0, err.message)),
+            Poll::Ready(Some(Err(_))) => out.broken = true,
+            Poll::Ready(None) => return out,
+            Poll::Pending => panic!("ready chunks left the record reader pending"),
+        }
+    }
+}
+
 /// What a client reads from a `-> stream<T>` method: items of type `T`, decoded one by one as
 /// they arrive. Only the item being decoded is held (at most [`codec::DECODE_LIMIT`] bytes plus
 /// a chunk), and each chunk's credit goes back to the server as it is read, so a slow reader
