@@ -105,6 +105,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("the board got {} bytes with crc {:#010x}: not the image", flashed.bytes, flashed.crc).into()
         );
     }
-    println!("flashed {} bytes, crc {:#010x}, {:.1} KiB/s", flashed.bytes, flashed.crc, len as f64 / 1024.0 / secs);
+    let (rate, unit) =
+        if fast { (len as f64 / 1048576.0 / secs, "MiB/s") } else { (len as f64 / 1024.0 / secs, "KiB/s") };
+    println!("flashed {} bytes, crc {:#010x}, {rate:.1} {unit}", flashed.bytes, flashed.crc);
     Ok(())
 }
