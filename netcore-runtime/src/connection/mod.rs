@@ -49,6 +49,7 @@ pub(crate) use call::{PayloadSlot, Reply, Request, Response};
 pub(crate) use driver::{draw_nonce, spawn, ConnectionEvent, Dispatch};
 pub(crate) use error::{CallError, ErrorCode, ErrorSource, HandlerError};
 pub(crate) use headers::Headers;
+pub(crate) use open::reader_chunks;
 pub use open::{Closed, OpenBody, OpenBodySender};
 pub(crate) use resume::{Resumable, ResumeToken, RESUME_QUERY_ROUTE};
 pub(crate) use stats::Retired;

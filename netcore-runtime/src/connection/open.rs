@@ -74,17 +74,7 @@ impl OpenBody {
     /// The bytes of `reader` (a pipe, a socket, a file still growing), read in chunks of up to
     /// 64 KiB as the link takes them, to its end of file; a read error fails the message.
     pub fn from_reader(reader: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> Self {
-        let chunks = futures_util::stream::unfold(Some(reader), |state| async move {
-            use tokio::io::AsyncReadExt;
-            let mut reader = state?;
-            let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
-            match reader.read_buf(&mut buf).await {
-                Ok(0) => None,
-                Ok(_) => Some((Ok(buf.freeze()), Some(reader))),
-                Err(err) => Some((Err(err), None)),
-            }
-        });
-        Self::from_stream(chunks)
+        Self::from_stream(reader_chunks(reader, 64 * 1024))
     }
 
     /// The same body with `head` sent before its first byte (the typed layer's argument header,
@@ -119,6 +109,24 @@ impl From<OpenBody> for Body {
     fn from(body: OpenBody) -> Self {
         Body::open_with(body)
     }
+}
+
+/// The bytes of `reader` to its end of file, in chunks of up to `chunk` bytes, read as they are
+/// asked for; the first read error is the last item.
+pub(crate) fn reader_chunks(
+    reader: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+    chunk: usize,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::unfold(Some(reader), move |state| async move {
+        use tokio::io::AsyncReadExt;
+        let mut reader = state?;
+        let mut buf = bytes::BytesMut::with_capacity(chunk);
+        match reader.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(buf.freeze()), Some(reader))),
+            Err(err) => Some((Err(err), None)),
+        }
+    })
 }
 
 /// The error of [`OpenBodySender::send`]: the exchange is gone (the peer cancelled it or read

@@ -280,17 +280,7 @@ impl ByteStream {
     where
         R: tokio::io::AsyncRead + Send + Unpin + 'static,
     {
-        let chunks = futures_util::stream::unfold(Some(reader), |state| async move {
-            use tokio::io::AsyncReadExt;
-            let mut reader = state?;
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
-            match reader.read_buf(&mut buf).await {
-                Ok(0) => None,
-                Ok(_) => Some((Ok(buf.freeze()), Some(reader))),
-                Err(err) => Some((Err(err), None)),
-            }
-        });
-        Self::new(chunks)
+        Self::new(crate::connection::reader_chunks(reader, READ_CHUNK))
     }
 
     /// Bytes already in memory.
