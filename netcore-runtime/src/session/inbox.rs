@@ -60,7 +60,8 @@ struct Partial {
     received: u64,
     /// The most bytes it may bring: `total` for a message of known length; for an open-length
     /// one reassembled in memory the least of `inline_limit`, `max_message` and its route's
-    /// limit (§8.1), counted as its bytes arrive; none for a streamed one (credit bounds it).
+    /// limit (§8.1), counted as its bytes arrive; for a streamed one none while credit bounds it,
+    /// `max_message` without credit (window 0, §8.3).
     limit: u64,
     store: Store,
     /// When its last chunk arrived.
@@ -118,6 +119,9 @@ pub(super) struct Inbox {
     tolerant: bool,
     /// Credit released by the last call; the session collects it.
     released: u64,
+    /// Credit of complete open-length messages that went back as their bytes arrived, to be
+    /// held again until the application takes them (§8.1): the session collects it.
+    withheld: u64,
     stream_policy: Option<StreamPolicy>,
     size_policy: Option<SizePolicy>,
 }
@@ -131,6 +135,7 @@ impl Inbox {
             ops: VecDeque::new(),
             tolerant,
             released: 0,
+            withheld: 0,
             stream_policy: None,
             size_policy: None,
         }
@@ -189,6 +194,13 @@ impl Inbox {
         core::mem::take(&mut self.released)
     }
 
+    /// Credit to hold again since the last call: the bytes of complete open-length messages,
+    /// released as they arrived, now held like any complete message until the application
+    /// takes it (otherwise unread open messages would be bounded by nothing).
+    pub(super) fn take_withheld(&mut self) -> u64 {
+        core::mem::take(&mut self.withheld)
+    }
+
     /// A HEAD whose exchange the session has already checked. `stream_answer`: it answers a
     /// request of ours whose answer is streamed ([`SendOptions::stream_answer`](super::SendOptions)).
     pub(super) fn head(
@@ -235,6 +247,10 @@ impl Inbox {
         }
         let mut limit = head.total;
         let store = if streamed {
+            if open && self.limits.window == 0 {
+                // §8.3: without credit nothing else bounds what an unread stream holds.
+                limit = self.limits.max_message;
+            }
             Store::Stream
         } else if open {
             // §8.1: reassembled in memory, bounded as its bytes arrive; never stored.
@@ -379,8 +395,13 @@ impl Inbox {
     fn complete(&mut self, key: Key) -> Arrival {
         let partial = self.partial.remove(&key).expect("present");
         let (payload, held) = match partial.store {
-            // An open-length message's credit went back as it arrived.
-            Store::Memory(buf) if partial.total == OPEN_TOTAL => (Payload::Memory(buf.into()), 0),
+            // An open-length message's credit went back as it arrived (its sender cannot
+            // reserve the whole, §5.5); complete, it is held again until the application takes
+            // it, as for any message in memory.
+            Store::Memory(buf) if partial.total == OPEN_TOTAL => {
+                self.withheld += partial.received;
+                (Payload::Memory(buf.into()), partial.received)
+            }
             Store::Memory(buf) => (Payload::Memory(buf.into()), partial.total),
             // The ticket goes with the store: a complete message's storage is the application's.
             // Its bytes' credit came back as the caller stored them.

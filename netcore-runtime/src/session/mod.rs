@@ -1321,7 +1321,11 @@ impl Session {
 
     fn release_inbox_credit(&mut self) {
         let released = self.inbox.take_released();
-        if released > 0 {
+        let withheld = self.inbox.take_withheld();
+        if withheld > 0 {
+            self.recv_credit.release(released);
+            self.recv_credit.withhold(withheld);
+        } else if released > 0 {
             self.release(released);
         }
     }

@@ -453,3 +453,61 @@ fn a_known_length_answer_is_streamed_when_asked() {
     assert_eq!(answer.kind, Kind::Error);
     assert!(matches!(answer.payload, Payload::Memory(_)));
 }
+
+#[test]
+fn complete_open_messages_the_application_has_not_taken_hold_their_credit() {
+    // Review: an open message's credit went back as it arrived and stayed back once complete,
+    // so unread complete open messages were bounded by nothing (a peer could queue any number).
+    let window = 64 * 1024;
+    let limits = Limits { window, inline_limit: 32 * 1024, ..Limits::default() };
+    let config = Config::stream().with_chunk_size(4096).with_limits(limits);
+    let mut pair = Pair::connected(config.clone(), config);
+    let len = 20_000;
+    let count = 40;
+    // One after the other, each complete before the next starts; the application reads none.
+    for i in 0..count {
+        let message = pair.a.send_oneway(route("/note"), Body::open_with(()), SendOptions::default()).unwrap();
+        pair.a_handoff.feed(&mut pair.a, message, pattern(len, i as u8));
+        pair.a_handoff.end(&mut pair.a, message);
+        pair.run();
+        let held = pair.b.held_bytes();
+        assert!(held <= window + len as u64, "{held} bytes held by unread messages, window {window}");
+    }
+    let first = messages(pair.take_b());
+    assert!(!first.is_empty() && first.len() < count, "{} of {count} messages unread at once", first.len());
+    let mut received = first.len();
+    for _ in 0..100 {
+        pair.run();
+        let more = messages(pair.take_b());
+        if more.is_empty() {
+            break;
+        }
+        received += more.len();
+    }
+    assert_eq!(received, count, "all arrive once taken");
+    assert_eq!(pair.b.held_bytes(), 0);
+    assert!(pair.a.is_idle() && pair.b.is_idle());
+}
+
+#[test]
+fn an_unread_open_stream_without_credit_is_bounded_by_max_message() {
+    // Review: with window 0 (no credit, as on the lossy profile) an open message streamed into a
+    // route that does not read had no bound at all.
+    let limits = Limits { window: 0, max_message: 64 * 1024, inline_limit: 32 * 1024, ..Limits::default() };
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(4096), Config::stream().with_limits(limits));
+    pair.b.stream_when(|r| *r == Route::Name("/sink".into()));
+    let call = pair.a.request(route("/sink"), Body::open_with(()), SendOptions::default()).unwrap();
+    let mut seen = Seen::default();
+    for i in 0..64 {
+        pair.a_handoff.feed(&mut pair.a, call, pattern(4096, i));
+        pair.run();
+        seen.take(&mut pair.b, false);
+        assert!(seen.unread <= 64 * 1024, "{} bytes unread, max_message 65536", seen.unread);
+    }
+    assert_eq!(seen.cancelled, Some(CancelReason::TOO_LARGE));
+    let events = pair.take_a();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Cancelled { reason: CancelReason::TOO_LARGE, exchange } if *exchange == Exchange::Ours(call))),
+        "{events:?}"
+    );
+}
