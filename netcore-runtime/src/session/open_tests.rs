@@ -412,6 +412,36 @@ fn lossy_framing_a_lost_end_is_a_stalled_message() {
 }
 
 #[test]
+fn an_open_head_without_negotiation_is_dropped_on_the_lossy_framing() {
+    // Both directions: a peer without OPEN sends one, and we do not offer it while the peer does.
+    for (ours, theirs) in [(true, false), (false, true)] {
+        let now = crate::time::Instant::now();
+        let mut session = Session::new(Config::lossy().with_open_length(ours), now);
+        let peer = Session::new(Config::lossy().with_open_length(theirs), now);
+        let mut wire = BytesMut::new();
+        frame::encode(frame::Framing::Lossy, &Frame::Hello(peer.hello()), &mut wire).unwrap();
+        let head = Head {
+            xid: frame::Xid::sender(0),
+            kind: Kind::OneWay,
+            priority: Priority::default(),
+            route: Some(Route::Id(1)),
+            meta: None,
+            total: OPEN_TOTAL,
+            payload: Bytes::from_static(b"x"),
+        };
+        frame::encode(frame::Framing::Lossy, &Frame::Head(head), &mut wire).unwrap();
+        let end = Data { xid: frame::Xid::sender(0), offset: 1, end: true, payload: Bytes::new() };
+        frame::encode(frame::Framing::Lossy, &Frame::Data(end), &mut wire).unwrap();
+        session.handle_input(now, &wire);
+        assert!(!session.open_length() && session.is_open() && !session.is_closed());
+        let events: Vec<Event> = core::iter::from_fn(|| session.poll_event()).collect();
+        assert!(messages(events).is_empty(), "nothing is delivered");
+        assert!(session.stats().frames_dropped >= 1);
+        assert_eq!(session.held_bytes(), 0);
+    }
+}
+
+#[test]
 fn an_open_body_queued_before_the_handshake_to_a_peer_without_open_fails_before_its_head() {
     let mut pair = Pair::new(Config::stream(), Config::stream().with_open_length(false));
     // Queued before the peer's HELLO is known: accepted for now.
