@@ -88,11 +88,11 @@ impl Partial {
     }
 
     /// Whether its stall clock runs (§8.2): not while its storage finishes, and not for an
-    /// open-length message on a reliable link, whose sender may have nothing for a while (a
-    /// dead peer is keepalive's to find). On a lossy link an open message whose END was lost
-    /// is a stalled one.
-    fn may_stall(&self, tolerant: bool) -> bool {
-        !self.finishing() && (tolerant || self.total != OPEN_TOTAL)
+    /// open-length message on a link that loses nothing (the stream framing, or reliable
+    /// delivery, §16), whose sender may have nothing for a while (a dead peer is keepalive's to
+    /// find). On a lossy link an open message whose END was lost is a stalled one.
+    fn may_stall(&self, open_stalls: bool) -> bool {
+        !self.finishing() && (open_stalls || self.total != OPEN_TOTAL)
     }
 }
 
@@ -117,6 +117,9 @@ pub(super) struct Inbox {
     ops: VecDeque<StoreOp>,
     /// Tolerate loss and duplication (lossy framing) instead of failing (§6).
     tolerant: bool,
+    /// Open-length messages can stall (§8.2): frames may be lost for good (the lossy framing
+    /// without reliable delivery).
+    open_stalls: bool,
     /// Credit released by the last call; the session collects it.
     released: u64,
     /// Credit of complete open-length messages that went back as their bytes arrived, to be
@@ -134,6 +137,7 @@ impl Inbox {
             spill_budget,
             ops: VecDeque::new(),
             tolerant,
+            open_stalls: tolerant,
             released: 0,
             withheld: 0,
             stream_policy: None,
@@ -454,9 +458,15 @@ impl Inbox {
         self.reject(key, 0, CancelReason::IO)
     }
 
+    /// Reliable delivery (§16) is in use: no frame is lost for good, so an open-length message
+    /// that pauses is not a stalled one.
+    pub(super) fn set_lossless(&mut self) {
+        self.open_stalls = false;
+    }
+
     /// When the longest-stalled partial message reaches `timeout` without a new chunk.
     pub(super) fn stall_deadline(&self, timeout: Duration) -> Option<Instant> {
-        self.partial.values().filter(|p| p.may_stall(self.tolerant)).map(|p| p.touched + timeout).min()
+        self.partial.values().filter(|p| p.may_stall(self.open_stalls)).map(|p| p.touched + timeout).min()
     }
 
     /// Drops the partial messages stalled for `timeout` at `now`, to be cancelled with `reason`.
@@ -464,7 +474,7 @@ impl Inbox {
         let stalled: Vec<Key> = self
             .partial
             .iter()
-            .filter(|(_, p)| p.may_stall(self.tolerant) && p.touched + timeout <= now)
+            .filter(|(_, p)| p.may_stall(self.open_stalls) && p.touched + timeout <= now)
             .map(|(k, _)| *k)
             .collect();
         stalled.into_iter().map(|key| self.reject(key, 0, reason)).collect()

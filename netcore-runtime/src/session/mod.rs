@@ -821,6 +821,7 @@ impl Session {
         self.hello_retry = None;
         if let (Some(ours), Some(theirs), true) = (&self.config.reliable, hello.reliable, self.offers_reliable()) {
             self.reliable = Some(Reliable::new(ours.clone(), theirs));
+            self.inbox.set_lossless();
             // §16.1: our HELLO may be lost while the peer's arrived; repeat it until the peer shows
             // it is open.
             self.hello_retry = Some((now + ours.rto_initial, now + self.config.handshake_timeout));

@@ -442,6 +442,30 @@ fn an_open_head_without_negotiation_is_dropped_on_the_lossy_framing() {
 }
 
 #[test]
+fn lossy_framing_with_reliable_delivery_an_open_message_may_pause() {
+    // Review: under reliable delivery (§16) no END is lost for good, so an open message that
+    // has nothing for a while (a subscription over a serial line) must not be cancelled as
+    // stalled, as on the stream framing.
+    let config = Config::lossy().with_chunk_size(256).with_reliable(Some(Reliability::default()));
+    let mut pair = Pair::connected(config.clone(), config);
+    assert!(pair.a.is_reliable() && pair.b.is_reliable());
+    let call = pair.a.request(route("/up"), Body::open_with(()), SendOptions::default()).unwrap();
+    pair.a_handoff.feed(&mut pair.a, call, pattern(100, 7));
+    pair.run();
+    for _ in 0..60 {
+        pair.advance(Duration::from_secs(1));
+        pair.run();
+    }
+    let events = pair.take_a();
+    assert!(!events.iter().any(|e| matches!(e, Event::Cancelled { .. } | Event::Closed(_))), "{events:?}");
+    pair.a_handoff.feed(&mut pair.a, call, pattern(50, 8));
+    pair.a_handoff.end(&mut pair.a, call);
+    pair.run();
+    let request = messages(pair.take_b()).pop().expect("the paused request completed");
+    assert_eq!(request.payload.to_vec().unwrap().len(), 150);
+}
+
+#[test]
 fn an_open_body_queued_before_the_handshake_to_a_peer_without_open_fails_before_its_head() {
     let mut pair = Pair::new(Config::stream(), Config::stream().with_open_length(false));
     // Queued before the peer's HELLO is known: accepted for now.
