@@ -967,6 +967,9 @@ impl Session {
                 self.push_control(Frame::Cancel { xid: key.to_xid(), reason });
                 if key.ours {
                     if let Some(message) = self.unawait(key.id) {
+                        // The CANCEL ends the whole exchange (§5.4): what remains of our request
+                        // (an open one still being supplied, §6) is not sent either.
+                        self.outbox.cancel(message);
                         self.events.push_back((Event::Cancelled { exchange: Exchange::Ours(message), reason }, 0));
                     }
                 } else if seen {

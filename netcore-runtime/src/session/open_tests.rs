@@ -565,3 +565,65 @@ fn an_unread_open_stream_without_credit_is_bounded_by_max_message() {
         "{events:?}"
     );
 }
+
+#[test]
+fn supplies_out_of_order_are_refused_without_effect() {
+    let mut pair = pair();
+    let call = pair.a.send_oneway(route("/x"), Body::open_with(()), SendOptions::default()).unwrap();
+    pair.run();
+    // Nothing asked at offset 5, nor more than a piece, nor an empty answer.
+    assert!(!pair.a.supply(call, 5, Bytes::from_static(b"abc")));
+    assert!(!pair.a.supply(call, 0, Bytes::from(vec![0; 1 << 24])));
+    assert!(!pair.a.supply(call, 0, Bytes::new()));
+    // An end where the bytes supplied do not end.
+    assert!(!pair.a.supply_end(call, 3));
+    pair.a_handoff.feed(&mut pair.a, call, &b"abc"[..]);
+    pair.a_handoff.end(&mut pair.a, call);
+    // After the end: no more bytes, no second end.
+    assert!(!pair.a.supply(call, 3, Bytes::from_static(b"d")));
+    assert!(!pair.a.supply_end(call, 3));
+    pair.run();
+    let got = messages(pair.take_b()).pop().expect("delivered");
+    assert_eq!(got.payload.to_vec().unwrap(), b"abc");
+    // The message is gone: every supply says so.
+    assert!(!pair.a.supply(call, 3, Bytes::from_static(b"d")));
+    assert!(!pair.a.supply_end(call, 3));
+    assert!(!pair.a.supply_failed(call, 3));
+    // And a known-length message takes no end.
+    let known = pair.a.send_oneway(route("/x"), Body::Supplied { len: 4 }, SendOptions::default()).unwrap();
+    assert!(!pair.a.supply_end(known, 0));
+    assert!(pair.a.is_open());
+}
+
+#[test]
+fn an_answer_refused_mid_way_stops_the_open_request_too() {
+    // Review: a requester that refused its answer (here one over its limit, CANCEL TOO_LARGE)
+    // kept sending its open request and asking its source for more: the CANCEL ends the whole
+    // exchange (§5.4), so its own message must go as well (Demand::Release).
+    let limits = Limits { max_message: 8192, inline_limit: 8192, ..Limits::default() };
+    let mut pair = Pair::connected(
+        Config::stream().with_chunk_size(4096).with_limits(limits),
+        Config::stream().with_chunk_size(4096),
+    );
+    pair.b.stream_when(|r| *r == Route::Name("/chat".into()));
+    let call = pair.a.request(route("/chat"), Body::open_with(()), SendOptions::default()).unwrap();
+    pair.a_handoff.feed(&mut pair.a, call, &b"q1"[..]);
+    pair.run();
+    let mut at_b = Seen::default();
+    at_b.take(&mut pair.b, true);
+    let id = their_id(at_b.start.as_ref().expect("the request streams to b"));
+    let answer = pair.b.respond(id, Ok(Body::open_with(())), SendOptions::default()).unwrap();
+    for i in 0..4 {
+        pair.b_handoff.feed(&mut pair.b, answer, pattern(4096, i));
+        pair.run();
+    }
+    let events = pair.take_a();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Cancelled { reason: CancelReason::TOO_LARGE, exchange } if *exchange == Exchange::Ours(call))),
+        "{events:?}"
+    );
+    assert!(!pair.a.supply(call, 2, Bytes::from_static(b"q2")), "the request is gone");
+    at_b.take(&mut pair.b, true);
+    assert!(at_b.cancelled.is_some(), "b's reader learns the request stopped");
+    assert!(pair.a.is_idle() && pair.b.is_idle());
+}
