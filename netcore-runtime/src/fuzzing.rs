@@ -742,6 +742,47 @@ mod tests {
     }
 
     #[test]
+    fn session_takes_open_length_input() {
+        // An open request reassembled (even route), an open one-way streamed (odd route), and an
+        // open answer to the session's own request, each ending with an empty END DATA (§5.2, §5.3).
+        let head = |xid, kind, route, payload: &'static [u8]| {
+            Frame::Head(Head {
+                xid,
+                kind,
+                priority: Priority::NORMAL,
+                route,
+                meta: None,
+                total: crate::frame::OPEN_TOTAL,
+                payload: Bytes::from_static(payload),
+            })
+        };
+        let data = |xid, offset, end, payload: &'static [u8]| {
+            Frame::Data(Data { xid, offset, end, payload: Bytes::from_static(payload) })
+        };
+        let frames = vec![
+            head(Xid::sender(0), Kind::Request, Some(Route::Id(2)), b"ab"),
+            head(Xid::sender(1), Kind::OneWay, Some(Route::Id(3)), b""),
+            data(Xid::sender(0), 2, false, b"cd"),
+            data(Xid::sender(1), 0, false, b"xyz"),
+            head(Xid::receiver(0), Kind::Response, None, b"r"),
+            data(Xid::sender(0), 4, true, b""),
+            data(Xid::sender(1), 3, true, b""),
+            data(Xid::receiver(0), 1, true, b""),
+            Frame::GoAway { code: frame::GoAwayCode::NORMAL, message: "done".into() },
+        ];
+        // Bit 0: the answer reassembled, or streamed.
+        for selector in [0xe0u8, 0xe1] {
+            let mut data = vec![selector];
+            data.extend(records_of(&frames));
+            for framing in [Framing::Stream, Framing::Lossy] {
+                let report = run_session(framing, false, &data);
+                assert_eq!(report.messages, 3, "{framing:?}, selector {selector:#04x}: {report:?}");
+            }
+            session(&data);
+        }
+    }
+
+    #[test]
     fn session_takes_raw_frames() {
         for framing in [Framing::Stream, Framing::Lossy] {
             let report = run_session(framing, false, &framed(0x80, framing, &sample()));
