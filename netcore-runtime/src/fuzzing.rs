@@ -551,11 +551,20 @@ impl Harness {
     }
 
     fn check(&self) {
-        // §5.5: a peer cannot make us hold more than the window. (After a flow-control violation
-        // the session is closed and the count includes the refused frame.)
+        // §5.5: a peer cannot make us hold more than the window, plus (§8.1) the bytes of
+        // open-length messages reassembled in memory, whose credit went back as they arrived and
+        // is held again once they are complete: at most `max_in_flight` of them, each within
+        // `min(inline_limit, max_message)`. (After a flow-control violation the session is
+        // closed and the count includes the refused frame.)
         if self.window > 0 && !self.session.is_closed() {
             let held = self.session.held_bytes();
-            assert!(held <= self.window, "holding {held} bytes against a window of {}", self.window);
+            let limits = self.session.config().limits;
+            let open = u64::from(limits.max_in_flight) * limits.inline_limit.min(limits.max_message);
+            assert!(
+                held <= self.window + open,
+                "holding {held} bytes against a window of {} (+{open} open)",
+                self.window
+            );
         }
     }
 }
@@ -605,7 +614,9 @@ fn run_session(framing: Framing, reliable: bool, data: &[u8]) -> Report {
     assert_eq!(h.session.is_reliable(), reliable);
     // Our own traffic, so that the peer's CANCEL, CREDIT and answers find something to act on.
     let route = Route::Name("/fuzz".into());
-    let _ = h.session.request(route.clone(), vec![0x5a; 900], SendOptions::default());
+    // Selector bit 0 (also a seed of the piece sizes) has its answer streamed (§6, §8.3).
+    let stream_answer = SendOptions::default().with_stream_answer(selector & 1 != 0);
+    let _ = h.session.request(route.clone(), vec![0x5a; 900], stream_answer);
     let _ = h.session.send_oneway(route, &b"one way"[..], SendOptions::default());
     h.settle();
 
@@ -750,6 +761,47 @@ mod tests {
                 let want = if window == 256 && framing == Framing::Stream { 1 } else { 2 };
                 assert_eq!(report.messages, want, "{framing:?}, selector {selector:#04x}: {report:?}");
                 assert!(report.closed);
+            }
+            session(&data);
+        }
+    }
+
+    #[test]
+    fn session_takes_open_length_input() {
+        // An open request reassembled (even route), an open one-way streamed (odd route), and an
+        // open answer to the session's own request, each ending with an empty END DATA (§5.2, §5.3).
+        let head = |xid, kind, route, payload: &'static [u8]| {
+            Frame::Head(Head {
+                xid,
+                kind,
+                priority: Priority::NORMAL,
+                route,
+                meta: None,
+                total: crate::frame::OPEN_TOTAL,
+                payload: Bytes::from_static(payload),
+            })
+        };
+        let data = |xid, offset, end, payload: &'static [u8]| {
+            Frame::Data(Data { xid, offset, end, payload: Bytes::from_static(payload) })
+        };
+        let frames = vec![
+            head(Xid::sender(0), Kind::Request, Some(Route::Id(2)), b"ab"),
+            head(Xid::sender(1), Kind::OneWay, Some(Route::Id(3)), b""),
+            data(Xid::sender(0), 2, false, b"cd"),
+            data(Xid::sender(1), 0, false, b"xyz"),
+            head(Xid::receiver(0), Kind::Response, None, b"r"),
+            data(Xid::sender(0), 4, true, b""),
+            data(Xid::sender(1), 3, true, b""),
+            data(Xid::receiver(0), 1, true, b""),
+            Frame::GoAway { code: frame::GoAwayCode::NORMAL, message: "done".into() },
+        ];
+        // Bit 0: the answer reassembled, or streamed.
+        for selector in [0xe0u8, 0xe1] {
+            let mut data = vec![selector];
+            data.extend(records_of(&frames));
+            for framing in [Framing::Stream, Framing::Lossy] {
+                let report = run_session(framing, false, &data);
+                assert_eq!(report.messages, 3, "{framing:?}, selector {selector:#04x}: {report:?}");
             }
             session(&data);
         }

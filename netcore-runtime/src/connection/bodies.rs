@@ -147,8 +147,43 @@ impl Bodies {
         }
     }
 
-    /// Drops every source (the session ended).
+    /// Drops every source (the session ended), and what their tasks read and had not handed
+    /// over yet: a successor session numbers its messages from 0 again, so bytes of an old
+    /// body would otherwise be taken by the new message of the same id.
     pub(crate) fn clear(&mut self) {
         self.readers.clear();
+        (self.supplied_tx, self.supplied) = mpsc::unbounded_channel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Route;
+    use crate::session::{Body, Config, SendOptions};
+    use crate::sim::Pair;
+
+    fn open_oneway(pair: &mut Pair, item: &'static [u8]) -> MessageId {
+        let body = OpenBody::from_stream(futures_util::stream::iter([Ok(Bytes::from_static(item))]));
+        pair.a.send_oneway(Route::Name("/x".into()), Body::from(body), SendOptions::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn bytes_read_for_an_ended_session_never_reach_its_successor() {
+        let mut bodies = Bodies::new();
+        let mut old = Pair::connected(Config::stream(), Config::stream());
+        let first = open_oneway(&mut old, b"old");
+        bodies.pump(&mut old.a);
+        // The old body's bytes are read, not yet handed over, when its session ends.
+        while bodies.supplied.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        bodies.clear();
+        let mut new = Pair::connected(Config::stream(), Config::stream());
+        let second = open_oneway(&mut new, b"new");
+        assert_eq!(first, second, "a new session numbers its messages from 0 again");
+        bodies.pump(&mut new.a);
+        let supplied = bodies.next().await;
+        assert_eq!(supplied.bytes.as_ref().ok().map(|b| &b[..]), Some(&b"new"[..]));
     }
 }

@@ -94,13 +94,19 @@ impl RecvCredit {
         debug_assert!(self.released <= self.received, "released more than received");
     }
 
+    /// `bytes` released earlier are held again (a complete open-length message, §8.1): no new
+    /// limit is announced until as much is released again.
+    pub(super) fn withhold(&mut self, bytes: u64) {
+        self.released = self.released.saturating_sub(bytes);
+    }
+
     /// A new limit to announce: once a quarter of the window has been released since the last; or,
     /// when nothing is held, as soon as what is withheld could stop the sender from starting the
     /// largest in-memory message (it needs the whole total free, §5.5), which with nothing left in
     /// flight no later release would ever announce.
     pub(super) fn poll_update(&mut self) -> Option<u64> {
         let limit = self.released + self.window;
-        let unannounced = limit - self.announced;
+        let unannounced = limit.saturating_sub(self.announced);
         let batch_full = unannounced >= self.window.div_ceil(4);
         let could_block = self.held() == 0 && unannounced > self.window.saturating_sub(self.largest_reserved);
         if self.window == 0 || unannounced == 0 || !(batch_full || could_block) {

@@ -60,7 +60,8 @@ struct Partial {
     received: u64,
     /// The most bytes it may bring: `total` for a message of known length; for an open-length
     /// one reassembled in memory the least of `inline_limit`, `max_message` and its route's
-    /// limit (§8.1), counted as its bytes arrive; none for a streamed one (credit bounds it).
+    /// limit (§8.1), counted as its bytes arrive; for a streamed one none while credit bounds it,
+    /// `max_message` without credit (window 0, §8.3).
     limit: u64,
     store: Store,
     /// When its last chunk arrived.
@@ -87,11 +88,11 @@ impl Partial {
     }
 
     /// Whether its stall clock runs (§8.2): not while its storage finishes, and not for an
-    /// open-length message on a reliable link, whose sender may have nothing for a while (a
-    /// dead peer is keepalive's to find). On a lossy link an open message whose END was lost
-    /// is a stalled one.
-    fn may_stall(&self, tolerant: bool) -> bool {
-        !self.finishing() && (tolerant || self.total != OPEN_TOTAL)
+    /// open-length message on a link that loses nothing (the stream framing, or reliable
+    /// delivery, §16), whose sender may have nothing for a while (a dead peer is keepalive's to
+    /// find). On a lossy link an open message whose END was lost is a stalled one.
+    fn may_stall(&self, open_stalls: bool) -> bool {
+        !self.finishing() && (open_stalls || self.total != OPEN_TOTAL)
     }
 }
 
@@ -116,8 +117,14 @@ pub(super) struct Inbox {
     ops: VecDeque<StoreOp>,
     /// Tolerate loss and duplication (lossy framing) instead of failing (§6).
     tolerant: bool,
+    /// Open-length messages can stall (§8.2): frames may be lost for good (the lossy framing
+    /// without reliable delivery).
+    open_stalls: bool,
     /// Credit released by the last call; the session collects it.
     released: u64,
+    /// Credit of complete open-length messages that went back as their bytes arrived, to be
+    /// held again until the application takes them (§8.1): the session collects it.
+    withheld: u64,
     stream_policy: Option<StreamPolicy>,
     size_policy: Option<SizePolicy>,
 }
@@ -130,7 +137,9 @@ impl Inbox {
             spill_budget,
             ops: VecDeque::new(),
             tolerant,
+            open_stalls: tolerant,
             released: 0,
+            withheld: 0,
             stream_policy: None,
             size_policy: None,
         }
@@ -189,6 +198,13 @@ impl Inbox {
         core::mem::take(&mut self.released)
     }
 
+    /// Credit to hold again since the last call: the bytes of complete open-length messages,
+    /// released as they arrived, now held like any complete message until the application
+    /// takes it (otherwise unread open messages would be bounded by nothing).
+    pub(super) fn take_withheld(&mut self) -> u64 {
+        core::mem::take(&mut self.withheld)
+    }
+
     /// A HEAD whose exchange the session has already checked. `stream_answer`: it answers a
     /// request of ours whose answer is streamed ([`SendOptions::stream_answer`](super::SendOptions)).
     pub(super) fn head(
@@ -235,6 +251,10 @@ impl Inbox {
         }
         let mut limit = head.total;
         let store = if streamed {
+            if open && self.limits.window == 0 {
+                // §8.3: without credit nothing else bounds what an unread stream holds.
+                limit = self.limits.max_message;
+            }
             Store::Stream
         } else if open {
             // §8.1: reassembled in memory, bounded as its bytes arrive; never stored.
@@ -379,8 +399,13 @@ impl Inbox {
     fn complete(&mut self, key: Key) -> Arrival {
         let partial = self.partial.remove(&key).expect("present");
         let (payload, held) = match partial.store {
-            // An open-length message's credit went back as it arrived.
-            Store::Memory(buf) if partial.total == OPEN_TOTAL => (Payload::Memory(buf.into()), 0),
+            // An open-length message's credit went back as it arrived (its sender cannot
+            // reserve the whole, §5.5); complete, it is held again until the application takes
+            // it, as for any message in memory.
+            Store::Memory(buf) if partial.total == OPEN_TOTAL => {
+                self.withheld += partial.received;
+                (Payload::Memory(buf.into()), partial.received)
+            }
             Store::Memory(buf) => (Payload::Memory(buf.into()), partial.total),
             // The ticket goes with the store: a complete message's storage is the application's.
             // Its bytes' credit came back as the caller stored them.
@@ -433,9 +458,15 @@ impl Inbox {
         self.reject(key, 0, CancelReason::IO)
     }
 
+    /// Reliable delivery (§16) is in use: no frame is lost for good, so an open-length message
+    /// that pauses is not a stalled one.
+    pub(super) fn set_lossless(&mut self) {
+        self.open_stalls = false;
+    }
+
     /// When the longest-stalled partial message reaches `timeout` without a new chunk.
     pub(super) fn stall_deadline(&self, timeout: Duration) -> Option<Instant> {
-        self.partial.values().filter(|p| p.may_stall(self.tolerant)).map(|p| p.touched + timeout).min()
+        self.partial.values().filter(|p| p.may_stall(self.open_stalls)).map(|p| p.touched + timeout).min()
     }
 
     /// Drops the partial messages stalled for `timeout` at `now`, to be cancelled with `reason`.
@@ -443,7 +474,7 @@ impl Inbox {
         let stalled: Vec<Key> = self
             .partial
             .iter()
-            .filter(|(_, p)| p.may_stall(self.tolerant) && p.touched + timeout <= now)
+            .filter(|(_, p)| p.may_stall(self.open_stalls) && p.touched + timeout <= now)
             .map(|(k, _)| *k)
             .collect();
         stalled.into_iter().map(|key| self.reject(key, 0, reason)).collect()

@@ -821,6 +821,7 @@ impl Session {
         self.hello_retry = None;
         if let (Some(ours), Some(theirs), true) = (&self.config.reliable, hello.reliable, self.offers_reliable()) {
             self.reliable = Some(Reliable::new(ours.clone(), theirs));
+            self.inbox.set_lossless();
             // §16.1: our HELLO may be lost while the peer's arrived; repeat it until the peer shows
             // it is open.
             self.hello_retry = Some((now + ours.rto_initial, now + self.config.handshake_timeout));
@@ -966,6 +967,9 @@ impl Session {
                 self.push_control(Frame::Cancel { xid: key.to_xid(), reason });
                 if key.ours {
                     if let Some(message) = self.unawait(key.id) {
+                        // The CANCEL ends the whole exchange (§5.4): what remains of our request
+                        // (an open one still being supplied, §6) is not sent either.
+                        self.outbox.cancel(message);
                         self.events.push_back((Event::Cancelled { exchange: Exchange::Ours(message), reason }, 0));
                     }
                 } else if seen {
@@ -1321,7 +1325,11 @@ impl Session {
 
     fn release_inbox_credit(&mut self) {
         let released = self.inbox.take_released();
-        if released > 0 {
+        let withheld = self.inbox.take_withheld();
+        if withheld > 0 {
+            self.recv_credit.release(released);
+            self.recv_credit.withhold(withheld);
+        } else if released > 0 {
             self.release(released);
         }
     }

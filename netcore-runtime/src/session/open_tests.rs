@@ -412,6 +412,60 @@ fn lossy_framing_a_lost_end_is_a_stalled_message() {
 }
 
 #[test]
+fn an_open_head_without_negotiation_is_dropped_on_the_lossy_framing() {
+    // Both directions: a peer without OPEN sends one, and we do not offer it while the peer does.
+    for (ours, theirs) in [(true, false), (false, true)] {
+        let now = crate::time::Instant::now();
+        let mut session = Session::new(Config::lossy().with_open_length(ours), now);
+        let peer = Session::new(Config::lossy().with_open_length(theirs), now);
+        let mut wire = BytesMut::new();
+        frame::encode(frame::Framing::Lossy, &Frame::Hello(peer.hello()), &mut wire).unwrap();
+        let head = Head {
+            xid: frame::Xid::sender(0),
+            kind: Kind::OneWay,
+            priority: Priority::default(),
+            route: Some(Route::Id(1)),
+            meta: None,
+            total: OPEN_TOTAL,
+            payload: Bytes::from_static(b"x"),
+        };
+        frame::encode(frame::Framing::Lossy, &Frame::Head(head), &mut wire).unwrap();
+        let end = Data { xid: frame::Xid::sender(0), offset: 1, end: true, payload: Bytes::new() };
+        frame::encode(frame::Framing::Lossy, &Frame::Data(end), &mut wire).unwrap();
+        session.handle_input(now, &wire);
+        assert!(!session.open_length() && session.is_open() && !session.is_closed());
+        let events: Vec<Event> = core::iter::from_fn(|| session.poll_event()).collect();
+        assert!(messages(events).is_empty(), "nothing is delivered");
+        assert!(session.stats().frames_dropped >= 1);
+        assert_eq!(session.held_bytes(), 0);
+    }
+}
+
+#[test]
+fn lossy_framing_with_reliable_delivery_an_open_message_may_pause() {
+    // Review: under reliable delivery (§16) no END is lost for good, so an open message that
+    // has nothing for a while (a subscription over a serial line) must not be cancelled as
+    // stalled, as on the stream framing.
+    let config = Config::lossy().with_chunk_size(256).with_reliable(Some(Reliability::default()));
+    let mut pair = Pair::connected(config.clone(), config);
+    assert!(pair.a.is_reliable() && pair.b.is_reliable());
+    let call = pair.a.request(route("/up"), Body::open_with(()), SendOptions::default()).unwrap();
+    pair.a_handoff.feed(&mut pair.a, call, pattern(100, 7));
+    pair.run();
+    for _ in 0..60 {
+        pair.advance(Duration::from_secs(1));
+        pair.run();
+    }
+    let events = pair.take_a();
+    assert!(!events.iter().any(|e| matches!(e, Event::Cancelled { .. } | Event::Closed(_))), "{events:?}");
+    pair.a_handoff.feed(&mut pair.a, call, pattern(50, 8));
+    pair.a_handoff.end(&mut pair.a, call);
+    pair.run();
+    let request = messages(pair.take_b()).pop().expect("the paused request completed");
+    assert_eq!(request.payload.to_vec().unwrap().len(), 150);
+}
+
+#[test]
 fn an_open_body_queued_before_the_handshake_to_a_peer_without_open_fails_before_its_head() {
     let mut pair = Pair::new(Config::stream(), Config::stream().with_open_length(false));
     // Queued before the peer's HELLO is known: accepted for now.
@@ -452,4 +506,124 @@ fn a_known_length_answer_is_streamed_when_asked() {
     let answer = messages(pair.take_a()).pop().unwrap();
     assert_eq!(answer.kind, Kind::Error);
     assert!(matches!(answer.payload, Payload::Memory(_)));
+}
+
+#[test]
+fn complete_open_messages_the_application_has_not_taken_hold_their_credit() {
+    // Review: an open message's credit went back as it arrived and stayed back once complete,
+    // so unread complete open messages were bounded by nothing (a peer could queue any number).
+    let window = 64 * 1024;
+    let limits = Limits { window, inline_limit: 32 * 1024, ..Limits::default() };
+    let config = Config::stream().with_chunk_size(4096).with_limits(limits);
+    let mut pair = Pair::connected(config.clone(), config);
+    let len = 20_000;
+    let count = 40;
+    // One after the other, each complete before the next starts; the application reads none.
+    for i in 0..count {
+        let message = pair.a.send_oneway(route("/note"), Body::open_with(()), SendOptions::default()).unwrap();
+        pair.a_handoff.feed(&mut pair.a, message, pattern(len, i as u8));
+        pair.a_handoff.end(&mut pair.a, message);
+        pair.run();
+        let held = pair.b.held_bytes();
+        assert!(held <= window + len as u64, "{held} bytes held by unread messages, window {window}");
+    }
+    let first = messages(pair.take_b());
+    assert!(!first.is_empty() && first.len() < count, "{} of {count} messages unread at once", first.len());
+    let mut received = first.len();
+    for _ in 0..100 {
+        pair.run();
+        let more = messages(pair.take_b());
+        if more.is_empty() {
+            break;
+        }
+        received += more.len();
+    }
+    assert_eq!(received, count, "all arrive once taken");
+    assert_eq!(pair.b.held_bytes(), 0);
+    assert!(pair.a.is_idle() && pair.b.is_idle());
+}
+
+#[test]
+fn an_unread_open_stream_without_credit_is_bounded_by_max_message() {
+    // Review: with window 0 (no credit, as on the lossy profile) an open message streamed into a
+    // route that does not read had no bound at all.
+    let limits = Limits { window: 0, max_message: 64 * 1024, inline_limit: 32 * 1024, ..Limits::default() };
+    let mut pair = Pair::connected(Config::stream().with_chunk_size(4096), Config::stream().with_limits(limits));
+    pair.b.stream_when(|r| *r == Route::Name("/sink".into()));
+    let call = pair.a.request(route("/sink"), Body::open_with(()), SendOptions::default()).unwrap();
+    let mut seen = Seen::default();
+    for i in 0..64 {
+        pair.a_handoff.feed(&mut pair.a, call, pattern(4096, i));
+        pair.run();
+        seen.take(&mut pair.b, false);
+        assert!(seen.unread <= 64 * 1024, "{} bytes unread, max_message 65536", seen.unread);
+    }
+    assert_eq!(seen.cancelled, Some(CancelReason::TOO_LARGE));
+    let events = pair.take_a();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Cancelled { reason: CancelReason::TOO_LARGE, exchange } if *exchange == Exchange::Ours(call))),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn supplies_out_of_order_are_refused_without_effect() {
+    let mut pair = pair();
+    let call = pair.a.send_oneway(route("/x"), Body::open_with(()), SendOptions::default()).unwrap();
+    pair.run();
+    // Nothing asked at offset 5, nor more than a piece, nor an empty answer.
+    assert!(!pair.a.supply(call, 5, Bytes::from_static(b"abc")));
+    assert!(!pair.a.supply(call, 0, Bytes::from(vec![0; 1 << 24])));
+    assert!(!pair.a.supply(call, 0, Bytes::new()));
+    // An end where the bytes supplied do not end.
+    assert!(!pair.a.supply_end(call, 3));
+    pair.a_handoff.feed(&mut pair.a, call, &b"abc"[..]);
+    pair.a_handoff.end(&mut pair.a, call);
+    // After the end: no more bytes, no second end.
+    assert!(!pair.a.supply(call, 3, Bytes::from_static(b"d")));
+    assert!(!pair.a.supply_end(call, 3));
+    pair.run();
+    let got = messages(pair.take_b()).pop().expect("delivered");
+    assert_eq!(got.payload.to_vec().unwrap(), b"abc");
+    // The message is gone: every supply says so.
+    assert!(!pair.a.supply(call, 3, Bytes::from_static(b"d")));
+    assert!(!pair.a.supply_end(call, 3));
+    assert!(!pair.a.supply_failed(call, 3));
+    // And a known-length message takes no end.
+    let known = pair.a.send_oneway(route("/x"), Body::Supplied { len: 4 }, SendOptions::default()).unwrap();
+    assert!(!pair.a.supply_end(known, 0));
+    assert!(pair.a.is_open());
+}
+
+#[test]
+fn an_answer_refused_mid_way_stops_the_open_request_too() {
+    // Review: a requester that refused its answer (here one over its limit, CANCEL TOO_LARGE)
+    // kept sending its open request and asking its source for more: the CANCEL ends the whole
+    // exchange (§5.4), so its own message must go as well (Demand::Release).
+    let limits = Limits { max_message: 8192, inline_limit: 8192, ..Limits::default() };
+    let mut pair = Pair::connected(
+        Config::stream().with_chunk_size(4096).with_limits(limits),
+        Config::stream().with_chunk_size(4096),
+    );
+    pair.b.stream_when(|r| *r == Route::Name("/chat".into()));
+    let call = pair.a.request(route("/chat"), Body::open_with(()), SendOptions::default()).unwrap();
+    pair.a_handoff.feed(&mut pair.a, call, &b"q1"[..]);
+    pair.run();
+    let mut at_b = Seen::default();
+    at_b.take(&mut pair.b, true);
+    let id = their_id(at_b.start.as_ref().expect("the request streams to b"));
+    let answer = pair.b.respond(id, Ok(Body::open_with(())), SendOptions::default()).unwrap();
+    for i in 0..4 {
+        pair.b_handoff.feed(&mut pair.b, answer, pattern(4096, i));
+        pair.run();
+    }
+    let events = pair.take_a();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Cancelled { reason: CancelReason::TOO_LARGE, exchange } if *exchange == Exchange::Ours(call))),
+        "{events:?}"
+    );
+    assert!(!pair.a.supply(call, 2, Bytes::from_static(b"q2")), "the request is gone");
+    at_b.take(&mut pair.b, true);
+    assert!(at_b.cancelled.is_some(), "b's reader learns the request stopped");
+    assert!(pair.a.is_idle() && pair.b.is_idle());
 }
