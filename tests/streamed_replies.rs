@@ -330,3 +330,27 @@ async fn a_peer_without_open_length_messages() {
     let reply = conn.call_stream("/echo", &b"plain"[..], CallOptions::new()).await.unwrap();
     assert_eq!(reply.into_body().bytes().await.unwrap(), &b"plain"[..]);
 }
+
+#[tokio::test]
+async fn an_open_one_way_whose_handler_stops_reading_is_called_off() {
+    let server = Endpoint::builder()
+        .streaming_route("/first-chunk", |_req, mut body| async move {
+            // Reads one chunk and drops the rest: nothing will ever answer a one-way message.
+            let _ = body.chunk().await;
+            Ok(Response::empty())
+        })
+        .build()
+        .unwrap();
+    let conn = connect(&server, Config::stream(), 64 * 1024);
+    let (tx, body) = OpenBody::channel(2);
+    let sent = tokio::spawn(async move { conn.notify("/first-chunk", body).await });
+    let mut chunks = 0u64;
+    let chunk = Bytes::from(vec![7u8; 16 * 1024]);
+    // Without the CANCEL the sender would go on for ever; with it, `send` fails.
+    while tx.send(chunk.clone()).await.is_ok() {
+        chunks += 1;
+        assert!(chunks < 100_000, "still sending after {chunks} chunks of 16 KiB: never called off");
+    }
+    let outcome = sent.await.unwrap();
+    assert!(matches!(outcome, Err(netcore::CallError::Cancelled(_))), "{outcome:?} after {chunks} chunks");
+}

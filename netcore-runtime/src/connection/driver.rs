@@ -365,7 +365,8 @@ impl Driver {
                 match self.session.request(route, body, send) {
                     Ok(message) => {
                         if let Some(answer) = answer {
-                            self.answers.insert(message, (Feed { tx: answer.0, open: false }, token));
+                            self.answers
+                                .insert(message, (Feed { tx: answer.0, open: false, cancel_unread: false }, token));
                         }
                         self.tokens.insert(token, message);
                         self.pending.insert(message, PendingCall { token, reply, progress: opts.progress });
@@ -621,8 +622,15 @@ impl Driver {
             Exchange::Ours(id) => self.answers.get(&id).map(|(feed, _)| feed),
         };
         let unread = feed.is_none_or(|feed| feed.send(bytes, end).is_err());
+        let abandoned = unread && !end && feed.is_some_and(|feed| feed.cancel_unread);
         if unread {
             self.session.consumed(len);
+        }
+        if let (true, Exchange::Theirs(id)) = (abandoned, exchange) {
+            // An open one-way whose handler stopped reading: the peer would send forever.
+            self.streams.remove(&id);
+            self.session.cancel(exchange, CancelReason::CANCELLED);
+            return;
         }
         if end {
             match exchange {
@@ -649,7 +657,8 @@ impl Driver {
         let body = match message.payload {
             Payload::Streamed { total } => {
                 let (tx, chunks) = mpsc::unbounded_channel();
-                self.streams.insert(exchange, Feed { tx, open: total == crate::frame::OPEN_TOTAL });
+                let open = total == crate::frame::OPEN_TOTAL;
+                self.streams.insert(exchange, Feed { tx, open, cancel_unread: open && !wants_reply });
                 Some(BodyStream::new(chunks, total, CreditReturn(self.shared.clone())))
             }
             _ => None,
@@ -805,6 +814,9 @@ impl Driver {
 struct Feed {
     tx: mpsc::UnboundedSender<bytes::Bytes>,
     open: bool,
+    /// An open-length one-way message: nothing answers it, so once its reader is gone the rest
+    /// would flow forever; it is called off instead.
+    cancel_unread: bool,
 }
 
 impl Feed {
