@@ -560,7 +560,11 @@ where
     let total = header.len() as u64 + stream.len();
     let header = std::io::Cursor::new(header);
     let body = match stream {
-        Body::Bytes(bytes) => Body::reader(std::io::Read::chain(header, std::io::Cursor::new(bytes)), total),
+        Body::Bytes(bytes) => Body::Chain(Bytes::from(header.into_inner()), bytes),
+        Body::Chain(head, rest) => {
+            let parts = std::io::Read::chain(std::io::Cursor::new(head), std::io::Cursor::new(rest));
+            Body::reader(std::io::Read::chain(header, parts), total)
+        }
         Body::Reader { reader, .. } => Body::reader(std::io::Read::chain(header, reader), total),
         Body::Supplied { len } => {
             let message =

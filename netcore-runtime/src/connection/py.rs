@@ -430,6 +430,7 @@ fn route_name(route: &crate::frame::Route) -> Arc<str> {
 fn body_bytes(body: Body) -> Result<Bytes, CallError> {
     match body {
         Body::Bytes(bytes) => Ok(bytes),
+        Body::Chain(head, rest) => Ok([head, rest].concat().into()),
         Body::Reader { mut reader, len } => {
             let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
             std::io::Read::read_to_end(&mut std::io::Read::take(&mut reader, len), &mut out)

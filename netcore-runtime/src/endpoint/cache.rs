@@ -48,7 +48,9 @@ pub(crate) fn caching(route: &str, ttl: Duration, cache: Cache, service: RouteSe
             let body = match &response.body {
                 None => None,
                 Some(Body::Bytes(bytes)) => Some(bytes.clone()),
-                Some(Body::Reader { .. } | Body::Supplied { .. } | Body::Open(_)) => return Ok(response),
+                Some(Body::Chain(..) | Body::Reader { .. } | Body::Supplied { .. } | Body::Open(_)) => {
+                    return Ok(response)
+                }
             };
             let entry = CachedResponse {
                 request: payload,

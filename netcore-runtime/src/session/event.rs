@@ -286,6 +286,9 @@ pub enum Event {
 pub enum Body {
     /// Sent by slicing, without copying until the frame is encoded.
     Bytes(Bytes),
+    /// Two parts in memory sent one after the other without joining them (a small header in
+    /// front of a large payload): slices of either, and one chunk that spans both is copied.
+    Chain(Bytes, Bytes),
     /// Read by the caller as chunks are scheduled (the session hands the reader over with a
     /// [`Demand::Reader`](super::Demand::Reader) and never reads it); never loaded whole.
     #[cfg(feature = "std")]
@@ -345,6 +348,7 @@ impl Body {
     pub fn len(&self) -> u64 {
         match self {
             Body::Bytes(bytes) => bytes.len() as u64,
+            Body::Chain(head, rest) => (head.len() + rest.len()) as u64,
             #[cfg(feature = "std")]
             Body::Reader { len, .. } => *len,
             Body::Supplied { len } => *len,
@@ -362,6 +366,7 @@ impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Body::Bytes(bytes) => f.debug_tuple("Bytes").field(&bytes.len()).finish(),
+            Body::Chain(head, rest) => f.debug_tuple("Chain").field(&head.len()).field(&rest.len()).finish(),
             #[cfg(feature = "std")]
             Body::Reader { len, .. } => f.debug_struct("Reader").field("len", len).finish_non_exhaustive(),
             Body::Supplied { len } => f.debug_struct("Supplied").field("len", len).finish(),

@@ -137,3 +137,9 @@ impl fmt::Debug for Demand {
 /// the tokio driver), and never less than two chunks, so one chunk is being read while the
 /// other goes out.
 pub const SUPPLY_AHEAD: u64 = 64 * 1024;
+
+/// How far ahead of the link a supplied body of known length ([`Body::Reader`](super::Body::Reader),
+/// [`Body::Supplied`](super::Body::Supplied)) is asked for: 256 KiB, so that a source read on
+/// another thread keeps a fast link busy across its round trips. An open-length body is asked
+/// for [`SUPPLY_AHEAD`] at a time.
+pub const READ_AHEAD: u64 = 256 * 1024;

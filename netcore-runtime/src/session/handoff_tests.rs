@@ -53,7 +53,7 @@ fn supplied_bodies_are_asked_for_in_order_a_little_ahead() {
                     assert_eq!((message, offset), (id, next), "asked in order");
                     assert!(len <= 4096, "one chunk at a time");
                     let sent = pair.a.progress_out(id).map_or(body.len() as u64, |p| p.done);
-                    assert!(offset + len as u64 - sent <= SUPPLY_AHEAD + 4096, "asked at most ahead");
+                    assert!(offset + len as u64 - sent <= READ_AHEAD + 4096, "asked at most ahead");
                     let bytes = Bytes::copy_from_slice(&body[offset as usize..offset as usize + len]);
                     assert!(pair.a.supply(message, offset, bytes));
                     next += len as u64;

@@ -48,7 +48,7 @@ pub use error::{ProtocolError, SendError};
 #[cfg(feature = "tokio")] // for the endpoint's call errors
 pub(crate) use event::Millis;
 pub use event::{Body, CloseReason, Deadline, Event, Exchange, Incoming, MessageId, Payload, Progress, SendOptions};
-pub use handoff::{Demand, StoreOp, SUPPLY_AHEAD};
+pub use handoff::{Demand, StoreOp, READ_AHEAD, SUPPLY_AHEAD};
 pub use spill::{SpillBudget, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FILES};
 
 use crate::frame::{self, CancelReason, Data, Decoder, Frame, GoAwayCode, Head, Hello, Kind, Priority, Route, Xid};

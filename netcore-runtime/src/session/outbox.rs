@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::credit::SendCredit;
 use super::event::{Body, MessageId, SendOptions};
-use super::handoff::{Demand, SUPPLY_AHEAD};
+use super::handoff::{Demand, READ_AHEAD, SUPPLY_AHEAD};
 use super::Key;
 use crate::frame::{encoded_body_len, CancelReason, Data, Frame, Head, Kind, Limits, Priority, Route, OPEN_TOTAL};
 use crate::varint;
@@ -56,6 +56,8 @@ struct Outgoing {
 enum Source {
     /// In memory: chunks are slices of it (zero-copy).
     Bytes(Bytes),
+    /// In memory in two parts: chunks are slices of one, or (one chunk) a copy of both ends.
+    Chain(Bytes, Bytes),
     /// Supplied by the caller on demand (the pull model, [`Demand`]).
     Supplied(Supply),
 }
@@ -119,7 +121,7 @@ impl Source {
     /// Bytes that can be taken now from offset `sent` (all of them for a memory body).
     fn available(&self, sent: u64, total: u64) -> u64 {
         match self {
-            Source::Bytes(_) => total - sent,
+            Source::Bytes(_) | Source::Chain(..) => total - sent,
             Source::Supplied(supply) => supply.buffered,
         }
     }
@@ -127,6 +129,19 @@ impl Source {
     fn take(&mut self, offset: u64, len: u64) -> Bytes {
         match self {
             Source::Bytes(bytes) => bytes.slice(offset as usize..(offset + len) as usize),
+            Source::Chain(head, rest) => {
+                let (start, end, cut) = (offset as usize, (offset + len) as usize, head.len());
+                if end <= cut {
+                    head.slice(start..end)
+                } else if start >= cut {
+                    rest.slice(start - cut..end - cut)
+                } else {
+                    let mut joined = BytesMut::with_capacity(end - start);
+                    joined.extend_from_slice(&head[start..]);
+                    joined.extend_from_slice(&rest[..end - cut]);
+                    joined.freeze()
+                }
+            }
             Source::Supplied(supply) => supply.take(len),
         }
     }
@@ -240,6 +255,11 @@ impl Outbox {
                 self.queued[usize::from(opts.priority.level())] += len;
                 (Source::Bytes(bytes), len)
             }
+            Body::Chain(head, rest) => {
+                let len = (head.len() + rest.len()) as u64;
+                self.queued[usize::from(opts.priority.level())] += len;
+                (Source::Chain(head, rest), len)
+            }
             #[cfg(feature = "std")]
             Body::Reader { reader, len } => {
                 // The caller reads it from now on; the session only asks for its bytes.
@@ -294,6 +314,9 @@ impl Outbox {
             }
             return;
         }
+        // A source of known length is read in larger batches: its reads cross to another thread
+        // (a file, a reader), and 64 KiB ahead leaves a fast link waiting for each round trip.
+        let ahead = READ_AHEAD.max(ahead);
         while supply.requested < *total && supply.requested - *sent < ahead {
             let len = supply.piece.min(*total - supply.requested);
             self.demands.push_back(Demand::Read { message: id, offset: supply.requested, len: len as usize });
@@ -654,7 +677,7 @@ impl Outbox {
         let message = self.messages.remove(&id)?;
         let unsent = message.total - message.sent;
         match message.source {
-            Source::Bytes(_) => self.queued[usize::from(message.priority.level())] -= message.total,
+            Source::Bytes(_) | Source::Chain(..) => self.queued[usize::from(message.priority.level())] -= message.total,
             Source::Supplied(_) => {
                 // Its pending requests are void; the caller drops the source.
                 self.parked_data.remove(&id);

@@ -183,6 +183,22 @@ fn bodies_stream_from_readers() {
 }
 
 #[test]
+fn chained_bodies_arrive_as_one_payload_whatever_the_chunk_boundaries() {
+    let body = pattern(10_000, 9);
+    // Cuts before, inside and after the first chunk, and at a chunk boundary.
+    for cut in [0, 1, 332, 333, 334, 5_000, 9_999, 10_000] {
+        let mut pair = Pair::connected(Config::stream().with_chunk_size(333), Config::stream());
+        let (head, rest) = body.split_at(cut);
+        let chained = Body::Chain(Bytes::copy_from_slice(head), Bytes::copy_from_slice(rest));
+        assert_eq!(chained.len(), 10_000);
+        pair.a.send_oneway(route("/c"), chained, SendOptions::default()).unwrap();
+        pair.run();
+        assert_eq!(messages(pair.take_b())[0].payload.to_vec().unwrap(), body, "cut at {cut}");
+        assert_eq!(pair.a.queued_bytes(), 0, "cut at {cut}: nothing left queued");
+    }
+}
+
+#[test]
 fn a_short_reader_cancels_its_message() {
     let mut pair = Pair::connected(Config::stream().with_chunk_size(100), Config::stream());
     let id = pair
