@@ -138,7 +138,7 @@ impl fmt::Debug for Demand {
 /// other goes out.
 pub const SUPPLY_AHEAD: u64 = 64 * 1024;
 
-/// How far ahead of the link a supplied body of known length ([`Body::Reader`](super::Body::Reader),
+/// How far ahead of the link a supplied body of known length (`Body::Reader`,
 /// [`Body::Supplied`](super::Body::Supplied)) is asked for: 256 KiB, so that a source read on
 /// another thread keeps a fast link busy across its round trips. An open-length body is asked
 /// for [`SUPPLY_AHEAD`] at a time.
