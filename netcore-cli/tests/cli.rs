@@ -104,6 +104,30 @@ where
     (path, slave)
 }
 
+/// Everything `child` writes to the terminal whose master is `master`, until it has exited and
+/// its output is drained; the child must succeed.
+fn drain_terminal(master: &mut serialport::TTYPort, child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    let (mut seen, mut exited) = (Vec::new(), false);
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            // Quiet for 100 ms: done once the child has exited and its output is drained.
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                if exited {
+                    break;
+                }
+                exited = child.try_wait().unwrap().is_some();
+            }
+            Err(_) => break, // EIO: the child closed the terminal
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
 /// A pty pair: master, the slave's path, the slave.
 fn pty_pair() -> (serialport::TTYPort, String, serialport::TTYPort) {
     use serialport::SerialPort;
@@ -1003,7 +1027,6 @@ fn tap_bridges_two_serial_ports_and_marks_damage_and_resyncs() {
 
 #[test]
 fn send_draws_a_progress_bar_with_rate_and_eta_on_a_terminal() {
-    use std::io::Read;
     use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
     let sink = Served::start(&["--sink"]);
     let dir = tempfile::tempdir().unwrap();
@@ -1023,24 +1046,7 @@ fn send_draws_a_progress_bar_with_rate_and_eta_on_a_terminal() {
         .stderr(Stdio::from(err))
         .spawn()
         .unwrap();
-    let (mut seen, mut exited) = (Vec::new(), false);
-    let mut buf = [0u8; 4096];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-            // Quiet for 100 ms: done once the child has exited and its output is drained.
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                if exited {
-                    break;
-                }
-                exited = child.try_wait().unwrap().is_some();
-            }
-            Err(_) => break, // EIO: the child closed the terminal
-        }
-    }
-    assert!(child.wait().unwrap().success());
-    let text = String::from_utf8_lossy(&seen);
+    let text = drain_terminal(&mut master, &mut child);
     assert!(text.contains("/upload ") && text.contains("MiB/8.00 MiB") && text.contains("ETA"), "{text}");
     assert!(text.contains("/s"), "a rate: {text}");
     assert!(text.contains(&(8 << 20).to_string()), "the reply: {text}");
@@ -1151,7 +1157,6 @@ fn tap_and_dump_show_a_streamed_answer_as_an_open_length_message() {
 
 #[test]
 fn call_streamed_draws_bytes_and_rate_on_a_terminal() {
-    use std::io::Read;
     use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
     let server = Served::start(&[]);
     let dir = tempfile::tempdir().unwrap();
@@ -1173,24 +1178,7 @@ fn call_streamed_draws_bytes_and_rate_on_a_terminal() {
         .stderr(Stdio::from(err))
         .spawn()
         .unwrap();
-    let (mut seen, mut exited) = (Vec::new(), false);
-    let mut buf = [0u8; 4096];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-            // Quiet for 100 ms: done once the child has exited and its output is drained.
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                if exited {
-                    break;
-                }
-                exited = child.try_wait().unwrap().is_some();
-            }
-            Err(_) => break, // EIO: the child closed the terminal
-        }
-    }
-    assert!(child.wait().unwrap().success());
-    let text = String::from_utf8_lossy(&seen);
+    let text = drain_terminal(&mut master, &mut child);
     let expected = count_lines(1, lines);
     // The bar's rate is binary (KiB/s, MiB/s), unlike the closing line's B/s.
     assert!(text.contains("/stream/count ") && text.contains("iB/s"), "the bar, bytes and a rate: {text}");
